@@ -1,1 +1,48 @@
-fn main() {}
+//! Host-side tool: builds the hypervisor image, boots it under QEMU, runs the tests.
+//!
+//! `cargo xtask build | qemu | test` (see README.md).
+
+mod build;
+mod fixtures;
+mod qemu;
+mod scenarios;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "Build, run and test the MTE hypervisor")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the hypervisor (ELF and flat arm64 `Image`).
+    Build(build::BuildOptions),
+    /// Build and boot the hypervisor under QEMU `virt` with MTE.
+    Qemu(qemu::QemuOptions),
+    /// Run host unit tests, then every QEMU scenario.
+    Test(scenarios::TestOptions),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result: Result<i32> = match cli.command {
+        Command::Build(options) => build::build(&options).map(|image| {
+            println!("ELF:   {}", image.elf.display());
+            println!("Image: {}", image.flat.display());
+            0
+        }),
+        Command::Qemu(options) => qemu::run_interactive(&options),
+        Command::Test(options) => scenarios::run_all(&options),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(error) => {
+            eprintln!("xtask: error: {error:#}");
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! Data-cache maintenance by virtual (= physical, identity-mapped) address.
+
+use super::registers::read_sysreg;
+
+/// Smallest data-cache line size of the system, from CTR_EL0.DminLine.
+fn dcache_line_size() -> u64 {
+    4 << ((read_sysreg!("ctr_el0") >> 16) & 0xF)
+}
+
+/// Cleans `[start, start + len)` to the point of coherency, so that an observer
+/// with caches off (a CPU before its MMU is on) sees what we wrote.
+pub fn clean_to_poc(start: u64, len: u64) {
+    let line = dcache_line_size();
+    let mut addr = start & !(line - 1);
+    while addr < start + len {
+        // SAFETY: DC CVAC writes back a line without changing memory contents.
+        unsafe { core::arch::asm!("dc cvac, {}", in(reg) addr, options(nostack, preserves_flags)) };
+        addr += line;
+    }
+    // SAFETY: a barrier only orders memory accesses.
+    unsafe { core::arch::asm!("dsb sy", options(nostack, preserves_flags)) };
+}
+
+/// Invalidates `[start, start + len)` from the data caches without writing back.
+///
+/// # Safety
+/// Any dirty data in the range is lost: only call it on memory whose current
+/// contents were written with the caches off (so memory already holds them).
+pub unsafe fn invalidate_to_poc(start: u64, len: u64) {
+    let line = dcache_line_size();
+    let mut addr = start & !(line - 1);
+    while addr < start + len {
+        // SAFETY: the caller guarantees no dirty line in the range holds live data.
+        unsafe { core::arch::asm!("dc ivac, {}", in(reg) addr, options(nostack, preserves_flags)) };
+        addr += line;
+    }
+    // SAFETY: a barrier only orders memory accesses.
+    unsafe { core::arch::asm!("dsb sy", options(nostack, preserves_flags)) };
+}

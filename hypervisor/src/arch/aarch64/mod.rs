@@ -1,0 +1,12 @@
+//! AArch64 EL2 support.
+
+pub mod boot;
+pub mod cache;
+pub mod cpu;
+pub mod exceptions;
+pub mod mmu;
+pub mod power;
+pub mod psci;
+pub mod registers;
+pub mod semihosting;
+pub mod smp;

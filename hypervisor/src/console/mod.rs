@@ -1,0 +1,99 @@
+//! The hypervisor's console: the platform UART the DTB names, and the `log` backend.
+//!
+//! Before the MMU is on, exclusive loads and stores (and so locks) do not work on
+//! Device/non-cacheable memory, so output is unlocked until [`enable_locking`].
+
+pub mod logger;
+mod pl011;
+
+use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use pl011::Pl011;
+
+static UART_BASE: AtomicUsize = AtomicUsize::new(0);
+static LOCKING: AtomicBool = AtomicBool::new(false);
+static LOCK: spin::Mutex<()> = spin::Mutex::new(());
+
+/// Directs output to the PL011 at `base`.
+///
+/// # Safety
+/// `base` must be a PL011's MMIO address that stays accessible (MMU off, or mapped
+/// as Device memory) from now on.
+pub unsafe fn init(base: usize) {
+    UART_BASE.store(base, Ordering::Relaxed);
+}
+
+/// Called once the MMU and caches are on: from now on lines are not interleaved.
+pub fn enable_locking() {
+    LOCKING.store(true, Ordering::SeqCst);
+}
+
+struct Uart;
+
+impl Write for Uart {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let base = UART_BASE.load(Ordering::Relaxed);
+        if base == 0 {
+            return Ok(());
+        }
+        // SAFETY: `init`'s contract: `base` is a live PL011.
+        let uart = unsafe { Pl011::new(base) };
+        for byte in s.bytes() {
+            if byte == b'\n' {
+                uart.write_byte(b'\r');
+            }
+            uart.write_byte(byte);
+        }
+        Ok(())
+    }
+}
+
+/// Writes formatted text as one uninterleaved unit.
+pub fn write_fmt(args: fmt::Arguments) {
+    if LOCKING.load(Ordering::Relaxed) {
+        let _guard = LOCK.lock();
+        let _ = Uart.write_fmt(args);
+    } else {
+        let _ = Uart.write_fmt(args);
+    }
+}
+
+/// Writes without waiting for the lock: for crash reports, where the lock holder
+/// may be the CPU that crashed. Waits a bounded time for a clean line first.
+pub fn write_fmt_unlocked(args: fmt::Arguments) {
+    let mut guard = None;
+    if LOCKING.load(Ordering::Relaxed) {
+        for _ in 0..1_000_000 {
+            if let Some(g) = LOCK.try_lock() {
+                guard = Some(g);
+                break;
+            }
+            core::hint::spin_loop();
+        }
+    }
+    let _ = Uart.write_fmt(args);
+    drop(guard);
+}
+
+/// [`write_fmt_unlocked`] for a plain string.
+pub fn write_str_unlocked(s: &str) {
+    write_fmt_unlocked(format_args!("{s}"));
+}
+
+/// Waits until the UART has sent everything (before powering off).
+pub fn flush() {
+    let base = UART_BASE.load(Ordering::Relaxed);
+    if base != 0 {
+        // SAFETY: `init`'s contract: `base` is a live PL011.
+        unsafe { Pl011::new(base) }.flush();
+    }
+}
+
+/// Prints to the hypervisor console.
+#[macro_export]
+macro_rules! println {
+    ($($arg:tt)*) => {
+        $crate::console::write_fmt(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}

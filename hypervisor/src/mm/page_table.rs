@@ -1,0 +1,343 @@
+//! VMSAv8-64 translation tables with the 4 KiB granule and 48-bit input addresses
+//! (four levels, 0..=3), as used by the hypervisor's own EL2 stage-1 regime.
+//!
+//! The walker is independent of where tables live: [`TableMemory`] hands out and
+//! resolves table pages, so host tests run it on fake memory and the arch layer on
+//! physical memory (identity-mapped, or with the MMU still off).
+
+use super::PAGE_SIZE;
+
+/// Entries per table (4 KiB / 8 bytes).
+pub const ENTRIES: usize = 512;
+/// Number of input-address bits the tables translate (T0SZ = 16).
+pub const INPUT_BITS: u32 = 48;
+const LEAF_LEVEL: usize = 3;
+
+const DESC_VALID: u64 = 1 << 0;
+/// At levels 0-2 this bit makes a table descriptor; at level 3 it is required for a page.
+const DESC_TABLE_OR_PAGE: u64 = 1 << 1;
+const OUTPUT_ADDRESS_MASK: u64 = 0x0000_FFFF_FFFF_F000;
+
+/// MAIR_EL2 attribute index of each memory kind, see [`MAIR_EL2_VALUE`].
+const ATTR_INDEX_DEVICE: u64 = 0;
+const ATTR_INDEX_NORMAL: u64 = 1;
+const ATTR_INDEX_NORMAL_TAGGED: u64 = 2;
+/// MAIR_EL2: index 0 Device-nGnRE (0x04), index 1 Normal write-back RW-allocate
+/// (0xFF), index 2 Tagged Normal write-back (0xF0). 0xF0 is only meaningful with
+/// FEAT_MTE2; [`MemoryKind::NormalTagged`] must not be used without it.
+pub const MAIR_EL2_VALUE: u64 = 0x04 | (0xFF << 8) | (0xF0 << 16);
+
+const ATTR_INDEX_SHIFT: u32 = 2;
+/// AP[1] is RES1 in the (non-VHE) EL2 regime; AP[2] = 1 makes the mapping read-only.
+const AP_RES1: u64 = 1 << 6;
+const AP_READ_ONLY: u64 = 1 << 7;
+const SH_INNER: u64 = 0b11 << 8;
+const ACCESS_FLAG: u64 = 1 << 10;
+/// XN: never executable at EL2.
+const EXECUTE_NEVER: u64 = 1 << 54;
+
+/// What kind of memory a mapping is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryKind {
+    /// MMIO: Device-nGnRE, never executable.
+    Device,
+    /// Normal write-back cacheable memory whose allocation tags EL2 cannot access.
+    Normal,
+    /// Normal write-back cacheable memory, Tagged: EL2 can read and write its
+    /// allocation tags (needed to sanitise tags before a frame reaches a guest).
+    NormalTagged,
+}
+
+/// Access rights of a mapping at EL2. There is deliberately no writable and
+/// executable combination (W^X).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    ReadExecute,
+    ReadOnly,
+    ReadWrite,
+}
+
+/// The attribute bits of an EL2 stage-1 leaf descriptor.
+pub const fn el2_leaf_attributes(kind: MemoryKind, access: Access) -> u64 {
+    let index = match kind {
+        MemoryKind::Device => ATTR_INDEX_DEVICE,
+        MemoryKind::Normal => ATTR_INDEX_NORMAL,
+        MemoryKind::NormalTagged => ATTR_INDEX_NORMAL_TAGGED,
+    };
+    let shareability = match kind {
+        MemoryKind::Device => 0,
+        _ => SH_INNER,
+    };
+    let permissions = match access {
+        Access::ReadExecute => AP_RES1 | AP_READ_ONLY,
+        Access::ReadOnly => AP_RES1 | AP_READ_ONLY | EXECUTE_NEVER,
+        Access::ReadWrite => AP_RES1 | EXECUTE_NEVER,
+    };
+    let device_xn = match kind {
+        MemoryKind::Device => EXECUTE_NEVER,
+        _ => 0,
+    };
+    (index << ATTR_INDEX_SHIFT) | shareability | permissions | device_xn | ACCESS_FLAG
+}
+
+/// Decodes the memory kind and access of a leaf descriptor written by this module.
+pub fn decode_leaf_attributes(descriptor: u64) -> Option<(MemoryKind, Access)> {
+    let kind = match (descriptor >> ATTR_INDEX_SHIFT) & 0b111 {
+        ATTR_INDEX_DEVICE => MemoryKind::Device,
+        ATTR_INDEX_NORMAL => MemoryKind::Normal,
+        ATTR_INDEX_NORMAL_TAGGED => MemoryKind::NormalTagged,
+        _ => return None,
+    };
+    let read_only = descriptor & AP_READ_ONLY != 0;
+    let executable = descriptor & EXECUTE_NEVER == 0;
+    let access = match (read_only, executable) {
+        (true, true) => Access::ReadExecute,
+        (true, false) => Access::ReadOnly,
+        (false, false) => Access::ReadWrite,
+        (false, true) => return None,
+    };
+    Some((kind, access))
+}
+
+/// Why a mapping could not be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapError {
+    /// No memory left for another table.
+    OutOfTables,
+    /// Address or size not a multiple of 4 KiB, or beyond the 48-bit input range.
+    Misaligned { va: u64, pa: u64, size: u64 },
+    /// Part of the range is already mapped; remapping live entries would need
+    /// break-before-make, which this builder does not do.
+    AlreadyMapped { va: u64 },
+}
+
+impl core::fmt::Display for MapError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            Self::OutOfTables => write!(f, "out of memory for translation tables"),
+            Self::Misaligned { va, pa, size } => {
+                write!(f, "cannot map {size:#x} bytes {va:#x} -> {pa:#x}: not 4 KiB aligned or out of range")
+            }
+            Self::AlreadyMapped { va } => write!(f, "{va:#x} is already mapped"),
+        }
+    }
+}
+
+/// Where translation tables live.
+pub trait TableMemory {
+    /// Allocates a zero-filled, 4 KiB-aligned table and returns its physical address.
+    fn allocate_table(&mut self) -> Result<u64, MapError>;
+    /// The table at physical address `pa`, previously returned by `allocate_table`.
+    fn table_mut(&mut self, pa: u64) -> &mut [u64; ENTRIES];
+}
+
+/// A successful lookup: the output address and leaf descriptor for an input address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Translation {
+    pub output_address: u64,
+    pub descriptor: u64,
+    pub level: usize,
+}
+
+/// A four-level translation table rooted at a level-0 table.
+pub struct PageTable<M: TableMemory> {
+    root: u64,
+    memory: M,
+}
+
+/// Bytes covered by one entry at `level`.
+pub const fn entry_size(level: usize) -> u64 {
+    1 << (12 + 9 * (3 - level as u32))
+}
+
+fn index_at(va: u64, level: usize) -> usize {
+    ((va >> (12 + 9 * (3 - level as u32))) & (ENTRIES as u64 - 1)) as usize
+}
+
+impl<M: TableMemory> PageTable<M> {
+    /// Creates an empty table (everything unmapped).
+    pub fn new(mut memory: M) -> Result<Self, MapError> {
+        let root = memory.allocate_table()?;
+        Ok(Self { root, memory })
+    }
+
+    /// Physical address of the level-0 table, for TTBR0_EL2.
+    pub fn root_address(&self) -> u64 {
+        self.root
+    }
+
+    /// Maps `[va, va + size)` to `[pa, pa + size)` with the leaf attribute bits
+    /// `attributes`, using 1 GiB and 2 MiB blocks wherever both addresses and the
+    /// remaining size allow, 4 KiB pages elsewhere.
+    pub fn map(&mut self, va: u64, pa: u64, size: u64, attributes: u64) -> Result<(), MapError> {
+        let misaligned = MapError::Misaligned { va, pa, size };
+        if (va | pa | size) % PAGE_SIZE != 0 {
+            return Err(misaligned);
+        }
+        let end = va.checked_add(size).ok_or(misaligned)?;
+        if end > 1 << INPUT_BITS || pa.checked_add(size).is_none_or(|e| e > OUTPUT_ADDRESS_MASK + PAGE_SIZE) {
+            return Err(misaligned);
+        }
+        let mut offset = 0;
+        while offset < size {
+            let mapped = self.map_one(va + offset, pa + offset, size - offset, attributes)?;
+            offset += mapped;
+        }
+        Ok(())
+    }
+
+    /// Maps the largest block or page possible at `va`; returns how many bytes it covered.
+    fn map_one(&mut self, va: u64, pa: u64, remaining: u64, attributes: u64) -> Result<u64, MapError> {
+        let mut table = self.root;
+        for level in 0..=LEAF_LEVEL {
+            let block = entry_size(level);
+            let index = index_at(va, level);
+            let entry = self.memory.table_mut(table)[index];
+            let can_use_block = level >= 1 && va % block == 0 && pa % block == 0 && remaining >= block;
+            if can_use_block {
+                if entry & DESC_VALID != 0 {
+                    return Err(MapError::AlreadyMapped { va });
+                }
+                let type_bits = if level == LEAF_LEVEL { DESC_VALID | DESC_TABLE_OR_PAGE } else { DESC_VALID };
+                self.memory.table_mut(table)[index] = (pa & OUTPUT_ADDRESS_MASK) | attributes | type_bits;
+                return Ok(block);
+            }
+            table = if entry & DESC_VALID == 0 {
+                let next = self.memory.allocate_table()?;
+                self.memory.table_mut(table)[index] = next | DESC_VALID | DESC_TABLE_OR_PAGE;
+                next
+            } else if entry & DESC_TABLE_OR_PAGE != 0 {
+                entry & OUTPUT_ADDRESS_MASK
+            } else {
+                return Err(MapError::AlreadyMapped { va });
+            };
+        }
+        unreachable!("level 3 always maps a page");
+    }
+
+    /// Looks up `va` the way the MMU would.
+    pub fn translate(&mut self, va: u64) -> Option<Translation> {
+        let mut table = self.root;
+        for level in 0..=LEAF_LEVEL {
+            let entry = self.memory.table_mut(table)[index_at(va, level)];
+            if entry & DESC_VALID == 0 {
+                return None;
+            }
+            let is_table = entry & DESC_TABLE_OR_PAGE != 0 && level < LEAF_LEVEL;
+            if !is_table {
+                let size = entry_size(level);
+                let output_address = (entry & OUTPUT_ADDRESS_MASK & !(size - 1)) | (va & (size - 1));
+                return Some(Translation { output_address, descriptor: entry, level });
+            }
+            table = entry & OUTPUT_ADDRESS_MASK;
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// Tables in host memory with made-up physical addresses, and a budget.
+    struct FakeMemory {
+        tables: HashMap<u64, Box<[u64; ENTRIES]>>,
+        next: u64,
+        budget: usize,
+    }
+
+    impl FakeMemory {
+        fn new(budget: usize) -> Self {
+            Self { tables: HashMap::new(), next: 0x7000_0000, budget }
+        }
+    }
+
+    impl TableMemory for FakeMemory {
+        fn allocate_table(&mut self) -> Result<u64, MapError> {
+            if self.tables.len() == self.budget {
+                return Err(MapError::OutOfTables);
+            }
+            let pa = self.next;
+            self.next += PAGE_SIZE;
+            self.tables.insert(pa, Box::new([0; ENTRIES]));
+            Ok(pa)
+        }
+        fn table_mut(&mut self, pa: u64) -> &mut [u64; ENTRIES] {
+            self.tables.get_mut(&pa).expect("walker followed a bogus table address")
+        }
+    }
+
+    const RW_TAGGED: u64 = el2_leaf_attributes(MemoryKind::NormalTagged, Access::ReadWrite);
+
+    #[test]
+    fn descriptor_bits_match_the_architecture() {
+        // Tagged RAM: AttrIndx=2, AP=01 (RW, AP[1] RES1), SH=11, AF, XN.
+        assert_eq!(RW_TAGGED, (2 << 2) | (1 << 6) | (0b11 << 8) | (1 << 10) | (1 << 54));
+        // Code: AttrIndx=1, AP=11 (RO), executable.
+        assert_eq!(
+            el2_leaf_attributes(MemoryKind::Normal, Access::ReadExecute),
+            (1 << 2) | (0b11 << 6) | (0b11 << 8) | (1 << 10)
+        );
+        // Device: AttrIndx=0, non-shareable field ignored, always XN.
+        assert_eq!(
+            el2_leaf_attributes(MemoryKind::Device, Access::ReadWrite),
+            (1 << 6) | (1 << 10) | (1 << 54)
+        );
+        assert_eq!(MAIR_EL2_VALUE, 0x00F0_FF04);
+    }
+
+    #[test]
+    fn large_aligned_ranges_use_blocks() {
+        let mut table = PageTable::new(FakeMemory::new(16)).unwrap();
+        table.map(0x4000_0000, 0x4000_0000, 0x8000_0000, RW_TAGGED).unwrap();
+        let t = table.translate(0x7fff_f123).unwrap();
+        assert_eq!((t.output_address, t.level), (0x7fff_f123, 1));
+        assert_eq!(decode_leaf_attributes(t.descriptor), Some((MemoryKind::NormalTagged, Access::ReadWrite)));
+        // Root + one level-1 table only.
+        assert_eq!(table.memory.tables.len(), 2);
+        assert!(table.translate(0x3fff_ffff).is_none());
+        assert!(table.translate(0xC000_0000).is_none());
+    }
+
+    #[test]
+    fn unaligned_edges_fall_back_to_smaller_entries() {
+        let mut table = PageTable::new(FakeMemory::new(16)).unwrap();
+        // 4 KiB pages up to 2 MiB, 2 MiB blocks up to 1 GiB, a 1 GiB block, then pages.
+        table.map(0x3FF0_0000, 0x3FF0_0000, 0x4020_3000 - 0x3FF0_0000 + 0x4000_0000, RW_TAGGED).unwrap();
+        assert_eq!(table.translate(0x3FF0_0000).unwrap().level, 3);
+        assert_eq!(table.translate(0x4000_0000).unwrap().level, 1);
+        assert_eq!(table.translate(0x8000_0000).unwrap().level, 2);
+        assert_eq!(table.translate(0x8020_2fff).unwrap().level, 3);
+        assert!(table.translate(0x8020_3000).is_none());
+    }
+
+    #[test]
+    fn identity_and_offset_mappings_translate() {
+        let mut table = PageTable::new(FakeMemory::new(16)).unwrap();
+        let device = el2_leaf_attributes(MemoryKind::Device, Access::ReadWrite);
+        table.map(0x0900_0000, 0x1c09_0000, 0x1000, device).unwrap();
+        let t = table.translate(0x0900_0018).unwrap();
+        assert_eq!(t.output_address, 0x1c09_0018);
+        assert_eq!(decode_leaf_attributes(t.descriptor), Some((MemoryKind::Device, Access::ReadWrite)));
+    }
+
+    #[test]
+    fn overlapping_mappings_are_refused() {
+        let mut table = PageTable::new(FakeMemory::new(16)).unwrap();
+        table.map(0x4000_0000, 0x4000_0000, 0x20_0000, RW_TAGGED).unwrap();
+        assert_eq!(
+            table.map(0x401F_F000, 0x401F_F000, 0x1000, RW_TAGGED),
+            Err(MapError::AlreadyMapped { va: 0x401F_F000 })
+        );
+    }
+
+    #[test]
+    fn bad_input_and_exhaustion_are_errors() {
+        let mut table = PageTable::new(FakeMemory::new(3)).unwrap();
+        assert!(matches!(table.map(0x1000, 0x1001, 0x1000, RW_TAGGED), Err(MapError::Misaligned { .. })));
+        assert!(matches!(table.map(0xFFFF_FFFF_F000, 0, 0x2000, RW_TAGGED), Err(MapError::Misaligned { .. })));
+        // Needs root + L1 + L2 + L3: the fourth table is over budget.
+        assert_eq!(table.map(0x1000, 0x1000, 0x1000, RW_TAGGED), Err(MapError::OutOfTables));
+    }
+}

@@ -1,0 +1,99 @@
+//! Building the hypervisor and turning its ELF into a flat, loadable arm64 `Image`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail, ensure};
+use clap::Args;
+use object::{Object, ObjectSegment};
+
+pub const TARGET: &str = "aarch64-unknown-none-softfloat";
+
+#[derive(Args, Clone, Debug, Default)]
+pub struct BuildOptions {
+    /// Optimised build.
+    #[arg(long)]
+    pub release: bool,
+    /// Hypervisor log level: off, error, warn, info, debug, trace.
+    #[arg(long, default_value = "info", value_parser = ["off", "error", "warn", "info", "debug", "trace"])]
+    pub log: String,
+    /// Extra cargo features of the hypervisor crate (test-only ones such as `inject-el2-fault`).
+    #[arg(long, value_delimiter = ',')]
+    pub features: Vec<String>,
+}
+
+/// Where the build put things.
+pub struct BuiltImage {
+    pub elf: PathBuf,
+    pub flat: PathBuf,
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// Builds the hypervisor and writes `hypervisor[-features].bin` next to the ELF.
+pub fn build(options: &BuildOptions) -> Result<BuiltImage> {
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cargo
+        .current_dir(workspace_root())
+        .args(["build", "--package", "hypervisor", "--bin", "hypervisor", "--target", TARGET])
+        .env("HV_LOG_LEVEL", &options.log);
+    if options.release {
+        cargo.arg("--release");
+    }
+    if !options.features.is_empty() {
+        cargo.args(["--features", &options.features.join(",")]);
+    }
+    let status = cargo.status().context("running cargo build")?;
+    ensure!(status.success(), "building the hypervisor failed");
+
+    let profile = if options.release { "release" } else { "debug" };
+    let out_dir = target_dir().join(TARGET).join(profile);
+    let elf = out_dir.join("hypervisor");
+    let mut name = String::from("hypervisor");
+    for feature in &options.features {
+        name.push('-');
+        name.push_str(feature);
+    }
+    let elf_copy = out_dir.join(format!("{name}.elf"));
+    std::fs::copy(&elf, &elf_copy).with_context(|| format!("copying {}", elf.display()))?;
+    let flat = out_dir.join(format!("{name}.bin"));
+    write_flat_image(&elf, &flat)?;
+    Ok(BuiltImage { elf: elf_copy, flat })
+}
+
+/// Lays the ELF's loadable segments out at their link addresses (the image is
+/// linked at 0), which is what `-kernel` and boot loaders expect of an `Image`.
+pub fn write_flat_image(elf: &Path, out: &Path) -> Result<()> {
+    let data = std::fs::read(elf).with_context(|| format!("reading {}", elf.display()))?;
+    let file = object::File::parse(&*data).context("parsing the hypervisor ELF")?;
+    let mut image = Vec::new();
+    for segment in file.segments() {
+        let bytes = segment.data().context("reading a segment")?;
+        if bytes.is_empty() {
+            continue; // BSS-only
+        }
+        let start = segment.address() as usize;
+        if image.len() < start + bytes.len() {
+            image.resize(start + bytes.len(), 0);
+        }
+        image[start..start + bytes.len()].copy_from_slice(bytes);
+    }
+    check_image_header(&image)?;
+    std::fs::write(out, &image).with_context(|| format!("writing {}", out.display()))
+}
+
+/// The arm64 `Image` header must be intact for QEMU and TF-A to load us.
+fn check_image_header(image: &[u8]) -> Result<()> {
+    if image.len() < 64 || &image[56..60] != b"ARM\x64" {
+        bail!("the built image has no arm64 Image header (magic at offset 56)");
+    }
+    let image_size = u64::from_le_bytes(image[16..24].try_into().unwrap());
+    ensure!(image_size as usize >= image.len(), "Image header image_size {image_size:#x} is smaller than the file");
+    Ok(())
+}

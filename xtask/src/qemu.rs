@@ -1,0 +1,187 @@
+//! Booting the hypervisor under QEMU `virt` (EL2, GICv3, MTE).
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use wait_timeout::ChildExt;
+
+use crate::build::{self, BuildOptions, workspace_root};
+
+pub const QEMU: &str = "qemu-system-aarch64";
+/// QEMU 7.2's MTE emulation is broken (tags per page); 10.0 is what we test with.
+const MIN_QEMU_MAJOR: u32 = 10;
+
+#[derive(Args, Clone, Debug)]
+pub struct QemuOptions {
+    #[command(flatten)]
+    pub build: BuildOptions,
+    /// Number of CPUs.
+    #[arg(long, default_value_t = 4)]
+    pub smp: u32,
+    /// RAM size (QEMU syntax: 2G, 512M).
+    #[arg(long, default_value = "2G")]
+    pub mem: String,
+    /// Boot a machine without MTE (`mte=off`).
+    #[arg(long)]
+    pub no_mte: bool,
+    /// Wait for GDB on tcp::1234 before starting.
+    #[arg(long)]
+    pub gdb: bool,
+    /// Kill QEMU and fail after this many seconds (0: never).
+    #[arg(long, default_value_t = 0)]
+    pub timeout: u64,
+    /// Install QEMU 10 (bookworm-backports) and the other host packages first (needs root).
+    #[arg(long)]
+    pub install_deps: bool,
+}
+
+/// One QEMU invocation.
+#[derive(Clone, Debug)]
+pub struct Machine {
+    pub image: PathBuf,
+    pub smp: u32,
+    pub mem: String,
+    pub mte: bool,
+    /// `virtualization=on`: enter at EL2. Off only to test the refusal.
+    pub el2: bool,
+    pub gdb: bool,
+    /// Replaces QEMU's generated DTB.
+    pub dtb: Option<PathBuf>,
+    pub extra_args: Vec<String>,
+}
+
+impl Machine {
+    pub fn new(image: &Path, smp: u32, mem: &str, mte: bool) -> Self {
+        Self {
+            image: image.to_path_buf(),
+            smp,
+            mem: mem.to_string(),
+            mte,
+            el2: true,
+            gdb: false,
+            dtb: None,
+            extra_args: Vec::new(),
+        }
+    }
+
+    pub fn machine_arg(&self) -> String {
+        format!(
+            "virt,virtualization={},mte={},gic-version=3",
+            if self.el2 { "on" } else { "off" },
+            if self.mte { "on" } else { "off" }
+        )
+    }
+
+    pub fn command(&self) -> Command {
+        let mut qemu = Command::new(QEMU);
+        qemu.args(["-M", &self.machine_arg(), "-cpu", "max", "-nographic", "-no-reboot"])
+            .args(["-smp", &self.smp.to_string(), "-m", &self.mem])
+            .arg("-kernel")
+            .arg(&self.image)
+            // The hypervisor reports a crash as exit status 1 through semihosting SYS_EXIT.
+            .args(["-semihosting-config", "enable=on,target=native"]);
+        if let Some(dtb) = &self.dtb {
+            qemu.arg("-dtb").arg(dtb);
+        }
+        if self.gdb {
+            qemu.args(["-s", "-S"]);
+        }
+        qemu.args(&self.extra_args);
+        qemu
+    }
+}
+
+/// Fails with installation instructions unless a new enough QEMU is on PATH.
+pub fn ensure_qemu() -> Result<()> {
+    let output = Command::new(QEMU).arg("--version").output();
+    let install_hint = "install QEMU 10 from bookworm-backports: run `sudo bash .ci/install-deps.sh` \
+         (or `cargo xtask qemu --install-deps` as root), which adds the suite with apt's existing \
+         Debian mirror and runs `apt-get install -t bookworm-backports qemu-system-arm`";
+    let output = match output {
+        Ok(o) if o.status.success() => o,
+        _ => bail!("{QEMU} not found; {install_hint}"),
+    };
+    let text = String::from_utf8_lossy(&output.stdout);
+    let major = text
+        .split("version ")
+        .nth(1)
+        .and_then(|v| v.split('.').next())
+        .and_then(|m| m.trim().parse::<u32>().ok());
+    match major {
+        Some(m) if m >= MIN_QEMU_MAJOR => Ok(()),
+        _ => bail!("{} is too old for MTE (need {MIN_QEMU_MAJOR}.x); {install_hint}", text.lines().next().unwrap_or("")),
+    }
+}
+
+pub fn install_deps() -> Result<()> {
+    let script = workspace_root().join(".ci/install-deps.sh");
+    let status = Command::new("bash").arg(&script).status().context("running install-deps.sh")?;
+    if !status.success() {
+        bail!("{} failed", script.display());
+    }
+    Ok(())
+}
+
+/// `cargo xtask qemu`: console on the terminal; exit status is QEMU's (124 on timeout).
+pub fn run_interactive(options: &QemuOptions) -> Result<i32> {
+    if options.install_deps {
+        install_deps()?;
+    }
+    ensure_qemu()?;
+    let image = build::build(&options.build)?;
+    let mut machine = Machine::new(&image.flat, options.smp, &options.mem, !options.no_mte);
+    machine.gdb = options.gdb;
+    if options.gdb {
+        eprintln!("xtask: waiting for GDB: gdb-multiarch {} -ex 'target remote :1234'", image.elf.display());
+    }
+    let mut child = machine.command().spawn().context("starting QEMU")?;
+    let status = if options.timeout == 0 {
+        child.wait()?
+    } else {
+        match child.wait_timeout(Duration::from_secs(options.timeout))? {
+            Some(status) => status,
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                eprintln!("\nxtask: QEMU killed after the {} s timeout", options.timeout);
+                return Ok(124);
+            }
+        }
+    };
+    Ok(status.code().unwrap_or(1))
+}
+
+/// What a captured run produced.
+pub struct Captured {
+    /// QEMU's exit code; `None` if it was killed at the timeout.
+    pub exit_code: Option<i32>,
+    pub output: String,
+    pub elapsed: Duration,
+}
+
+/// Runs `machine` with its console captured to `log`, killing it after `timeout`.
+pub fn run_captured(machine: &Machine, timeout: Duration, log: &Path) -> Result<Captured> {
+    let file = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let started = Instant::now();
+    let mut child = machine
+        .command()
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .spawn()
+        .context("starting QEMU")?;
+    let exit_code = match child.wait_timeout(timeout)? {
+        Some(status) => Some(status.code().unwrap_or(-1)),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            None
+        }
+    };
+    let output = String::from_utf8_lossy(&std::fs::read(log)?).replace('\r', "");
+    Ok(Captured { exit_code, output, elapsed: started.elapsed() })
+}

@@ -1,0 +1,212 @@
+//! `cargo xtask test`: host unit tests, then QEMU scenarios that boot the real
+//! hypervisor and assert on what it printed and how QEMU exited.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use crate::build::{self, BuildOptions, target_dir, workspace_root};
+use crate::fixtures;
+use crate::qemu::{self, Captured, Machine};
+
+#[derive(Args, Clone, Debug)]
+pub struct TestOptions {
+    /// Only run scenarios whose name contains this.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Skip the host unit tests.
+    #[arg(long)]
+    pub no_unit: bool,
+}
+
+/// Which build of the hypervisor a scenario boots.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Build {
+    Normal,
+    InjectEl2Fault,
+}
+
+type Check = fn(&Captured) -> Result<(), String>;
+
+struct Scenario {
+    name: &'static str,
+    build: Build,
+    machine: fn(PathBuf) -> Machine,
+    timeout_secs: u64,
+    check: Check,
+}
+
+fn expect(output: &str, needle: &str) -> Result<(), String> {
+    match output.contains(needle) {
+        true => Ok(()),
+        false => Err(format!("output lacks {needle:?}")),
+    }
+}
+
+fn expect_exit(run: &Captured, code: i32) -> Result<(), String> {
+    match run.exit_code {
+        Some(c) if c == code => Ok(()),
+        Some(c) => Err(format!("QEMU exited with {c}, expected {code}")),
+        None => Err("timed out".into()),
+    }
+}
+
+fn expect_clean_boot(run: &Captured, cpus: u32, mte: bool) -> Result<(), String> {
+    expect_exit(run, 0)?;
+    expect(&run.output, "--- platform summary ---")?;
+    expect(&run.output, &format!("CPUs online: {cpus} of {cpus}"))?;
+    expect(&run.output, "GICv3")?;
+    expect(&run.output, "PL011")?;
+    expect(&run.output, "RAM")?;
+    expect(&run.output, "DC ZVA/GZVA block 64 bytes")?;
+    for cpu in 1..cpus {
+        expect(&run.output, &format!("cpu{cpu} INFO  online (MPIDR {cpu:#x})"))?;
+    }
+    if mte {
+        expect(&run.output, "MTE: MTE3")?;
+        expect(&run.output, "STGM block 256 bytes")?;
+    } else {
+        expect(&run.output, "MTE: unavailable")?;
+    }
+    for bad in ["HYPERVISOR CRASH", "ERROR", "WARN"] {
+        if run.output.contains(bad) {
+            return Err(format!("output contains {bad:?}"));
+        }
+    }
+    Ok(())
+}
+
+fn scenarios() -> Vec<Scenario> {
+    vec![
+        Scenario {
+            name: "boot-1cpu-mte",
+            build: Build::Normal,
+            machine: |image| Machine::new(&image, 1, "1G", true),
+            timeout_secs: 60,
+            check: |run| expect_clean_boot(run, 1, true),
+        },
+        Scenario {
+            name: "boot-4cpu-mte",
+            build: Build::Normal,
+            machine: |image| Machine::new(&image, 4, "2G", true),
+            timeout_secs: 60,
+            check: |run| expect_clean_boot(run, 4, true),
+        },
+        Scenario {
+            name: "boot-1cpu-no-mte",
+            build: Build::Normal,
+            machine: |image| Machine::new(&image, 1, "1G", false),
+            timeout_secs: 60,
+            check: |run| expect_clean_boot(run, 1, false),
+        },
+        Scenario {
+            name: "boot-4cpu-no-mte",
+            build: Build::Normal,
+            machine: |image| Machine::new(&image, 4, "2G", false),
+            timeout_secs: 60,
+            check: |run| expect_clean_boot(run, 4, false),
+        },
+        Scenario {
+            name: "el2-fault-dump",
+            build: Build::InjectEl2Fault,
+            machine: |image| Machine::new(&image, 2, "1G", true),
+            timeout_secs: 60,
+            check: |run| {
+                expect_exit(run, 1)?;
+                expect(&run.output, "=== HYPERVISOR CRASH on CPU 0: synchronous exception from EL2 (SP_ELx) ===")?;
+                expect(&run.output, "data abort from the same EL")?;
+                expect(&run.output, "translation fault, level 0")?;
+                expect(&run.output, "FAR_EL2 0x0000dead00000000")?;
+                expect(&run.output, " x0 ")?;
+                expect(&run.output, " x30 ")?;
+                expect(&run.output, "=== end of crash report ===")
+            },
+        },
+        Scenario {
+            name: "refuse-el1-entry",
+            build: Build::Normal,
+            machine: |image| Machine { el2: false, ..Machine::new(&image, 1, "1G", true) },
+            timeout_secs: 15,
+            check: |run| {
+                expect(&run.output, "error: entered at EL1; the hypervisor must be started at EL2")?;
+                match run.exit_code {
+                    None => Ok(()), // halted, as documented; the harness kills it
+                    Some(code) => Err(format!("expected a halt, QEMU exited with {code}")),
+                }
+            },
+        },
+    ]
+}
+
+fn run_unit_tests() -> Result<bool> {
+    fixtures::prepare().context("preparing test fixtures")?;
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(workspace_root())
+        .args(["test", "--package", "hypervisor", "--package", "xtask"])
+        .status()
+        .context("running cargo test")?;
+    Ok(status.success())
+}
+
+pub fn run_all(options: &TestOptions) -> Result<i32> {
+    qemu::ensure_qemu()?;
+    let mut passed = 0;
+    let mut failed = 0;
+    if !options.no_unit {
+        match run_unit_tests()? {
+            true => {
+                println!("PASS host-unit-tests");
+                passed += 1;
+            }
+            false => {
+                println!("FAIL host-unit-tests");
+                failed += 1;
+            }
+        }
+    }
+
+    let selected: Vec<Scenario> = scenarios()
+        .into_iter()
+        .filter(|s| options.filter.as_deref().is_none_or(|f| s.name.contains(f)))
+        .collect();
+    let normal = build::build(&BuildOptions { log: "info".into(), ..Default::default() })?;
+    let fault = match selected.iter().any(|s| s.build == Build::InjectEl2Fault) {
+        true => Some(build::build(&BuildOptions {
+            log: "info".into(),
+            features: vec!["inject-el2-fault".into()],
+            ..Default::default()
+        })?),
+        false => None,
+    };
+    let logs = target_dir().join("test-logs");
+    std::fs::create_dir_all(&logs)?;
+
+    for scenario in &selected {
+        let image = match scenario.build {
+            Build::Normal => normal.flat.clone(),
+            Build::InjectEl2Fault => fault.as_ref().expect("built above").flat.clone(),
+        };
+        let machine = (scenario.machine)(image);
+        let log = logs.join(format!("{}.log", scenario.name));
+        let run = qemu::run_captured(&machine, Duration::from_secs(scenario.timeout_secs), &log)?;
+        match (scenario.check)(&run) {
+            Ok(()) => {
+                passed += 1;
+                println!("PASS {} ({:.1} s)", scenario.name, run.elapsed.as_secs_f64());
+            }
+            Err(reason) => {
+                failed += 1;
+                println!("FAIL {} ({:.1} s): {reason}; log: {}", scenario.name, run.elapsed.as_secs_f64(), log.display());
+                let tail: Vec<&str> = run.output.lines().rev().take(40).collect();
+                for line in tail.into_iter().rev() {
+                    println!("    | {line}");
+                }
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    Ok(if failed == 0 { 0 } else { 1 })
+}
