@@ -60,7 +60,7 @@ impl core::fmt::Display for MteInfo {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self.level {
             MteLevel::None => write!(f, "unavailable")?,
-            MteLevel::InstructionsOnly => write!(f, "instructions only (FEAT_MTE, no tag storage): unavailable to guests")?,
+            MteLevel::InstructionsOnly => write!(f, "unavailable (FEAT_MTE instructions only, no tag storage)")?,
             MteLevel::Mte2 => write!(f, "MTE2")?,
             MteLevel::Mte3 => write!(f, "MTE3 (asymmetric faults)")?,
         }

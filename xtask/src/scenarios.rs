@@ -118,7 +118,7 @@ fn scenarios() -> Vec<Scenario> {
                 expect_exit(run, 1)?;
                 expect(&run.output, "=== HYPERVISOR CRASH on CPU 0: synchronous exception from EL2 (SP_ELx) ===")?;
                 expect(&run.output, "data abort from the same EL")?;
-                expect(&run.output, "translation fault, level 0")?;
+                expect(&run.output, "write, translation fault level 0")?;
                 expect(&run.output, "FAR_EL2 0x0000dead00000000")?;
                 expect(&run.output, " x0 ")?;
                 expect(&run.output, " x30 ")?;
@@ -129,7 +129,7 @@ fn scenarios() -> Vec<Scenario> {
             name: "refuse-el1-entry",
             build: Build::Normal,
             machine: |image| Machine { el2: false, ..Machine::new(&image, 1, "1G", true) },
-            timeout_secs: 15,
+            timeout_secs: 5,
             check: |run| {
                 expect(&run.output, "error: entered at EL1; the hypervisor must be started at EL2")?;
                 match run.exit_code {

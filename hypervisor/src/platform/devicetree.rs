@@ -597,7 +597,7 @@ impl<'r, 'a> NodeRef<'r, 'a> {
     }
 
     /// Copies the node and its ancestors so they outlive the walk.
-    pub fn to_located(&self) -> Located<'a> {
+    pub fn to_located(self) -> Located<'a> {
         let mut ancestors = ArrayVec::new();
         for ancestor in self.ancestors.iter().take(MAX_DEPTH) {
             ancestors.push(*ancestor);

