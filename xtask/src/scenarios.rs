@@ -151,18 +151,35 @@ fn run_unit_tests() -> Result<bool> {
     Ok(status.success())
 }
 
+/// Clippy with warnings as errors, for the bare-metal build and the host-side code.
+fn run_lints() -> Result<bool> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let target = Command::new(&cargo)
+        .current_dir(workspace_root())
+        .args(["clippy", "--package", "hypervisor", "--package", "boot", "--target", build::TARGET])
+        .args(["--", "-D", "warnings"])
+        .status()
+        .context("running cargo clippy")?;
+    let host = Command::new(&cargo)
+        .current_dir(workspace_root())
+        .args(["clippy", "--package", "hypervisor", "--package", "xtask", "--tests", "--", "-D", "warnings"])
+        .status()
+        .context("running cargo clippy")?;
+    Ok(target.success() && host.success())
+}
+
 pub fn run_all(options: &TestOptions) -> Result<i32> {
     qemu::ensure_qemu()?;
     let mut passed = 0;
     let mut failed = 0;
     if !options.no_unit {
-        match run_unit_tests()? {
-            true => {
-                println!("PASS host-unit-tests");
+        let steps: [(&str, fn() -> Result<bool>); 2] = [("host-unit-tests", run_unit_tests), ("clippy", run_lints)];
+        for (name, step) in steps {
+            if step()? {
+                println!("PASS {name}");
                 passed += 1;
-            }
-            false => {
-                println!("FAIL host-unit-tests");
+            } else {
+                println!("FAIL {name}");
                 failed += 1;
             }
         }

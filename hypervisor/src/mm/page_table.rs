@@ -171,7 +171,7 @@ impl<M: TableMemory> PageTable<M> {
     /// remaining size allow, 4 KiB pages elsewhere.
     pub fn map(&mut self, va: u64, pa: u64, size: u64, attributes: u64) -> Result<(), MapError> {
         let misaligned = MapError::Misaligned { va, pa, size };
-        if (va | pa | size) % PAGE_SIZE != 0 {
+        if !(va | pa | size).is_multiple_of(PAGE_SIZE) {
             return Err(misaligned);
         }
         let end = va.checked_add(size).ok_or(misaligned)?;
@@ -193,7 +193,7 @@ impl<M: TableMemory> PageTable<M> {
             let block = entry_size(level);
             let index = index_at(va, level);
             let entry = self.memory.table_mut(table)[index];
-            let can_use_block = level >= 1 && va % block == 0 && pa % block == 0 && remaining >= block;
+            let can_use_block = level >= 1 && va.is_multiple_of(block) && pa.is_multiple_of(block) && remaining >= block;
             if can_use_block {
                 if entry & DESC_VALID != 0 {
                     return Err(MapError::AlreadyMapped { va });

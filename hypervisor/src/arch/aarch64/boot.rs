@@ -22,7 +22,7 @@ struct BootBlob {
 
 /// Returns the FDT at `address` if there is one.
 fn fdt_at(address: u64) -> Option<BootBlob> {
-    if address == 0 || address % 8 != 0 {
+    if address == 0 || !address.is_multiple_of(8) {
         return None;
     }
     // SAFETY: boot loaders pass addresses of RAM in x0/x1; we read the 40-byte

@@ -47,7 +47,7 @@ impl TableMemory for PoolMemory {
 
     fn table_mut(&mut self, pa: u64) -> &mut [u64; ENTRIES] {
         let base = POOL.0.get() as u64;
-        assert!(pa >= base && pa < base + (self.used as u64) * PAGE_SIZE && pa % PAGE_SIZE == 0);
+        assert!(pa >= base && pa < base + (self.used as u64) * PAGE_SIZE && pa.is_multiple_of(PAGE_SIZE));
         // SAFETY: `pa` is a table this pool handed out (checked above); the pool is
         // only touched by the one CPU building the map, one table reference at a time.
         unsafe { &mut *(pa as *mut [u64; ENTRIES]) }
