@@ -173,7 +173,8 @@ pub fn run_all(options: &TestOptions) -> Result<i32> {
     let mut passed = 0;
     let mut failed = 0;
     if !options.no_unit {
-        let steps: [(&str, fn() -> Result<bool>); 2] = [("host-unit-tests", run_unit_tests), ("clippy", run_lints)];
+        type Step = fn() -> Result<bool>;
+        let steps: [(&str, Step); 2] = [("host-unit-tests", run_unit_tests), ("clippy", run_lints)];
         for (name, step) in steps {
             if step()? {
                 println!("PASS {name}");

@@ -127,4 +127,38 @@ mod tests {
         assert_eq!(seen, total);
         assert_eq!(total, 0x100_0000 - 0x1_0000 - 0x5_3000 - 0x3000);
     }
+
+    /// The allocator built from the real device trees the way the hypervisor builds
+    /// it (RAM minus image, DTB and every reserved range) never hands out excluded memory.
+    #[test]
+    fn real_device_trees_exclusions_hold() {
+        use crate::platform::{Platform, test_support::fixture};
+        for (name, dtb_address, image_address) in
+            [("qemu-virt-mte-smp4.dtb", 0x4800_0000, 0x4020_0000), ("fvp-base-revc.dtb", 0x8200_0000, 0x8800_0000)]
+        {
+            let blob = fixture(name);
+            let platform = Platform::from_fdt(dtb_address, &blob).unwrap();
+            let mut excluded = vec![PhysRange { base: image_address, size: 0x9_c000 }, platform.fdt_range];
+            excluded.extend(platform.reserved.iter().copied());
+            let free = free_ranges(&platform.ram, &excluded).unwrap();
+            for range in &free {
+                assert!(excluded.iter().all(|e| !range.overlaps(e)), "{name}: {range:?} overlaps an exclusion");
+                assert!(platform.ram.iter().any(|r| r.base <= range.base && range.end() <= r.end()));
+            }
+            let frames = PhysFrameAllocator::new(&free);
+            let ram: u64 = platform.ram.iter().map(|r| r.size).sum();
+            let excluded_in_ram: u64 = excluded
+                .iter()
+                .filter(|e| platform.ram.iter().any(|r| r.overlaps(e)))
+                .map(|e| e.size.next_multiple_of(PAGE_SIZE))
+                .sum();
+            assert_eq!(frames.total_bytes(), ram - excluded_in_ram, "{name}");
+        }
+        // FVP specifics: the /memreserve/ at the bottom of the first bank is not free.
+        let blob = fixture("fvp-base-revc.dtb");
+        let platform = Platform::from_fdt(0x8200_0000, &blob).unwrap();
+        let free = free_ranges(&platform.ram, &platform.reserved).unwrap();
+        assert_eq!(free[0].base, 0x8001_0000);
+        assert_eq!(free.last().unwrap(), &PhysRange { base: 0x8_8000_0000, size: 0x8000_0000 });
+    }
 }

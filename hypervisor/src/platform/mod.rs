@@ -19,7 +19,7 @@ mod interrupts;
 mod memory;
 mod summary;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 #[cfg(test)]
 mod tests;
 

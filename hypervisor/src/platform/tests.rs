@@ -421,3 +421,31 @@ fn corrupted_blobs_never_panic() {
         );
     }
 }
+
+/// Our reader must agree with the independent `fdt` crate on the real trees.
+/// (`fdt` is not used at run time: it panics on malformed blobs and cannot walk to a
+/// node's parent, which `ranges` translation and interrupt routing need.)
+#[test]
+fn agrees_with_the_fdt_crate_on_real_trees() {
+    for name in ["qemu-virt-mte-smp4.dtb", "fvp-base-revc.dtb"] {
+        let blob = super::test_support::fixture(name);
+        let ours = Platform::from_fdt(0, &blob).unwrap();
+        let oracle = fdt::Fdt::new(&blob).unwrap();
+        let mut ram: Vec<PhysRange> = oracle
+            .all_nodes()
+            .filter(|n| n.name.starts_with("memory"))
+            .flat_map(|n| n.reg().into_iter().flatten())
+            .map(|r| PhysRange::new(r.starting_address as u64, r.size.unwrap_or(0) as u64))
+            .collect();
+        ram.sort_by_key(|r| r.base);
+        assert_eq!(ours.ram.as_slice(), ram.as_slice(), "{name}: RAM");
+        for reservation in oracle.memory_reservations() {
+            let range = PhysRange::new(reservation.address() as u64, reservation.size() as u64);
+            assert!(ours.reserved.contains(&range), "{name}: missing /memreserve/ {range:?}");
+        }
+        let mpidrs: Vec<u64> = oracle.cpus().map(|c| c.ids().first() as u64).collect();
+        let ours_mpidrs: Vec<u64> = ours.cpus.iter().map(|c| c.mpidr).collect();
+        assert_eq!(ours_mpidrs, mpidrs, "{name}: CPUs");
+        assert_eq!(ours.fdt_range.size, oracle.total_size() as u64, "{name}: size");
+    }
+}
