@@ -50,7 +50,7 @@ apt-get update -q
 if need_qemu; then
     apt-get install -y -q -t bookworm-backports qemu-system-arm
 fi
-apt-get install -y -q device-tree-compiler >/dev/null || true
+apt-get install -y -q device-tree-compiler cpio >/dev/null
 qemu-system-aarch64 --version | head -1
 
 if [ -f rust-toolchain.toml ]; then

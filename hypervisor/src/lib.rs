@@ -8,11 +8,14 @@
 
 extern crate alloc;
 
+pub mod bundle;
+pub mod config;
 pub mod exception;
 pub mod mm;
 pub mod mte;
 pub mod platform;
 pub mod psci;
+pub mod vm;
 
 #[cfg(target_os = "none")]
 pub mod arch;

@@ -67,25 +67,45 @@ pub fn build(options: &BuildOptions) -> Result<BuiltImage> {
     Ok(BuiltImage { elf: elf_copy, flat })
 }
 
-/// Lays the ELF's loadable segments out at their link addresses (the image is
-/// linked at 0), which is what `-kernel` and boot loaders expect of an `Image`.
+/// Lays the hypervisor ELF's loadable segments out at their link addresses (the
+/// image is linked at 0), which is what `-kernel` and boot loaders expect of an `Image`.
 pub fn write_flat_image(elf: &Path, out: &Path) -> Result<()> {
+    let image = flatten_elf(elf)?;
+    check_image_header(&image)?;
+    std::fs::write(out, &image).with_context(|| format!("writing {}", out.display()))
+}
+
+/// The loadable segments of `elf` laid out relative to the lowest one's address.
+pub fn flatten_elf(elf: &Path) -> Result<Vec<u8>> {
     let data = std::fs::read(elf).with_context(|| format!("reading {}", elf.display()))?;
-    let file = object::File::parse(&*data).context("parsing the hypervisor ELF")?;
+    let file = object::File::parse(&*data).with_context(|| format!("parsing {}", elf.display()))?;
+    let loaded: Vec<_> = file.segments().filter(|s| s.data().is_ok_and(|d| !d.is_empty())).collect();
+    let base = loaded.iter().map(|s| s.address()).min().context("no loadable segment")?;
     let mut image = Vec::new();
-    for segment in file.segments() {
-        let bytes = segment.data().context("reading a segment")?;
-        if bytes.is_empty() {
-            continue; // BSS-only
-        }
-        let start = segment.address() as usize;
+    for segment in loaded {
+        let bytes = segment.data()?;
+        let start = (segment.address() - base) as usize;
         if image.len() < start + bytes.len() {
             image.resize(start + bytes.len(), 0);
         }
         image[start..start + bytes.len()].copy_from_slice(bytes);
     }
-    check_image_header(&image)?;
-    std::fs::write(out, &image).with_context(|| format!("writing {}", out.display()))
+    Ok(image)
+}
+
+/// Builds the bare-metal test guest (release) and returns its flat image, which
+/// the hypervisor loads at the start of guest RAM.
+pub fn build_test_guest() -> Result<PathBuf> {
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(workspace_root())
+        .args(["build", "--release", "--package", "test-guest", "--bin", "test-guest", "--target", TARGET])
+        .status()
+        .context("running cargo build")?;
+    ensure!(status.success(), "building the test guest failed");
+    let elf = target_dir().join(TARGET).join("release").join("test-guest");
+    let flat = elf.with_extension("bin");
+    std::fs::write(&flat, flatten_elf(&elf)?)?;
+    Ok(flat)
 }
 
 /// The arm64 `Image` header must be intact for QEMU and TF-A to load us.

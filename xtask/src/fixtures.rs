@@ -22,7 +22,11 @@ fn cache_dir() -> PathBuf {
 pub fn prepare() -> Result<()> {
     let dir = fixtures_dir();
     std::fs::create_dir_all(&dir)?;
-    dump_qemu_dtb(&dir.join("qemu-virt-mte-smp4.dtb"), 4, "2G", true)?;
+    dump_qemu_dtb(&dir.join("qemu-virt-mte-smp4.dtb"), 4, "2G", true, None)?;
+    // With an initrd (how the hypervisor receives its VM bundle): 12345 bytes.
+    let initrd = dir.join("initrd-12345.bin");
+    std::fs::write(&initrd, vec![0x5a; 12345])?;
+    dump_qemu_dtb(&dir.join("qemu-virt-initrd.dtb"), 2, "1G", true, Some(&initrd))?;
     let fvp = dir.join("fvp-base-revc.dtb");
     if !fvp.exists() {
         fetch_fvp_dtb(&fvp)?;
@@ -31,15 +35,19 @@ pub fn prepare() -> Result<()> {
 }
 
 /// Asks QEMU for the DTB it would hand the hypervisor (`dumpdtb=`), without booting.
-pub fn dump_qemu_dtb(out: &Path, smp: u32, mem: &str, mte: bool) -> Result<()> {
+pub fn dump_qemu_dtb(out: &Path, smp: u32, mem: &str, mte: bool, initrd: Option<&Path>) -> Result<()> {
     let machine = format!(
         "virt,virtualization=on,mte={},gic-version=3,dumpdtb={}",
         if mte { "on" } else { "off" },
         out.display()
     );
-    let output = Command::new(QEMU)
-        .args(["-M", &machine, "-cpu", "max", "-smp", &smp.to_string(), "-m", mem, "-nographic"])
-        .output()
+    let mut qemu = Command::new(QEMU);
+    qemu.args(["-M", &machine, "-cpu", "max", "-smp", &smp.to_string(), "-m", mem, "-nographic"]);
+    if let Some(initrd) = initrd {
+        // QEMU only places an initrd when it also loads a kernel; any file will do.
+        qemu.arg("-kernel").arg(initrd).arg("-initrd").arg(initrd);
+    }
+    let output = qemu.output()
         .context("running QEMU to dump its DTB")?;
     ensure!(out.exists(), "QEMU did not dump a DTB: {}", String::from_utf8_lossy(&output.stderr));
     Ok(())

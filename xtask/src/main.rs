@@ -3,9 +3,11 @@
 //! `cargo xtask build | qemu | test` (see README.md).
 
 mod build;
+mod bundle;
 mod fixtures;
 mod qemu;
 mod scenarios;
+mod vm_scenarios;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

@@ -37,6 +37,10 @@ pub struct QemuOptions {
     /// Install QEMU 10 (bookworm-backports) and the other host packages first (needs root).
     #[arg(long)]
     pub install_deps: bool,
+    /// Run the VMs described by this vms.conf. Images are looked up next to it; the
+    /// built bare-metal test guest is available as `test-guest.bin`.
+    #[arg(long, value_name = "VMS_CONF")]
+    pub vms: Option<PathBuf>,
 }
 
 /// One QEMU invocation.
@@ -51,6 +55,8 @@ pub struct Machine {
     pub gdb: bool,
     /// Replaces QEMU's generated DTB.
     pub dtb: Option<PathBuf>,
+    /// The VM bundle (vms.conf + images), passed as the initrd.
+    pub bundle: Option<PathBuf>,
     pub extra_args: Vec<String>,
 }
 
@@ -64,6 +70,7 @@ impl Machine {
             el2: true,
             gdb: false,
             dtb: None,
+            bundle: None,
             extra_args: Vec::new(),
         }
     }
@@ -84,6 +91,9 @@ impl Machine {
             .arg(&self.image)
             // The hypervisor reports a crash as exit status 1 through semihosting SYS_EXIT.
             .args(["-semihosting-config", "enable=on,target=native"]);
+        if let Some(bundle) = &self.bundle {
+            qemu.arg("-initrd").arg(bundle);
+        }
         if let Some(dtb) = &self.dtb {
             qemu.arg("-dtb").arg(dtb);
         }
@@ -135,6 +145,9 @@ pub fn run_interactive(options: &QemuOptions) -> Result<i32> {
     let image = build::build(&options.build)?;
     let mut machine = Machine::new(&image.flat, options.smp, &options.mem, !options.no_mte);
     machine.gdb = options.gdb;
+    if let Some(conf) = &options.vms {
+        machine.bundle = Some(crate::vm_scenarios::bundle_from_conf(conf)?);
+    }
     if options.gdb {
         eprintln!("xtask: waiting for GDB: gdb-multiarch {} -ex 'target remote :1234'", image.elf.display());
     }

@@ -5,6 +5,7 @@
 pub mod frame_alloc;
 pub mod page_table;
 pub mod ranges;
+pub mod tag_state;
 
 /// The translation granule and allocation unit: 4 KiB.
 pub const PAGE_SIZE: u64 = 4096;

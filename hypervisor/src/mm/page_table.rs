@@ -1,5 +1,6 @@
-//! VMSAv8-64 translation tables with the 4 KiB granule and 48-bit input addresses
-//! (four levels, 0..=3), as used by the hypervisor's own EL2 stage-1 regime.
+//! VMSAv8-64 translation tables with the 4 KiB granule: the hypervisor's own EL2
+//! stage-1 regime (48-bit input, starting at level 0) and each VM's stage-2 regime
+//! (input size from the CPU's physical address range, starting at level 0 or 1).
 //!
 //! The walker is independent of where tables live: [`TableMemory`] hands out and
 //! resolves table pages, so host tests run it on fake memory and the arch layer on
@@ -9,7 +10,7 @@ use super::PAGE_SIZE;
 
 /// Entries per table (4 KiB / 8 bytes).
 pub const ENTRIES: usize = 512;
-/// Number of input-address bits the tables translate (T0SZ = 16).
+/// Number of input-address bits the EL2 stage-1 tables translate (T0SZ = 16).
 pub const INPUT_BITS: u32 = 48;
 const LEAF_LEVEL: usize = 3;
 
@@ -99,6 +100,72 @@ pub fn decode_leaf_attributes(descriptor: u64) -> Option<(MemoryKind, Access)> {
     Some((kind, access))
 }
 
+/// Stage-2 MemAttr[5:2] for Normal, Inner and Outer Write-Back: the only attribute
+/// under which a guest's allocation tags are accessible (with `HCR_EL2.ATA`).
+const S2_MEMATTR_NORMAL_WB: u64 = 0b1111 << 2;
+/// Stage-2 MemAttr[5:2] for Device-nGnRE.
+const S2_MEMATTR_DEVICE_NGNRE: u64 = 0b0001 << 2;
+const S2AP_READ: u64 = 1 << 6;
+const S2AP_WRITE: u64 = 1 << 7;
+/// Stage-2 XN[1:0] (bits 54:53) = 0b10: not executable at EL1 or EL0.
+const S2_EXECUTE_NEVER: u64 = 0b10 << 53;
+
+/// What a guest-physical mapping is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage2Kind {
+    /// Guest RAM: Normal write-back, read/write/execute, tags accessible to MTE guests.
+    Ram,
+    /// A device passed through to the guest: Device-nGnRE, read/write, never executable.
+    Device,
+}
+
+/// The attribute bits of a stage-2 leaf descriptor (with `HCR_EL2.FWB` = 0).
+pub const fn stage2_leaf_attributes(kind: Stage2Kind) -> u64 {
+    match kind {
+        Stage2Kind::Ram => S2_MEMATTR_NORMAL_WB | S2AP_READ | S2AP_WRITE | SH_INNER | ACCESS_FLAG,
+        Stage2Kind::Device => S2_MEMATTR_DEVICE_NGNRE | S2AP_READ | S2AP_WRITE | ACCESS_FLAG | S2_EXECUTE_NEVER,
+    }
+}
+
+/// The shape of a stage-2 regime the CPU supports, from `ID_AA64MMFR0_EL1.PARange`:
+/// the IPA size (capped at 48 bits: no FEAT_LPA2) and the level the walk starts at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stage2Shape {
+    pub ipa_bits: u32,
+    pub start_level: usize,
+    /// `VTCR_EL2.PS`, the physical address size field.
+    pub ps: u64,
+}
+
+impl Stage2Shape {
+    pub fn from_pa_range(pa_range: u64) -> Self {
+        let pa_bits = match pa_range {
+            0 => 32,
+            1 => 36,
+            2 => 40,
+            3 => 42,
+            4 => 44,
+            _ => 48,
+        };
+        // Level 0 is only a valid starting level for inputs wider than 39 bits
+        // (T0SZ 16..=24 with the 4 KiB granule); narrower inputs start at level 1.
+        let start_level = if pa_bits > 39 { 0 } else { 1 };
+        Self { ipa_bits: pa_bits, start_level, ps: pa_range.min(5) }
+    }
+
+    /// `VTCR_EL2` for this shape: 4 KiB granule, write-back inner-shareable walks,
+    /// 8-bit VMID; RES1 bit 31.
+    pub fn vtcr(&self) -> u64 {
+        let t0sz = 64 - self.ipa_bits as u64;
+        // SL0 with the 4 KiB granule: 0b10 = level 0, 0b01 = level 1.
+        let sl0 = match self.start_level {
+            0 => 0b10,
+            _ => 0b01,
+        };
+        t0sz | (sl0 << 6) | (0b01 << 8) | (0b01 << 10) | (0b11 << 12) | (self.ps << 16) | (1 << 31)
+    }
+}
+
 /// Why a mapping could not be made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MapError {
@@ -139,10 +206,12 @@ pub struct Translation {
     pub level: usize,
 }
 
-/// A four-level translation table rooted at a level-0 table.
+/// A translation table tree of the 4 KiB granule, rooted at `start_level`.
 pub struct PageTable<M: TableMemory> {
     root: u64,
     memory: M,
+    start_level: usize,
+    input_bits: u32,
 }
 
 /// Bytes covered by one entry at `level`.
@@ -155,10 +224,45 @@ fn index_at(va: u64, level: usize) -> usize {
 }
 
 impl<M: TableMemory> PageTable<M> {
-    /// Creates an empty table (everything unmapped).
-    pub fn new(mut memory: M) -> Result<Self, MapError> {
+    /// Creates an empty EL2 stage-1 table (48-bit input, level 0 root).
+    pub fn new(memory: M) -> Result<Self, MapError> {
+        Self::with_shape(memory, 0, INPUT_BITS)
+    }
+
+    /// Creates an empty stage-2 table of the given shape.
+    pub fn new_stage2(memory: M, shape: Stage2Shape) -> Result<Self, MapError> {
+        Self::with_shape(memory, shape.start_level, shape.ipa_bits)
+    }
+
+    fn with_shape(mut memory: M, start_level: usize, input_bits: u32) -> Result<Self, MapError> {
         let root = memory.allocate_table()?;
-        Ok(Self { root, memory })
+        Ok(Self { root, memory, start_level, input_bits })
+    }
+
+    /// Calls `free` with the address of every table in the tree (the root last) and
+    /// forgets them. The mapped memory itself is the caller's; the caller must have
+    /// made the tables unreachable by hardware (and invalidated TLBs) first.
+    pub fn destroy(mut self, mut free: impl FnMut(&mut M, u64)) -> M {
+        let root = self.root;
+        self.free_subtree(root, self.start_level, &mut free);
+        self.memory
+    }
+
+    fn free_subtree(&mut self, table: u64, level: usize, free: &mut impl FnMut(&mut M, u64)) {
+        if level < LEAF_LEVEL {
+            for index in 0..ENTRIES {
+                let entry = self.memory.table_mut(table)[index];
+                if entry & DESC_VALID != 0 && entry & DESC_TABLE_OR_PAGE != 0 {
+                    self.free_subtree(entry & OUTPUT_ADDRESS_MASK, level + 1, free);
+                }
+            }
+        }
+        free(&mut self.memory, table);
+    }
+
+    /// The table memory, e.g. to ask a fake how many tables exist.
+    pub fn memory(&self) -> &M {
+        &self.memory
     }
 
     /// Physical address of the level-0 table, for TTBR0_EL2.
@@ -175,7 +279,7 @@ impl<M: TableMemory> PageTable<M> {
             return Err(misaligned);
         }
         let end = va.checked_add(size).ok_or(misaligned)?;
-        if end > 1 << INPUT_BITS || pa.checked_add(size).is_none_or(|e| e > OUTPUT_ADDRESS_MASK + PAGE_SIZE) {
+        if end > 1 << self.input_bits || pa.checked_add(size).is_none_or(|e| e > OUTPUT_ADDRESS_MASK + PAGE_SIZE) {
             return Err(misaligned);
         }
         let mut offset = 0;
@@ -189,7 +293,7 @@ impl<M: TableMemory> PageTable<M> {
     /// Maps the largest block or page possible at `va`; returns how many bytes it covered.
     fn map_one(&mut self, va: u64, pa: u64, remaining: u64, attributes: u64) -> Result<u64, MapError> {
         let mut table = self.root;
-        for level in 0..=LEAF_LEVEL {
+        for level in self.start_level..=LEAF_LEVEL {
             let block = entry_size(level);
             let index = index_at(va, level);
             let entry = self.memory.table_mut(table)[index];
@@ -218,7 +322,7 @@ impl<M: TableMemory> PageTable<M> {
     /// Looks up `va` the way the MMU would.
     pub fn translate(&mut self, va: u64) -> Option<Translation> {
         let mut table = self.root;
-        for level in 0..=LEAF_LEVEL {
+        for level in self.start_level..=LEAF_LEVEL {
             let entry = self.memory.table_mut(table)[index_at(va, level)];
             if entry & DESC_VALID == 0 {
                 return None;
@@ -339,5 +443,44 @@ mod tests {
         assert!(matches!(table.map(0xFFFF_FFFF_F000, 0, 0x2000, RW_TAGGED), Err(MapError::Misaligned { .. })));
         // Needs root + L1 + L2 + L3: the fourth table is over budget.
         assert_eq!(table.map(0x1000, 0x1000, 0x1000, RW_TAGGED), Err(MapError::OutOfTables));
+    }
+
+    #[test]
+    fn stage2_descriptors_and_vtcr() {
+        // Normal WB (MemAttr 0b1111), S2AP RW, inner shareable, AF, executable.
+        assert_eq!(stage2_leaf_attributes(Stage2Kind::Ram), (0b1111 << 2) | (0b11 << 6) | (0b11 << 8) | (1 << 10));
+        assert_eq!(stage2_leaf_attributes(Stage2Kind::Device), (0b0001 << 2) | (0b11 << 6) | (1 << 10) | (0b10 << 53));
+        // QEMU max: PARange 5 (48 bits): T0SZ 16, SL0 level 0, PS 5.
+        let qemu = Stage2Shape::from_pa_range(5);
+        assert_eq!((qemu.ipa_bits, qemu.start_level), (48, 0));
+        assert_eq!(qemu.vtcr(), 16 | (0b10 << 6) | (0b01 << 8) | (0b01 << 10) | (0b11 << 12) | (5 << 16) | (1 << 31));
+        // A 36-bit machine starts at level 1 with T0SZ 28.
+        let small = Stage2Shape::from_pa_range(1);
+        assert_eq!((small.ipa_bits, small.start_level), (36, 1));
+        assert_eq!(small.vtcr() & 0xff, 28 | (0b01 << 6));
+        // 52-bit PA is capped to a 48-bit IPA.
+        assert_eq!(Stage2Shape::from_pa_range(6).ps, 5);
+    }
+
+    #[test]
+    fn stage2_level1_root_maps_blocks_and_pages_and_frees_every_table() {
+        let shape = Stage2Shape::from_pa_range(1);
+        let mut table = PageTable::new_stage2(FakeMemory::new(8), shape).unwrap();
+        let ram = stage2_leaf_attributes(Stage2Kind::Ram);
+        table.map(0x4000_0000, 0x8_0020_0000, 0x20_0000, ram).unwrap();
+        table.map(0x4020_1000, 0x8_1234_5000, 0x1000, ram).unwrap();
+        assert_eq!(table.translate(0x4000_1234).unwrap().output_address, 0x8_0020_1234);
+        assert_eq!(table.translate(0x4000_1234).unwrap().level, 2);
+        assert_eq!(table.translate(0x4020_1008).unwrap().output_address, 0x8_1234_5008);
+        assert!(table.translate(0x4020_0000).is_none());
+        // A block over a chunk that already has pages is refused (the caller falls back to pages).
+        assert!(matches!(table.map(0x4020_0000, 0x8_0040_0000, 0x20_0000, ram), Err(MapError::AlreadyMapped { .. })));
+        // Beyond the 36-bit input range.
+        assert!(matches!(table.map(1 << 36, 0, 0x1000, ram), Err(MapError::Misaligned { .. })));
+        let created = table.memory().tables.len();
+        let mut freed = Vec::new();
+        let memory = table.destroy(|_, pa| freed.push(pa));
+        assert_eq!(freed.len(), created);
+        assert_eq!(memory.tables.len(), created);
     }
 }

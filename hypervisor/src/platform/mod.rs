@@ -171,6 +171,9 @@ pub struct Platform<'a> {
     pub cpus: ArrayVec<Cpu, MAX_CPUS>,
     /// `/chosen/bootargs`.
     pub bootargs: Option<&'a str>,
+    /// `/chosen/linux,initrd-start` .. `linux,initrd-end`: where the boot loader put
+    /// the initrd (for the hypervisor, its bundle of VM configuration and images).
+    pub initrd: Option<PhysRange>,
 }
 
 impl<'a> Platform<'a> {
@@ -195,8 +198,37 @@ impl<'a> Platform<'a> {
             timer: gic::timer(&tree)?,
             psci: cpus::psci(&tree)?,
             cpus: cpus::cpus(&tree)?,
-            bootargs: chosen.and_then(|chosen| chosen.node.str_property("bootargs")),
+            bootargs: chosen.as_ref().and_then(|chosen| chosen.node.str_property("bootargs")),
+            initrd: match &chosen {
+                Some(chosen) => initrd(&chosen.node)?,
+                None => None,
+            },
         })
+    }
+}
+
+/// The initrd range from `/chosen`: both properties or neither, each one or two
+/// cells (boot loaders use either), end not below start.
+fn initrd(chosen: &devicetree::Node<'_>) -> Result<Option<PhysRange>, PlatformError> {
+    fn address(node: &devicetree::Node<'_>, property: &'static str) -> Result<Option<u64>, PlatformError> {
+        let Some(bytes) = node.property(property) else { return Ok(None) };
+        let malformed = PlatformError::MalformedProperty { node: node.error_name(), property, problem: "must be one or two 32-bit cells" };
+        match bytes.len() {
+            4 => devicetree::be_u32_at(bytes, 0).map(|v| Some(u64::from(v))).ok_or(malformed),
+            8 => devicetree::be_u64_at(bytes, 0).map(Some).ok_or(malformed),
+            _ => Err(malformed),
+        }
+    }
+    let start = address(chosen, "linux,initrd-start")?;
+    let end = address(chosen, "linux,initrd-end")?;
+    match (start, end) {
+        (None, None) => Ok(None),
+        (Some(start), Some(end)) if end >= start => Ok(Some(PhysRange::new(start, end - start))),
+        _ => Err(PlatformError::MalformedProperty {
+            node: chosen.error_name(),
+            property: "linux,initrd-end",
+            problem: "needs linux,initrd-start, and must not be below it",
+        }),
     }
 }
 

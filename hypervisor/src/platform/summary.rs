@@ -28,6 +28,9 @@ impl Display for Platform<'_> {
         if let Some(bootargs) = self.bootargs {
             line(f, "bootargs", &bootargs)?;
         }
+        if let Some(initrd) = &self.initrd {
+            line(f, "initrd", &format_args!("{:#x}-{:#x} ({} KiB)", initrd.base, initrd.end(), initrd.size / 1024))?;
+        }
         Ok(())
     }
 }

@@ -449,3 +449,15 @@ fn agrees_with_the_fdt_crate_on_real_trees() {
         assert_eq!(ours.fdt_range.size, oracle.total_size() as u64, "{name}: size");
     }
 }
+
+/// QEMU `-initrd` (how the hypervisor gets its bundle) fills `/chosen`'s
+/// `linux,initrd-start/end`; the fixture's initrd is 12345 bytes.
+#[test]
+fn qemu_initrd_from_chosen() {
+    let blob = fixture("qemu-virt-initrd.dtb");
+    let platform = parse(&blob);
+    let initrd = platform.initrd.expect("initrd in /chosen");
+    assert_eq!(initrd.size, 12345);
+    assert!(platform.ram[0].contains(initrd.base));
+    assert_eq!(parse(&fixture(QEMU)).initrd, None);
+}

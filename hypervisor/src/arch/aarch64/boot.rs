@@ -9,6 +9,7 @@ use super::power::{Outcome, power_off};
 use super::{cpu, exceptions, psci, semihosting, smp};
 use crate::console::{self, logger};
 use crate::platform::{self, PhysRange, Platform};
+use crate::vm::runtime::{director, scheduler};
 use crate::{memory, println};
 
 /// Largest DTB we accept (QEMU pads its tree to 1 MiB).
@@ -120,6 +121,9 @@ extern "C" fn hypervisor_primary_main(x0: u64, x1: u64, _x2: u64, _x3: u64) -> !
     if let Some(config) = &firmware_config {
         exclusions.push(PhysRange { base: config.address, size: config.bytes.len() as u64 });
     }
+    if let Some(initrd) = platform.initrd {
+        exclusions.push(initrd);
+    }
     for reserved in platform.reserved.iter().take(exclusions.capacity() - exclusions.len()) {
         exclusions.push(*reserved);
     }
@@ -152,9 +156,19 @@ extern "C" fn hypervisor_primary_main(x0: u64, x1: u64, _x2: u64, _x3: u64) -> !
     #[cfg(feature = "inject-el2-fault")]
     inject_el2_fault();
 
-    log::info!("nothing to run: powering off");
-    console::flush();
-    power_off(if offline == 0 { Outcome::Success } else { Outcome::Failure })
+    let Some(bundle) = platform.initrd else {
+        log::info!("no VM bundle (initrd) given: nothing to run, powering off");
+        console::flush();
+        power_off(if offline == 0 { Outcome::Success } else { Outcome::Failure })
+    };
+    log::info!("VM bundle at {:#x} ({} KiB)", bundle.base, bundle.size / 1024);
+    // SAFETY: the boot loader placed the bundle there; it is excluded from every
+    // allocator and identity-mapped (it lies in RAM), and nothing writes to it.
+    let bundle_bytes = unsafe { core::slice::from_raw_parts(bundle.base as *const u8, bundle.size as usize) };
+    if let Err(error) = director::start(bundle_bytes, &platform.ram, mte, smp::online_count()) {
+        refuse(true, format_args!("cannot start the VMs: {error}"));
+    }
+    scheduler::run_cpu(boot_index)
 }
 
 fn print_summary(platform: &Platform, mte: &crate::mte::MteInfo, offline: usize) {

@@ -118,6 +118,6 @@ extern "C" fn hypervisor_secondary_main(cpu_index: u64) -> ! {
     exceptions::install();
     report_in(index);
     log::info!("online (MPIDR {:#x})", cpu::mpidr_affinity());
-    // Nothing to run yet: wait for the machine to be powered off.
-    cpu::halt()
+    // Runs this CPU's vCPUs once the VMs exist (or waits until power-off).
+    crate::vm::runtime::scheduler::run_cpu(index)
 }

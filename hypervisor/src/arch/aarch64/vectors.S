@@ -14,6 +14,14 @@
     b       el2_trap_common
 .endm
 
+/* A guest exit: push the guest's x0/x1 and leave through __guest_exit. */
+.macro GUEST_VECTOR kind
+    .balign 0x80
+    stp     x0, x1, [sp, #-16]!
+    mov     x0, #\kind
+    b       __guest_exit
+.endm
+
 .section .text.vectors, "ax"
 .balign 0x800
 .global el2_vectors
@@ -28,11 +36,11 @@ el2_vectors:
     VECTOR 5
     VECTOR 6
     VECTOR 7
-    /* Lower EL, AArch64. */
-    VECTOR 8
-    VECTOR 9
-    VECTOR 10
-    VECTOR 11
+    /* Lower EL, AArch64: the running guest. */
+    GUEST_VECTOR 8
+    GUEST_VECTOR 9
+    GUEST_VECTOR 10
+    GUEST_VECTOR 11
     /* Lower EL, AArch32. */
     VECTOR 12
     VECTOR 13

@@ -1,0 +1,110 @@
+//! Accessors for the few system registers the guest reads or writes directly.
+//!
+//! Registers the assembler only knows with `+mte` are spelt with their generic
+//! `S3_<op1>_C<n>_C<m>_<op2>` encodings.
+
+/// Defines a function that reads a system register.
+macro_rules! read_only {
+    ($(#[$doc:meta])* $fn:ident, $reg:literal) => {
+        $(#[$doc])*
+        #[inline(always)]
+        pub fn $fn() -> u64 {
+            let value: u64;
+            // SAFETY: reading this register has no side effects on memory or on
+            // the rest of the system state; at worst it is UNDEFINED, which only
+            // raises an exception that the EL1 vectors handle.
+            unsafe {
+                core::arch::asm!(
+                    concat!("mrs {}, ", $reg),
+                    out(reg) value,
+                    options(nomem, nostack, preserves_flags),
+                );
+            }
+            value
+        }
+    };
+}
+
+/// Defines a reader and a writer for a system register whose value only changes
+/// how MTE instructions behave (no effect on memory safety).
+macro_rules! read_write {
+    ($(#[$doc:meta])* $get:ident, $set:ident, $reg:literal) => {
+        read_only!($(#[$doc])* $get, $reg);
+
+        $(#[$doc])*
+        #[inline(always)]
+        pub fn $set(value: u64) {
+            // SAFETY: this register only controls tag generation or records tag
+            // check faults; changing it cannot break memory safety. If it is
+            // UNDEFINED the EL1 vectors handle the exception.
+            unsafe {
+                core::arch::asm!(
+                    concat!("msr ", $reg, ", {}"),
+                    "isb",
+                    in(reg) value,
+                    options(nostack, preserves_flags),
+                );
+            }
+        }
+    };
+}
+
+read_only!(
+    /// Exception Syndrome Register (EL1).
+    esr_el1, "esr_el1"
+);
+read_only!(
+    /// Fault Address Register (EL1).
+    far_el1, "far_el1"
+);
+read_only!(
+    /// System Control Register (EL1).
+    sctlr_el1, "sctlr_el1"
+);
+read_only!(
+    /// AArch64 Processor Feature Register 1: MTE in bits [11:8].
+    id_aa64pfr1_el1, "id_aa64pfr1_el1"
+);
+read_only!(
+    /// AArch64 Memory Model Feature Register 0: PARange in bits [3:0].
+    id_aa64mmfr0_el1, "id_aa64mmfr0_el1"
+);
+read_only!(
+    /// Cache Type Register: DminLine in bits [19:16].
+    ctr_el0, "ctr_el0"
+);
+read_only!(
+    /// Virtual counter.
+    cntvct_el0, "cntvct_el0"
+);
+read_only!(
+    /// Counter frequency in Hz.
+    cntfrq_el0, "cntfrq_el0"
+);
+
+read_write!(
+    /// Tag Control Register: Exclude [15:0], RRND [16].
+    gcr_el1, set_gcr_el1, "s3_0_c1_c0_6"
+);
+read_write!(
+    /// Random Allocation Tag Seed Register: TAG [3:0], SEED [23:8].
+    rgsr_el1, set_rgsr_el1, "s3_0_c1_c0_5"
+);
+read_write!(
+    /// Tag Fault Status Register (EL1): TF0 [0], TF1 [1].
+    tfsr_el1, set_tfsr_el1, "s3_0_c5_c6_0"
+);
+read_write!(
+    /// Tag Fault Status Register (EL0): TF0 [0], TF1 [1].
+    tfsre0_el1, set_tfsre0_el1, "s3_0_c5_c6_1"
+);
+
+/// The counter value `seconds` from now, for timeouts.
+pub fn deadline_after(seconds: u64) -> u64 {
+    cntvct_el0().saturating_add(cntfrq_el0().saturating_mul(seconds))
+}
+
+/// Whether the virtual counter has passed `deadline`.
+pub fn past(deadline: u64) -> bool {
+    cntvct_el0() >= deadline
+}

@@ -1,0 +1,234 @@
+//! Running a vCPU on this CPU: the EL2 controls for a VM, the guest's EL1 state,
+//! entry and exit (`guest_entry.S`), and injecting exceptions into the guest.
+
+use super::registers::{read_sysreg, write_sysreg};
+
+core::arch::global_asm!(include_str!("guest_entry.S"));
+
+unsafe extern "C" {
+    fn __guest_run(registers: *mut GuestRegisters) -> u64;
+}
+
+/// The guest's general-purpose registers, PC and PSTATE, as `guest_entry.S` lays them out.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GuestRegisters {
+    pub x: [u64; 31],
+    pub pc: u64,
+    pub pstate: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<GuestRegisters>() == 264);
+
+/// PSTATE for a vCPU's first instruction: EL1h, all exceptions masked.
+pub const PSTATE_EL1H_MASKED: u64 = 0x3C5;
+const PSTATE_MODE_MASK: u64 = 0xF;
+const PSTATE_EL1H: u64 = 0b0101;
+const PSTATE_EL1T: u64 = 0b0100;
+
+/// Why `run` returned: which lower-EL vector the guest left through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitVector {
+    Synchronous,
+    Irq,
+    Fiq,
+    SError,
+}
+
+/// The syndrome registers of the exit, read before anything else can overwrite them.
+#[derive(Debug, Clone, Copy)]
+pub struct ExitSyndrome {
+    pub esr: u64,
+    pub far: u64,
+    pub hpfar: u64,
+}
+
+/// Enters the guest with `registers` and returns when it exits.
+///
+/// # Safety
+/// The VM's EL2 controls ([`VmControls::load`]) and the vCPU's EL1 state must be
+/// loaded on this CPU, and its stage-2 tables must only map memory the VM owns.
+pub unsafe fn run(registers: &mut GuestRegisters) -> (ExitVector, ExitSyndrome) {
+    // SAFETY: the caller loaded a complete guest context; `__guest_run` saves and
+    // restores every callee-saved register and the stack, per the AAPCS64.
+    let vector = unsafe { __guest_run(registers) };
+    let syndrome = ExitSyndrome { esr: read_sysreg!("esr_el2"), far: read_sysreg!("far_el2"), hpfar: read_sysreg!("hpfar_el2") };
+    let vector = match vector {
+        8 => ExitVector::Synchronous,
+        9 => ExitVector::Irq,
+        10 => ExitVector::Fiq,
+        _ => ExitVector::SError,
+    };
+    (vector, syndrome)
+}
+
+/// `HCR_EL2` bits the hypervisor uses.
+pub mod hcr {
+    pub const VM: u64 = 1 << 0;
+    pub const SWIO: u64 = 1 << 1;
+    pub const FMO: u64 = 1 << 3;
+    pub const IMO: u64 = 1 << 4;
+    pub const AMO: u64 = 1 << 5;
+    pub const TWI: u64 = 1 << 13;
+    pub const TID3: u64 = 1 << 18;
+    pub const TSC: u64 = 1 << 19;
+    pub const TSW: u64 = 1 << 22;
+    pub const RW: u64 = 1 << 31;
+    pub const APK: u64 = 1 << 40;
+    pub const API: u64 = 1 << 41;
+    pub const ATA: u64 = 1 << 56;
+    pub const TID5: u64 = 1 << 58;
+}
+
+/// The EL2 registers that define a VM for the CPU running one of its vCPUs.
+#[derive(Debug, Clone, Copy)]
+pub struct VmControls {
+    pub hcr: u64,
+    pub vttbr: u64,
+    pub vtcr: u64,
+}
+
+impl VmControls {
+    /// HCR_EL2 for a VM: stage 2 on, AArch64 EL1, physical interrupts and SErrors
+    /// to EL2, set/way cache maintenance and SMC trapped, ID registers trapped (so
+    /// features can be hidden), WFI trapped (so an idle vCPU yields its CPU),
+    /// pointer authentication untrapped. MTE VMs get tag access (ATA); others get
+    /// GMID_EL1 trapped (TID5) and their MTE register accesses trap (ATA = 0).
+    pub fn hcr_for(mte: bool) -> u64 {
+        let base = hcr::VM | hcr::SWIO | hcr::FMO | hcr::IMO | hcr::AMO | hcr::TWI | hcr::TID3 | hcr::TSC
+            | hcr::TSW | hcr::RW | hcr::APK | hcr::API;
+        if mte { base | hcr::ATA } else { base | hcr::TID5 }
+    }
+
+    /// Makes this VM the one the CPU translates for.
+    ///
+    /// # Safety
+    /// `vttbr` must point at valid stage-2 tables that only map the VM's memory.
+    pub unsafe fn load(&self) {
+        // SAFETY: the caller guarantees the stage-2 tables are valid; the other
+        // values only change how lower ELs run, and no guest runs now.
+        unsafe {
+            write_sysreg!("vtcr_el2", self.vtcr);
+            write_sysreg!("vttbr_el2", self.vttbr);
+            write_sysreg!("hcr_el2", self.hcr);
+            core::arch::asm!("isb", options(nostack, preserves_flags));
+        }
+    }
+}
+
+/// Per-CPU EL2 setup that is the same for every guest: FP/SIMD untrapped, SVE
+/// and SME trapped (their state is not switched), EL1 access to the physical
+/// counter and timer, no virtual counter offset, debug untrapped.
+pub fn init_el2_for_guests() {
+    // CPTR_EL2 (non-VHE): RES1 bits 13, 9, 7:0; TZ (bit 8) traps SVE; TSM (bit 12) traps SME.
+    let cptr: u64 = 0x22FF | (1 << 8) | (1 << 12);
+    let midr = read_sysreg!("midr_el1");
+    // SAFETY: these only affect what lower ELs may do; no guest runs yet.
+    unsafe {
+        write_sysreg!("cptr_el2", cptr);
+        write_sysreg!("cnthctl_el2", 0b11);
+        write_sysreg!("cntvoff_el2", 0);
+        write_sysreg!("vpidr_el2", midr);
+        core::arch::asm!("isb", options(nostack, preserves_flags));
+    }
+}
+
+/// Sets the MPIDR the guest reads for the vCPU about to run.
+pub fn set_virtual_mpidr(affinity: u64) {
+    // Bit 31 is RES1; keep U (bit 30) clear: multiprocessor system.
+    // SAFETY: only changes what EL1 reads from MPIDR_EL1.
+    unsafe { write_sysreg!("vmpidr_el2", (1 << 31) | affinity) };
+}
+
+/// Invalidates every stage-1 and stage-2 TLB entry of the VM whose VTTBR is
+/// loaded, on all CPUs of the inner-shareable domain.
+pub fn invalidate_vm_tlbs() {
+    // SAFETY: TLB maintenance for the current VMID only drops cached translations.
+    unsafe { core::arch::asm!("dsb ishst", "tlbi vmalls12e1is", "dsb ish", "isb", options(nostack, preserves_flags)) };
+}
+
+/// Makes newly written stage-2 descriptors visible to table walks on all CPUs.
+pub fn publish_stage2_updates() {
+    // SAFETY: a barrier only orders memory accesses.
+    unsafe { core::arch::asm!("dsb ishst", options(nostack, preserves_flags)) };
+}
+
+macro_rules! el1_context {
+    ($( $field:ident : $reg:literal ),* $(,)?) => {
+        /// A vCPU's EL1 system registers, saved when another vCPU takes its CPU.
+        #[derive(Debug, Clone, Copy, Default)]
+        pub struct El1Context { $( pub $field: u64, )* }
+
+        impl El1Context {
+            /// Reads the live EL1 registers into `self`.
+            pub fn save(&mut self) {
+                $( self.$field = read_sysreg!($reg); )*
+            }
+
+            /// Writes `self` into the live EL1 registers.
+            pub fn restore(&self) {
+                // SAFETY: EL1 registers only affect the guest, which is not running;
+                // the values are the guest's own (or the architectural reset state).
+                unsafe { $( write_sysreg!($reg, self.$field); )* }
+            }
+        }
+    };
+}
+
+el1_context! {
+    sctlr: "sctlr_el1", actlr: "actlr_el1", cpacr: "cpacr_el1", ttbr0: "ttbr0_el1", ttbr1: "ttbr1_el1",
+    tcr: "tcr_el1", mair: "mair_el1", amair: "amair_el1", vbar: "vbar_el1", contextidr: "contextidr_el1",
+    tpidr_el0: "tpidr_el0", tpidrro_el0: "tpidrro_el0", tpidr_el1: "tpidr_el1", sp_el0: "sp_el0",
+    sp_el1: "sp_el1", elr: "elr_el1", spsr: "spsr_el1", esr: "esr_el1", far: "far_el1", afsr0: "afsr0_el1",
+    afsr1: "afsr1_el1", par: "par_el1", cntkctl: "cntkctl_el1", csselr: "csselr_el1", mdscr: "mdscr_el1",
+    cntv_ctl: "cntv_ctl_el0", cntv_cval: "cntv_cval_el0", cntp_ctl: "cntp_ctl_el0", cntp_cval: "cntp_cval_el0",
+}
+
+macro_rules! mte_context {
+    ($( $field:ident : $reg:literal ),* $(,)?) => {
+        /// A vCPU's MTE registers (`GCR_EL1`, `RGSR_EL1`, `TFSR_EL1`, `TFSRE0_EL1`),
+        /// switched with the vCPU so one guest's tag state (including pending
+        /// asynchronous tag-check faults) never reaches another.
+        #[derive(Debug, Clone, Copy, Default)]
+        pub struct MteContext { $( pub $field: u64, )* }
+
+        impl MteContext {
+            /// Reads the live registers. Only on CPUs with MTE2.
+            pub fn save(&mut self) {
+                $( self.$field = read_sysreg!($reg); )*
+            }
+
+            /// Writes the live registers. Only on CPUs with MTE2.
+            pub fn restore(&self) {
+                // SAFETY: these registers only affect EL1/EL0 tag generation and
+                // checking for the guest about to run.
+                unsafe { $( write_sysreg!($reg, self.$field); )* }
+            }
+        }
+    };
+}
+
+mte_context! { gcr: "s3_0_c1_c0_6", rgsr: "s3_0_c1_c0_5", tfsr: "s3_0_c5_c6_0", tfsre0: "s3_0_c5_c6_1" }
+
+/// SCTLR_EL1 at reset for a new vCPU: MMU and caches off, RES1 bits set.
+pub const SCTLR_EL1_RESET: u64 = 0x30D0_0800;
+
+/// Injects a synchronous exception with syndrome `esr` (and `far`) into the
+/// vCPU whose EL1 state is live, as the architecture would take it to EL1.
+pub fn inject_synchronous(registers: &mut GuestRegisters, esr: u64, far: u64) {
+    let mode = registers.pstate & PSTATE_MODE_MASK;
+    let vector_offset = match mode {
+        PSTATE_EL1H => 0x200,
+        PSTATE_EL1T => 0x000,
+        _ => 0x400, // from EL0 (AArch64)
+    };
+    // SAFETY: writing the guest's EL1 exception registers; the guest is not running.
+    unsafe {
+        write_sysreg!("elr_el1", registers.pc);
+        write_sysreg!("spsr_el1", registers.pstate);
+        write_sysreg!("esr_el1", esr);
+        write_sysreg!("far_el1", far);
+    }
+    registers.pc = read_sysreg!("vbar_el1") + vector_offset;
+    registers.pstate = PSTATE_EL1H_MASKED;
+}

@@ -1,0 +1,8 @@
+//! Running VMs on the bare-metal target: VM and vCPU objects, the stage-2 fault
+//! path, exit handling, and the per-CPU scheduler.
+
+pub mod director;
+pub mod scheduler;
+mod stage2;
+mod vcpu;
+mod virtual_machine;
