@@ -25,6 +25,7 @@
 //!
 //! [shared race]              # backed by the same frames in every VM naming it
 //! size = 16M                 # (required)
+//! mapping = 2M               # stage-2 mapping size in every VM: 2M (default) or 4K
 //! ```
 //!
 //! - Each line is blank, a section header `[KIND NAME]`, or a setting
@@ -67,7 +68,7 @@ pub const MAX_NAME_LEN: usize = 31;
 /// Keys a `[vm NAME]` section accepts, in the order error messages list them.
 pub const VM_KEYS: &[&str] = &["image", "memory", "cpus", "mte", "arg", "shared", "after"];
 /// Keys a `[shared NAME]` section accepts.
-pub const SHARED_KEYS: &[&str] = &["size"];
+pub const SHARED_KEYS: &[&str] = &["size", "mapping"];
 
 /// Everything `vms.conf` describes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +115,10 @@ pub struct VmLines {
 pub struct SharedRegionConfig {
     pub name: String,
     pub size: u64,
+    /// Stage-2 mapping size in every VM: 2 MiB blocks (`mapping = 2M`, the default)
+    /// or 4 KiB pages (`mapping = 4K`, so each page is faulted in, and its tags
+    /// sanitised, on its own first touch).
+    pub mapping_bytes: u64,
     /// Line of the section header.
     pub line: usize,
 }
@@ -247,6 +252,10 @@ pub enum ConfigErrorKind {
     },
     BadSwitch {
         key: String,
+        section: Section,
+        value: String,
+    },
+    BadMapping {
         section: Section,
         value: String,
     },
@@ -399,6 +408,9 @@ impl fmt::Display for ConfigErrorKind {
                 section,
                 value,
             } => write!(f, "bad {key} \"{value}\" in {section}: expected on or off"),
+            Self::BadMapping { section, value } => {
+                write!(f, "bad mapping \"{value}\" in {section}: expected 4K or 2M")
+            }
             Self::BadFileName {
                 key,
                 section,
@@ -535,6 +547,7 @@ struct SharedDraft {
     name: String,
     header_line: usize,
     size: Slot<u64>,
+    mapping: Slot<u64>,
 }
 
 #[derive(Debug)]
@@ -759,6 +772,7 @@ impl SharedDraft {
         };
         match key {
             "size" => field.store(&mut self.size, Field::size),
+            "mapping" => field.store(&mut self.mapping, Field::mapping),
             _ => Err(field.unknown_key()),
         }
     }
@@ -779,6 +793,7 @@ impl SharedDraft {
         Ok(SharedRegionConfig {
             name: self.name,
             size: size.value,
+            mapping_bytes: self.mapping.map_or(2 << 20, |m| m.value),
             line: self.header_line,
         })
     }
@@ -891,6 +906,14 @@ impl Field<'_> {
             section: self.section.clone(),
             value: self.value.to_string(),
         })
+    }
+
+    fn mapping(&self) -> Result<u64, ConfigErrorKind> {
+        match self.value {
+            "4K" => Ok(4 << 10),
+            "2M" => Ok(2 << 20),
+            _ => Err(ConfigErrorKind::BadMapping { section: self.section.clone(), value: self.value.to_string() }),
+        }
     }
 
     fn switch(&self) -> Result<bool, ConfigErrorKind> {
@@ -1115,6 +1138,7 @@ size = 16M                 # (required)
                 shared: vec![SharedRegionConfig {
                     name: "race".into(),
                     size: 16 * MIB,
+                    mapping_bytes: 2 * MIB,
                     line: 17,
                 }],
             }
@@ -1332,7 +1356,7 @@ size = 16M                 # (required)
             ),
             (
                 vm_with("[shared r]\nmemory = 2M\n"),
-                "vms.conf line 6: unknown key \"memory\" in [shared r] (expected one of: size)",
+                "vms.conf line 6: unknown key \"memory\" in [shared r] (expected one of: size, mapping)",
             ),
             (
                 vm_with("memory = 4M\n"),
@@ -1575,5 +1599,13 @@ size = 16M                 # (required)
                 .collect();
             let _ = parse(&text.join("\n"));
         }
+    }
+
+    #[test]
+    fn shared_region_mapping_size() {
+        let text = "[shared race]\nsize = 4M\nmapping = 4K\n[vm a]\nimage = g.bin\nmemory = 2M\ncpus = 0\nshared = race\n";
+        assert_eq!(parse(text).unwrap().shared[0].mapping_bytes, 4096);
+        let bad = parse("[shared race]\nsize = 4M\nmapping = 1G\n").unwrap_err();
+        assert_eq!(bad.to_string(), "vms.conf line 3: bad mapping \"1G\" in [shared race]: expected 4K or 2M");
     }
 }

@@ -100,7 +100,7 @@ pub fn scenarios() -> Vec<VmScenario> {
         },
         VmScenario {
             name: "shared-race",
-            conf: "[shared race]\nsize = 16M\n\n\
+            conf: "[shared race]\nsize = 16M\nmapping = 4K\n\n\
                    [vm race-a]\nimage = test-guest.bin\nmemory = 16M\ncpus = {a}\narg = 4\nshared = race\n\n\
                    [vm race-b]\nimage = test-guest.bin\nmemory = 16M\ncpus = {b}\narg = 5\nshared = race\n",
             expect: &["[race-a] PASS race-writer", "[race-b] PASS race-reader"],

@@ -46,9 +46,11 @@
 //! (its new stage-2 entry). So the caller must additionally:
 //!
 //! * end the `zero` callback with `DSB ISH`, so that the tag writes have *completed*
-//!   before the bit is set (a `DMB`-class Release store orders them for other CPUs'
-//!   loads but does not by itself complete cache-maintenance-class operations such as
-//!   `DC GZVA` with respect to later translation table walks); and
+//!   before the bit is set. In the language model the Release store is enough, but
+//!   allocation-tag writes by `DC GZVA`/`STGM`/`STG`, and the other guest's accesses
+//!   through a translation that does not exist yet, are outside that model; the DSB is
+//!   the conservative architectural guarantee that the zeroing is finished and visible
+//!   to every observer before anyone can act on the bit; and
 //! * issue `DSB ISHST` (as for any descriptor publication) before writing the stage-2
 //!   descriptor, both after a slow-path zeroing and after a fast-path hit.
 //!

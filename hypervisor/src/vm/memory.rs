@@ -80,14 +80,18 @@ pub struct SharedMemory {
     /// Base of each 2 MiB block, or of each 4 KiB frame when `block_size` is 4 KiB.
     frames: Vec<u64>,
     block_size: u64,
+    /// Stage-2 mapping size: 2 MiB where the backing allows, or always 4 KiB.
+    mapping_size: u64,
 }
 
 impl SharedMemory {
     /// Allocates `size` bytes (a multiple of 2 MiB) as 2 MiB blocks, or as 4 KiB
-    /// frames if blocks run out; `zero_data` is called on each allocation.
+    /// frames if blocks run out; `zero_data` is called on each allocation. VMs map
+    /// it in `mapping_size` units (4 KiB, or 2 MiB where the backing allows).
     pub fn allocate(
         name: &str,
         size: u64,
+        mapping_size: u64,
         frames: &mut impl FrameSource,
         mut zero_data: impl FnMut(u64, u64),
     ) -> Result<Self, OutOfMemory> {
@@ -100,7 +104,7 @@ impl SharedMemory {
         }
         if blocks.len() as u64 * BLOCK_SIZE == size {
             blocks.iter().for_each(|&pa| zero_data(pa, BLOCK_SIZE));
-            return Ok(Self { name: name.into(), size, frames: blocks, block_size: BLOCK_SIZE });
+            return Ok(Self { name: name.into(), size, frames: blocks, block_size: BLOCK_SIZE, mapping_size });
         }
         blocks.iter().for_each(|&pa| frames.free(pa, BLOCK_SIZE));
         let mut pages = Vec::new();
@@ -114,7 +118,7 @@ impl SharedMemory {
             }
         }
         pages.iter().for_each(|&pa| zero_data(pa, PAGE_SIZE));
-        Ok(Self { name: name.into(), size, frames: pages, block_size: PAGE_SIZE })
+        Ok(Self { name: name.into(), size, frames: pages, block_size: PAGE_SIZE, mapping_size })
     }
 
     /// Every (pa, size) run backing the region, e.g. to free it.
@@ -130,7 +134,8 @@ impl SharedMemory {
     fn backing(&self, region_ipa: u64, offset: u64) -> Backing {
         let index = (offset / self.block_size) as usize;
         let within = offset % self.block_size;
-        let size = if self.block_size == BLOCK_SIZE && region_ipa.is_multiple_of(BLOCK_SIZE) { BLOCK_SIZE } else { PAGE_SIZE };
+        let blocks_possible = self.block_size == BLOCK_SIZE && self.mapping_size == BLOCK_SIZE;
+        let size = if blocks_possible && region_ipa.is_multiple_of(BLOCK_SIZE) { BLOCK_SIZE } else { PAGE_SIZE };
         let pa_base = self.frames[index] + (within & !(size - 1));
         Backing {
             ipa: region_ipa + (offset & !(size - 1)),
@@ -391,7 +396,7 @@ mod tests {
     #[test]
     fn shared_memory_resolves_to_the_same_frames_in_every_vm() {
         let mut frames = FakeFrames::new(100);
-        let shared = Arc::new(SharedMemory::allocate("race", 2 * BLOCK_SIZE, &mut frames, |_, _| {}).unwrap());
+        let shared = Arc::new(SharedMemory::allocate("race", 2 * BLOCK_SIZE, BLOCK_SIZE, &mut frames, |_, _| {}).unwrap());
         let (mut a, mut b) = (GuestMemory::new(), GuestMemory::new());
         a.add_shared(0x1_0000_0000, shared.clone());
         b.add_shared(0x1_0000_0000, shared.clone());
@@ -403,11 +408,18 @@ mod tests {
         assert!(a.private_runs().is_empty());
         // Without 2 MiB blocks the region is built from frames and mapped page by page.
         let mut no_blocks = FakeFrames::new(1);
-        let paged = SharedMemory::allocate("p", 2 * BLOCK_SIZE, &mut no_blocks, |_, _| {}).unwrap();
+        let paged = SharedMemory::allocate("p", 2 * BLOCK_SIZE, BLOCK_SIZE, &mut no_blocks, |_, _| {}).unwrap();
         assert_eq!(no_blocks.live.len(), 1024, "the one block it got was given back");
         let mut c = GuestMemory::new();
         c.add_shared(0x1_0000_0000, Arc::new(paged));
         assert_eq!(c.resolve_fault(0x1_0000_3008, &mut no_blocks, |_, _| {}).unwrap().size, PAGE_SIZE);
+        // Block-backed but configured for 4 KiB mappings: every page is its own fault.
+        let mut frames = FakeFrames::new(100);
+        let small = Arc::new(SharedMemory::allocate("s", BLOCK_SIZE, PAGE_SIZE, &mut frames, |_, _| {}).unwrap());
+        let mut d = GuestMemory::new();
+        d.add_shared(0x1_0000_0000, small);
+        let page = d.resolve_fault(0x1_0000_5010, &mut frames, |_, _| {}).unwrap();
+        assert_eq!((page.ipa, page.size), (0x1_0000_5000, PAGE_SIZE));
     }
 
     #[test]

@@ -116,8 +116,8 @@ extern "C" fn hypervisor_secondary_main(cpu_index: u64) -> ! {
     let index = cpu_index as usize;
     cpu::set_index(index);
     exceptions::install();
-    report_in(index);
     log::info!("online (MPIDR {:#x})", cpu::mpidr_affinity());
+    report_in(index);
     // Runs this CPU's vCPUs once the VMs exist (or waits until power-off).
     crate::vm::runtime::scheduler::run_cpu(index)
 }

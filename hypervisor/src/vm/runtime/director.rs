@@ -102,11 +102,11 @@ pub fn start(
     let mut shared = Vec::new();
     let mut shared_users = Vec::new();
     for (index, region) in config.shared.iter().enumerate() {
-        let memory = SharedMemory::allocate(&region.name, region.size, &mut GlobalFrames, |pa, len| {
+        let memory = SharedMemory::allocate(&region.name, region.size, region.mapping_bytes, &mut GlobalFrames, |pa, len| {
             sanitise::zero_data(pa, len, &mte)
         })
         .map_err(|e| StartError::SharedMemory(region.name.clone(), e))?;
-        log::info!("shared region {}: {} MiB", region.name, region.size >> 20);
+        log::info!("shared region {}: {} MiB, mapped in {} KiB units", region.name, region.size >> 20, region.mapping_bytes >> 10);
         shared.push(Some(Arc::new(memory)));
         shared_users.push(config.vms.iter().filter(|vm| vm.shared.contains(&index)).count());
     }
