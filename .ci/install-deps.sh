@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing the hypervisor needs on a Debian 12 machine (run as root):
 # QEMU 10 from bookworm-backports (7.2's MTE emulation is broken), arm64 package access for
-# guest kernels and device trees, and the Rust targets pinned by rust-toolchain.toml.
+# the Linux guest images (kernel, busybox) and device trees, and the Rust targets pinned by
+# rust-toolchain.toml.
 # The backports mirror is the one apt already uses for the main Debian suite.
 set -euo pipefail
 

@@ -51,6 +51,7 @@
 //! against the machine and the bundle. Line numbers of the settings those
 //! checks need are kept in [`VmLines`].
 
+use alloc::boxed::Box;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
@@ -66,7 +67,7 @@ pub const SIZE_GRANULE_BYTES: u64 = 2 << 20;
 pub const MAX_NAME_LEN: usize = 31;
 
 /// Keys a `[vm NAME]` section accepts, in the order error messages list them.
-pub const VM_KEYS: &[&str] = &["image", "memory", "cpus", "mte", "arg", "shared", "after"];
+pub const VM_KEYS: &[&str] = &["image", "memory", "cpus", "mte", "arg", "shared", "after", "boot", "initrd", "bootargs"];
 /// Keys a `[shared NAME]` section accepts.
 pub const SHARED_KEYS: &[&str] = &["size", "mapping"];
 
@@ -96,8 +97,26 @@ pub struct VmConfig {
     /// Index into [`Config::vms`] of the VM that must stop before this one is
     /// created; always lower than this VM's own index.
     pub after: Option<usize>,
+    /// How the image is started (`boot = linux` by default).
+    pub boot: BootProtocol,
+    /// Bundle file placed in guest RAM as the Linux initrd.
+    pub initrd: Option<String>,
+    /// Kernel command line for Linux guests (`/chosen/bootargs`).
+    pub bootargs: String,
     /// Where the section and its required settings are, for later errors.
     pub lines: VmLines,
+}
+
+/// How a VM's image is loaded and entered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BootProtocol {
+    /// The Linux arm64 boot protocol: kernel at its `text_offset` (raw binaries at
+    /// RAM + 0x80000), x0 = the generated device tree.
+    #[default]
+    Linux,
+    /// The bare-metal test protocol of `hv-abi`: image at the start of RAM, x0 =
+    /// `arg`, x1..x4 = RAM and shared-region addresses.
+    Bare,
 }
 
 /// Line numbers (1-based) of a VM's header and required settings, so errors
@@ -108,6 +127,8 @@ pub struct VmLines {
     pub image: usize,
     pub memory: usize,
     pub cpus: usize,
+    /// 0 when there is no `initrd` key.
+    pub initrd: usize,
 }
 
 /// One `[shared NAME]` section: memory mapped into every VM that names it.
@@ -256,6 +277,10 @@ pub enum ConfigErrorKind {
         value: String,
     },
     BadMapping {
+        section: Section,
+        value: String,
+    },
+    BadBoot {
         section: Section,
         value: String,
     },
@@ -408,6 +433,9 @@ impl fmt::Display for ConfigErrorKind {
                 section,
                 value,
             } => write!(f, "bad {key} \"{value}\" in {section}: expected on or off"),
+            Self::BadBoot { section, value } => {
+                write!(f, "bad boot \"{value}\" in {section}: expected linux or bare")
+            }
             Self::BadMapping { section, value } => {
                 write!(f, "bad mapping \"{value}\" in {section}: expected 4K or 2M")
             }
@@ -488,6 +516,12 @@ impl Config {
                     },
                 });
             }
+            if let Some(initrd) = vm.initrd.as_ref().filter(|initrd| !bundle_has(initrd)) {
+                return Err(ConfigError {
+                    line: vm.lines.initrd,
+                    kind: ConfigErrorKind::ImageNotInBundle { section: Section::vm(&vm.name), image: initrd.clone() },
+                });
+            }
             if let Some(&cpu) = vm.cpus.iter().find(|&&cpu| cpu >= cpu_count) {
                 return Err(ConfigError {
                     line: vm.lines.cpus,
@@ -539,6 +573,9 @@ struct VmDraft {
     arg: Slot<u64>,
     shared: Slot<Vec<String>>,
     after: Slot<String>,
+    boot: Slot<BootProtocol>,
+    initrd: Slot<String>,
+    bootargs: Slot<String>,
 }
 
 /// A `[shared NAME]` section being read.
@@ -552,7 +589,7 @@ struct SharedDraft {
 
 #[derive(Debug)]
 enum OpenSection {
-    Vm(VmDraft),
+    Vm(Box<VmDraft>),
     Shared(SharedDraft),
 }
 
@@ -630,11 +667,11 @@ impl Parser {
         }
         let name = name.to_string();
         self.open = Some(match kind {
-            SectionKind::Vm => OpenSection::Vm(VmDraft {
+            SectionKind::Vm => OpenSection::Vm(Box::new(VmDraft {
                 name,
                 header_line: line,
                 ..VmDraft::default()
-            }),
+            })),
             SectionKind::Shared => OpenSection::Shared(SharedDraft {
                 name,
                 header_line: line,
@@ -667,7 +704,7 @@ impl Parser {
         match self.open.take() {
             None => Ok(()),
             Some(OpenSection::Vm(draft)) => {
-                self.vms.push(draft.close()?);
+                self.vms.push((*draft).close()?);
                 Ok(())
             }
             Some(OpenSection::Shared(draft)) => {
@@ -713,6 +750,9 @@ impl VmDraft {
             "arg" => field.store(&mut self.arg, Field::number),
             "shared" => field.store(&mut self.shared, Field::shared_region_names),
             "after" => field.store(&mut self.after, Field::vm_name),
+            "boot" => field.store(&mut self.boot, Field::boot_protocol),
+            "initrd" => field.store(&mut self.initrd, Field::file_name),
+            "bootargs" => field.store(&mut self.bootargs, Field::text),
             _ => Err(field.unknown_key()),
         }
     }
@@ -729,12 +769,16 @@ impl VmDraft {
                     arg: self.arg.map_or(0, |arg| arg.value),
                     shared: Vec::new(),
                     after: None,
+                    boot: self.boot.map_or(BootProtocol::Linux, |b| b.value),
+                    bootargs: self.bootargs.map_or_else(String::new, |b| b.value),
                     lines: VmLines {
                         header: self.header_line,
                         image: image.line,
                         memory: memory.line,
                         cpus: cpus.line,
+                        initrd: self.initrd.as_ref().map_or(0, |i| i.line),
                     },
+                    initrd: self.initrd.map(|i| i.value),
                 },
                 shared_names: self.shared,
                 after_name: self.after,
@@ -906,6 +950,19 @@ impl Field<'_> {
             section: self.section.clone(),
             value: self.value.to_string(),
         })
+    }
+
+    fn boot_protocol(&self) -> Result<BootProtocol, ConfigErrorKind> {
+        match self.value {
+            "linux" => Ok(BootProtocol::Linux),
+            "bare" => Ok(BootProtocol::Bare),
+            _ => Err(ConfigErrorKind::BadBoot { section: self.section.clone(), value: self.value.to_string() }),
+        }
+    }
+
+    /// Free text (the rest of the line, comments removed), e.g. a kernel command line.
+    fn text(&self) -> Result<String, ConfigErrorKind> {
+        Ok(self.value.to_string())
     }
 
     fn mapping(&self) -> Result<u64, ConfigErrorKind> {
@@ -1111,11 +1168,15 @@ size = 16M                 # (required)
                         arg: 0x10,
                         shared: vec![0],
                         after: None,
+                        boot: BootProtocol::Linux,
+                        initrd: None,
+                        bootargs: String::new(),
                         lines: VmLines {
                             header: 2,
                             image: 3,
                             memory: 4,
                             cpus: 5,
+                            initrd: 0,
                         },
                     },
                     VmConfig {
@@ -1127,11 +1188,15 @@ size = 16M                 # (required)
                         arg: 0,
                         shared: vec![0],
                         after: Some(0),
+                        boot: BootProtocol::Linux,
+                        initrd: None,
+                        bootargs: String::new(),
                         lines: VmLines {
                             header: 10,
                             image: 11,
                             memory: 12,
                             cpus: 13,
+                            initrd: 0,
                         },
                     },
                 ],
@@ -1352,7 +1417,7 @@ size = 16M                 # (required)
         let cases = [
             (
                 "[vm a]\nimage = a.bin\nmemroy = 64M\n".to_string(),
-                "vms.conf line 3: unknown key \"memroy\" in [vm a] (expected one of: image, memory, cpus, mte, arg, shared, after)",
+                "vms.conf line 3: unknown key \"memroy\" in [vm a] (expected one of: image, memory, cpus, mte, arg, shared, after, boot, initrd, bootargs)",
             ),
             (
                 vm_with("[shared r]\nmemory = 2M\n"),
@@ -1607,5 +1672,21 @@ size = 16M                 # (required)
         assert_eq!(parse(text).unwrap().shared[0].mapping_bytes, 4096);
         let bad = parse("[shared race]\nsize = 4M\nmapping = 1G\n").unwrap_err();
         assert_eq!(bad.to_string(), "vms.conf line 3: bad mapping \"1G\" in [shared race]: expected 4K or 2M");
+    }
+
+    #[test]
+    fn linux_boot_settings() {
+        let text = "[vm linux]\nimage = vmlinuz\ninitrd = initramfs.cpio.gz\nbootargs = console=ttyAMA0 earlycon rdinit=/init\nmemory = 512M\ncpus = 0,1\n[vm t]\nimage = t.bin\nmemory = 2M\ncpus = 0\nboot = bare\n";
+        let config = parse(text).unwrap();
+        let linux = &config.vms[0];
+        assert_eq!(linux.boot, BootProtocol::Linux);
+        assert_eq!(linux.initrd.as_deref(), Some("initramfs.cpio.gz"));
+        assert_eq!(linux.bootargs, "console=ttyAMA0 earlycon rdinit=/init");
+        assert_eq!(linux.lines.initrd, 3);
+        assert_eq!(config.vms[1].boot, BootProtocol::Bare);
+        let missing = config.validate_against(2, |name| name != "initramfs.cpio.gz").unwrap_err();
+        assert_eq!(missing.line, 3);
+        let bad = parse("[vm a]\nimage = a\nmemory = 2M\ncpus = 0\nboot = uefi\n").unwrap_err();
+        assert_eq!(bad.to_string(), "vms.conf line 5: bad boot \"uefi\" in [vm a]: expected linux or bare");
     }
 }

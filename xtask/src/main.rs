@@ -5,6 +5,8 @@
 mod build;
 mod bundle;
 mod fixtures;
+mod guest_images;
+mod initramfs;
 mod qemu;
 mod scenarios;
 mod vm_scenarios;

@@ -89,37 +89,37 @@ pub fn scenarios() -> Vec<VmScenario> {
     vec![
         VmScenario {
             name: "fresh-tags",
-            conf: "[vm fresh]\nimage = test-guest.bin\nmemory = 64M\ncpus = {a}\nmte = on\narg = 1\n",
+            conf: "[vm fresh]\nimage = test-guest.bin\nboot = bare\nmemory = 64M\ncpus = {a}\nmte = on\narg = 1\n",
             expect: &["[fresh] PASS fresh-tags", "vm fresh stopped with status 0"],
         },
         VmScenario {
             name: "no-leak",
-            conf: "[vm writer]\nimage = test-guest.bin\nmemory = 64M\ncpus = {a}\narg = 2\n\n\
-                   [vm checker]\nimage = test-guest.bin\nmemory = 64M\ncpus = {b}\narg = 3\nafter = writer\n",
+            conf: "[vm writer]\nimage = test-guest.bin\nboot = bare\nmemory = 64M\ncpus = {a}\narg = 2\n\n\
+                   [vm checker]\nimage = test-guest.bin\nboot = bare\nmemory = 64M\ncpus = {b}\narg = 3\nafter = writer\n",
             expect: &["[writer] PASS leak-writer", "[checker] PASS leak-checker", "vm checker stopped with status 0"],
         },
         VmScenario {
             name: "shared-race",
             conf: "[shared race]\nsize = 16M\nmapping = 4K\n\n\
-                   [vm race-a]\nimage = test-guest.bin\nmemory = 16M\ncpus = {a}\narg = 4\nshared = race\n\n\
-                   [vm race-b]\nimage = test-guest.bin\nmemory = 16M\ncpus = {b}\narg = 5\nshared = race\n",
+                   [vm race-a]\nimage = test-guest.bin\nboot = bare\nmemory = 16M\ncpus = {a}\narg = 4\nshared = race\n\n\
+                   [vm race-b]\nimage = test-guest.bin\nboot = bare\nmemory = 16M\ncpus = {b}\narg = 5\nshared = race\n",
             expect: &["[race-a] PASS race-writer", "[race-b] PASS race-reader"],
         },
         VmScenario {
             name: "mte-regs",
-            conf: "[vm regs-a]\nimage = test-guest.bin\nmemory = 16M\ncpus = {b}\narg = 6\n\n\
-                   [vm regs-b]\nimage = test-guest.bin\nmemory = 16M\ncpus = {b}\narg = 7\n",
+            conf: "[vm regs-a]\nimage = test-guest.bin\nboot = bare\nmemory = 16M\ncpus = {b}\narg = 6\n\n\
+                   [vm regs-b]\nimage = test-guest.bin\nboot = bare\nmemory = 16M\ncpus = {b}\narg = 7\n",
             expect: &["[regs-a] PASS regs-a", "[regs-b] PASS regs-b"],
         },
         VmScenario {
             name: "bad-access",
-            conf: "[vm bad]\nimage = test-guest.bin\nmemory = 16M\ncpus = {a}\narg = 8\n\n\
-                   [vm bystander]\nimage = test-guest.bin\nmemory = 64M\ncpus = {b}\narg = 1\n",
+            conf: "[vm bad]\nimage = test-guest.bin\nboot = bare\nmemory = 16M\ncpus = {a}\narg = 8\n\n\
+                   [vm bystander]\nimage = test-guest.bin\nboot = bare\nmemory = 64M\ncpus = {b}\narg = 1\n",
             expect: &["[bad] PASS bad-access", "[bystander] PASS fresh-tags", "injecting a synchronous external abort"],
         },
         VmScenario {
             name: "no-mte",
-            conf: "[vm plain]\nimage = test-guest.bin\nmemory = 16M\ncpus = {a}\nmte = off\narg = 9\n",
+            conf: "[vm plain]\nimage = test-guest.bin\nboot = bare\nmemory = 16M\ncpus = {a}\nmte = off\narg = 9\n",
             expect: &["[plain] PASS no-mte", "MTE off"],
         },
     ]

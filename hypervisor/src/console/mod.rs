@@ -81,6 +81,40 @@ pub fn write_str_unlocked(s: &str) {
     write_fmt_unlocked(format_args!("{s}"));
 }
 
+/// Writes raw bytes (a guest's UART output) as one uninterleaved unit.
+pub fn write_bytes(bytes: &[u8]) {
+    let base = UART_BASE.load(Ordering::Relaxed);
+    if base == 0 {
+        return;
+    }
+    let _guard = LOCKING.load(Ordering::Relaxed).then(|| LOCK.lock());
+    // SAFETY: `init`'s contract: `base` is a live PL011.
+    let uart = unsafe { Pl011::new(base) };
+    bytes.iter().for_each(|&byte| uart.write_byte(byte));
+}
+
+/// Calls `sink` with every byte the console UART has received.
+pub fn drain_input(mut sink: impl FnMut(u8)) {
+    let base = UART_BASE.load(Ordering::Relaxed);
+    if base == 0 {
+        return;
+    }
+    // SAFETY: `init`'s contract: `base` is a live PL011.
+    let uart = unsafe { Pl011::new(base) };
+    while let Some(byte) = uart.read_byte() {
+        sink(byte);
+    }
+}
+
+/// Makes received bytes raise the console UART's interrupt.
+pub fn enable_input_interrupt() {
+    let base = UART_BASE.load(Ordering::Relaxed);
+    if base != 0 {
+        // SAFETY: `init`'s contract: `base` is a live PL011.
+        unsafe { Pl011::new(base) }.enable_receive_interrupt();
+    }
+}
+
 /// Waits until the UART has sent everything (before powering off).
 pub fn flush() {
     let base = UART_BASE.load(Ordering::Relaxed);

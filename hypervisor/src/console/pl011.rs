@@ -8,6 +8,8 @@ register_bitfields! [u32,
     FR [
         /// Transmit FIFO full.
         TXFF OFFSET(5) NUMBITS(1) [],
+        /// Receive FIFO empty.
+        RXFE OFFSET(4) NUMBITS(1) [],
         /// UART busy transmitting.
         BUSY OFFSET(3) NUMBITS(1) [],
     ]
@@ -18,7 +20,11 @@ register_structs! {
         (0x00 => dr: ReadWrite<u32>),
         (0x04 => _reserved0),
         (0x18 => fr: ReadOnly<u32, FR::Register>),
-        (0x1c => @END),
+        (0x1c => _reserved1),
+        (0x38 => imsc: ReadWrite<u32>),
+        (0x3c => _reserved2),
+        (0x44 => icr: ReadWrite<u32>),
+        (0x48 => @END),
     }
 }
 
@@ -53,6 +59,23 @@ impl Pl011 {
             core::hint::spin_loop();
         }
         registers.dr.set(byte as u32);
+    }
+
+    /// A received byte, if one is waiting.
+    pub fn read_byte(&self) -> Option<u8> {
+        let registers = self.registers();
+        if registers.fr.is_set(FR::RXFE) {
+            return None;
+        }
+        Some(registers.dr.get() as u8)
+    }
+
+    /// Interrupts on received data (RX and receive timeout), so input wakes an idle CPU.
+    pub fn enable_receive_interrupt(&self) {
+        const RXIM_RTIM: u32 = (1 << 4) | (1 << 6);
+        let registers = self.registers();
+        registers.icr.set(RXIM_RTIM);
+        registers.imsc.set(registers.imsc.get() | RXIM_RTIM);
     }
 
     /// Waits until everything written has left the UART.

@@ -147,10 +147,12 @@ impl Stage2Shape {
             4 => 44,
             _ => 48,
         };
-        // Level 0 is only a valid starting level for inputs wider than 39 bits
-        // (T0SZ 16..=24 with the 4 KiB granule); narrower inputs start at level 1.
-        let start_level = if pa_bits > 39 { 0 } else { 1 };
-        Self { ipa_bits: pa_bits, start_level, ps: pa_range.min(5) }
+        // With the 4 KiB granule a stage-2 walk may start at level 0 only when the
+        // PA range is at least 44 bits (the Arm ARM's S2InvalidSL rules). Smaller
+        // machines get a 39-bit IPA (or their PA size) starting at level 1, which
+        // needs no concatenated root tables and still holds the guest layout.
+        let (ipa_bits, start_level) = if pa_bits >= 44 { (pa_bits, 0) } else { (pa_bits.min(39), 1) };
+        Self { ipa_bits, start_level, ps: pa_range.min(5) }
     }
 
     /// `VTCR_EL2` for this shape: 4 KiB granule, write-back inner-shareable walks,
@@ -319,8 +321,11 @@ impl<M: TableMemory> PageTable<M> {
         unreachable!("level 3 always maps a page");
     }
 
-    /// Looks up `va` the way the MMU would.
+    /// Looks up `va` the way the MMU would (addresses beyond the input range translate to nothing).
     pub fn translate(&mut self, va: u64) -> Option<Translation> {
+        if va >> self.input_bits != 0 {
+            return None;
+        }
         let mut table = self.root;
         for level in self.start_level..=LEAF_LEVEL {
             let entry = self.memory.table_mut(table)[index_at(va, level)];
@@ -460,6 +465,13 @@ mod tests {
         assert_eq!(small.vtcr() & 0xff, 28 | (0b01 << 6));
         // 52-bit PA is capped to a 48-bit IPA.
         assert_eq!(Stage2Shape::from_pa_range(6).ps, 5);
+        // 40- and 42-bit machines (Cortex-A53/A55/A76) must not start at level 0.
+        for pa_range in [2, 3] {
+            let shape = Stage2Shape::from_pa_range(pa_range);
+            assert_eq!((shape.ipa_bits, shape.start_level), (39, 1), "PARange {pa_range}");
+            assert_eq!(shape.vtcr() & 0xff, 25 | (0b01 << 6));
+        }
+        assert_eq!(Stage2Shape::from_pa_range(4).start_level, 0);
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod error;
 mod gic;
 mod interrupts;
 mod memory;
+pub mod redistributors;
 mod summary;
 #[cfg(test)]
 pub(crate) mod test_support;

@@ -1,8 +1,13 @@
 //! Virtual machines: guest memory, and (on the target) VMs and vCPUs at EL1.
 
+pub mod boot_layout;
 pub mod exit;
+pub mod guest_dtb;
 pub mod id_registers;
 pub mod memory;
 pub mod stats;
+pub mod vgic;
+pub mod vpl011;
+pub mod vpsci;
 #[cfg(target_os = "none")]
 pub mod runtime;

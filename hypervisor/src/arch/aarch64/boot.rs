@@ -6,7 +6,7 @@ use arrayvec::ArrayVec;
 
 use super::mmu::{self, ImageLayout};
 use super::power::{Outcome, power_off};
-use super::{cpu, exceptions, psci, semihosting, smp};
+use super::{cpu, exceptions, gic, psci, semihosting, smp};
 use crate::console::{self, logger};
 use crate::platform::{self, PhysRange, Platform};
 use crate::vm::runtime::{director, scheduler};
@@ -150,6 +150,10 @@ extern "C" fn hypervisor_primary_main(x0: u64, x1: u64, _x2: u64, _x3: u64) -> !
         Err(e) => log::warn!("no PSCI firmware ({e}): secondary CPUs stay off and power-off will not work"),
     }
 
+    gic::init_distributor(&platform);
+    if let Err(error) = gic::init_cpu() {
+        refuse(true, format_args!("GIC: {error}"));
+    }
     let offline = smp::start_secondaries(&platform, &translation, boot_index);
     print_summary(&platform, &mte, offline);
 

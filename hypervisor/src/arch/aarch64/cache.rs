@@ -7,14 +7,15 @@ fn dcache_line_size() -> u64 {
     4 << ((read_sysreg!("ctr_el0") >> 16) & 0xF)
 }
 
-/// Cleans `[start, start + len)` to the point of coherency, so that an observer
-/// with caches off (a CPU before its MMU is on) sees what we wrote.
+/// Cleans and invalidates `[start, start + len)` to the point of coherency, so that
+/// an observer with caches off (a CPU or guest before its MMU is on) sees what we
+/// wrote, and no clean-but-stale line later hides what it writes uncached.
 pub fn clean_to_poc(start: u64, len: u64) {
     let line = dcache_line_size();
     let mut addr = start & !(line - 1);
     while addr < start + len {
-        // SAFETY: DC CVAC writes back a line without changing memory contents.
-        unsafe { core::arch::asm!("dc cvac, {}", in(reg) addr, options(nostack, preserves_flags)) };
+        // SAFETY: DC CIVAC writes a line back and drops it; memory contents are unchanged.
+        unsafe { core::arch::asm!("dc civac, {}", in(reg) addr, options(nostack, preserves_flags)) };
         addr += line;
     }
     // SAFETY: a barrier only orders memory accesses.
@@ -36,4 +37,11 @@ pub unsafe fn invalidate_to_poc(start: u64, len: u64) {
     }
     // SAFETY: a barrier only orders memory accesses.
     unsafe { core::arch::asm!("dsb sy", options(nostack, preserves_flags)) };
+}
+
+/// Invalidates all instruction caches of the inner-shareable domain, after code
+/// was written into frames that may have held other code before.
+pub fn invalidate_instruction_caches() {
+    // SAFETY: instruction-cache invalidation only drops cached instructions.
+    unsafe { core::arch::asm!("dsb ish", "ic ialluis", "dsb ish", "isb", options(nostack, preserves_flags)) };
 }

@@ -195,6 +195,10 @@ macro_rules! mte_context {
         impl MteContext {
             /// Reads the live registers. Only on CPUs with MTE2.
             pub fn save(&mut self) {
+                // Asynchronous tag-check faults of the outgoing guest must be
+                // recorded in TFSR*_EL1 before they are read.
+                // SAFETY: barriers only order memory accesses and context.
+                unsafe { core::arch::asm!("dsb nsh", "isb", options(nostack, preserves_flags)) };
                 $( self.$field = read_sysreg!($reg); )*
             }
 

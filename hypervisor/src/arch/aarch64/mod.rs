@@ -4,6 +4,7 @@ pub mod boot;
 pub mod cache;
 pub mod cpu;
 pub mod exceptions;
+pub mod gic;
 pub mod guest;
 pub mod id_registers;
 pub mod mmu;

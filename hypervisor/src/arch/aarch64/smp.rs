@@ -116,6 +116,10 @@ extern "C" fn hypervisor_secondary_main(cpu_index: u64) -> ! {
     let index = cpu_index as usize;
     cpu::set_index(index);
     exceptions::install();
+    if let Err(error) = super::gic::init_cpu() {
+        log::error!("GIC: {error}; this CPU stays offline");
+        cpu::halt();
+    }
     log::info!("online (MPIDR {:#x})", cpu::mpidr_affinity());
     report_in(index);
     // Runs this CPU's vCPUs once the VMs exist (or waits until power-off).

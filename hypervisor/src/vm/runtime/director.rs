@@ -3,16 +3,17 @@
 //! down, and powering off when the last one is gone.
 
 use alloc::boxed::Box;
+use alloc::collections::VecDeque;
 use alloc::string::String;
-use alloc::sync::Arc;
+use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::{Mutex, Once};
 
 use super::vcpu::Vcpu;
-use super::virtual_machine::Vm;
-use crate::arch::aarch64::{cpu, sanitise, smp};
+use super::virtual_machine::{Images, Vm};
+use crate::arch::aarch64::{cpu, gic, sanitise, smp};
 use crate::bundle::Bundle;
 use crate::config::Config;
 use crate::mm::page_table::Stage2Shape;
@@ -38,6 +39,8 @@ enum VmState {
 
 struct Lifecycle {
     states: Vec<VmState>,
+    /// How many times each VM has been (re)started.
+    boots: Vec<u64>,
     vmids_in_use: [bool; MAX_VMID as usize + 1],
     /// VMs that still need each shared region (running or pending).
     shared_users: Vec<usize>,
@@ -55,6 +58,12 @@ pub struct Director {
     lifecycle: Mutex<Lifecycle>,
     /// vCPUs handed to each physical CPU, picked up by its scheduler loop.
     pub incoming: [Mutex<Vec<Box<Vcpu>>>; smp::MAX_CPUS],
+    /// Number of GIC list registers (the same on every CPU).
+    pub list_registers: usize,
+    /// The VM whose PL011 receives console input (the first one started).
+    console_vm: Mutex<Weak<Vm>>,
+    /// Console input not yet taken by the guest's UART (its FIFO was full).
+    console_input: Mutex<VecDeque<u8>>,
 }
 
 static DIRECTOR: Once<Director> = Once::new();
@@ -103,7 +112,9 @@ pub fn start(
     let mut shared_users = Vec::new();
     for (index, region) in config.shared.iter().enumerate() {
         let memory = SharedMemory::allocate(&region.name, region.size, region.mapping_bytes, &mut GlobalFrames, |pa, len| {
-            sanitise::zero_data(pa, len, &mte)
+            sanitise::zero_data(pa, len, &mte);
+            // VMs without MTE map it as is, and may read it with caches off.
+            crate::arch::aarch64::cache::clean_to_poc(pa, len);
         })
         .map_err(|e| StartError::SharedMemory(region.name.clone(), e))?;
         log::info!("shared region {}: {} MiB, mapped in {} KiB units", region.name, region.size >> 20, region.mapping_bytes >> 10);
@@ -111,16 +122,24 @@ pub fn start(
         shared_users.push(config.vms.iter().filter(|vm| vm.shared.contains(&index)).count());
     }
     let states = config.vms.iter().map(|_| VmState::Pending).collect();
+    let boots = config.vms.iter().map(|_| 0).collect();
     let director = DIRECTOR.call_once(|| Director {
         bundle,
         mte,
         tag_state: TagStateMap::new(ram),
         shape: Stage2Shape::from_pa_range(cpu::pa_range()),
         events: [const { AtomicU64::new(0) }; hv_abi::EVENTS as usize],
-        lifecycle: Mutex::new(Lifecycle { states, vmids_in_use: [false; MAX_VMID as usize + 1], shared_users, shared }),
+        lifecycle: Mutex::new(Lifecycle { states, boots, vmids_in_use: [false; MAX_VMID as usize + 1], shared_users, shared }),
         incoming: [const { Mutex::new(Vec::new()) }; smp::MAX_CPUS],
+        list_registers: gic::list_register_count().min(16),
+        console_vm: Mutex::new(Weak::new()),
+        console_input: Mutex::new(VecDeque::new()),
         config,
     });
+    if let Some(spi) = gic::layout().console_spi {
+        gic::enable_spi_here(spi);
+        crate::console::enable_input_interrupt();
+    }
     log::info!(
         "{} VM(s) configured; stage 2: {}-bit IPA, walks start at level {}",
         director.config.vms.len(),
@@ -146,9 +165,25 @@ impl Director {
             lifecycle.states[index] = VmState::Failed;
             return;
         };
-        let shared: Vec<Arc<SharedMemory>> = lifecycle.shared.iter().map(|s| s.clone().expect("region in use")).collect();
-        let image = self.bundle.file(&config.image).unwrap_or(&[]);
-        match Vm::create(index, config, image, &shared, vmid, self.shape, &self.mte) {
+        // The regions this VM names, in its order; they stay allocated while any
+        // running or pending VM names them.
+        let Some(shared) = config.shared.iter().map(|&i| lifecycle.shared[i].clone()).collect::<Option<Vec<_>>>() else {
+            log::error!("vm {}: a shared region it names was already freed", config.name);
+            lifecycle.states[index] = VmState::Failed;
+            return;
+        };
+        // validate_against checked that the bundle holds every file named.
+        let images = Images {
+            kernel: self.bundle.file(&config.image).unwrap_or(&[]),
+            initrd: config.initrd.as_deref().and_then(|name| self.bundle.file(name)),
+        };
+        // Linux guests learn which boot this is (SYSTEM_RESET restarts count up).
+        let boot_number = lifecycle.boots[index];
+        lifecycle.boots[index] += 1;
+        let mut config = config.clone();
+        config.bootargs = alloc::format!("{} mte-hypervisor.boot={boot_number}", config.bootargs).trim_start().into();
+        let config = &config;
+        match Vm::create(index, config, &images, &shared, vmid, self.shape, &self.mte) {
             Ok(vm) => {
                 lifecycle.vmids_in_use[vmid as usize] = true;
                 lifecycle.states[index] = VmState::Running;
@@ -161,15 +196,26 @@ impl Director {
                     if vm.mte { "on" } else { "off" }
                 );
                 drop(lifecycle);
-                for (vcpu_index, &pcpu) in config.cpus.iter().enumerate() {
-                    let vcpu = Box::new(Vcpu::new(vm.clone(), vcpu_index, config.arg));
+                {
+                    let mut console = self.console_vm.lock();
+                    if console.upgrade().is_none() {
+                        *console = Arc::downgrade(&vm);
+                    }
+                }
+                let vcpus: Vec<Box<Vcpu>> =
+                    (0..config.cpus.len()).map(|vcpu_index| Box::new(Vcpu::new(vm.clone(), vcpu_index))).collect();
+                // Only vCPUs hold the VM from here on, so the last one to stop destroys it.
+                drop(vm);
+                for (vcpu, &pcpu) in vcpus.into_iter().zip(&config.cpus) {
                     self.incoming[pcpu].lock().push(vcpu);
                 }
                 aarch64_cpu::asm::sev();
+                super::scheduler::kick_cpus(&config.cpus);
             }
             Err(error) => {
                 log::error!("vm {}: cannot create: {error}", config.name);
                 lifecycle.states[index] = VmState::Failed;
+                self.release_shared(&mut lifecycle, index);
             }
         }
     }
@@ -181,10 +227,22 @@ impl Director {
         if vm.live_vcpus.fetch_sub(1, Ordering::AcqRel) != 1 {
             return;
         }
+        // Other CPUs may still hold the VM for a moment (a vCPU that stopped just
+        // before us, console input delivery); wait for them to let go.
+        while Arc::strong_count(&vm) > 1 {
+            core::hint::spin_loop();
+        }
         let status = vm.exit_status.load(Ordering::Acquire);
+        let reset = vm.reset_requested.load(Ordering::Acquire);
         let (index, name, vmid) = (vm.index, vm.name.clone(), vm.vmid);
         crate::println!("vm {name} stopped with status {status}: {}", vm.stats);
         vm.destroy(&self.tag_state);
+        if reset {
+            crate::println!("vm {name} restarting (SYSTEM_RESET) with fresh memory");
+            self.lifecycle.lock().vmids_in_use[vmid as usize] = false;
+            self.launch(index);
+            return;
+        }
 
         let to_launch = {
             let mut lifecycle = self.lifecycle.lock();
@@ -205,6 +263,52 @@ impl Director {
             self.launch(next);
         }
         self.power_off_if_done();
+    }
+
+    /// Takes every byte the console UART received and feeds the console VM's PL011.
+    pub fn receive_console_input(&self) {
+        {
+            let mut input = self.console_input.lock();
+            crate::console::drain_input(|byte| {
+                // Keep a bounded backlog; beyond it the user is typing into a guest
+                // that is not reading.
+                if input.len() < 4096 {
+                    input.push_back(byte);
+                }
+            });
+        }
+        if let Some(vm) = self.console_vm.lock().upgrade() {
+            self.deliver_console_input(&vm);
+            super::interrupts::update_uart_line(&vm);
+        }
+    }
+
+    /// Moves backlog bytes into `vm`'s PL011 while its receive FIFO has room (only
+    /// for the console VM).
+    pub fn deliver_console_input(&self, vm: &Arc<Vm>) {
+        if !Weak::ptr_eq(&self.console_vm.lock(), &Arc::downgrade(vm)) {
+            return;
+        }
+        let mut input = self.console_input.lock();
+        let mut uart = vm.uart.lock();
+        while let Some(&byte) = input.front() {
+            if !uart.push_rx(byte) {
+                break;
+            }
+            input.pop_front();
+        }
+    }
+
+    /// VM `index` no longer needs its shared regions: free those no other VM needs.
+    fn release_shared(&self, lifecycle: &mut Lifecycle, index: usize) {
+        for &region in &self.config.vms[index].shared {
+            lifecycle.shared_users[region] -= 1;
+            if lifecycle.shared_users[region] == 0 {
+                if let Some(memory) = lifecycle.shared[region].take() {
+                    self.free_shared(memory);
+                }
+            }
+        }
     }
 
     fn free_shared(&self, memory: Arc<SharedMemory>) {
@@ -232,6 +336,7 @@ impl Director {
             let Some(blocked) = blocked else { break };
             log::error!("vm {}: not started, the VM it runs after failed", self.config.vms[blocked].name);
             lifecycle.states[blocked] = VmState::Failed;
+            self.release_shared(&mut lifecycle, blocked);
         }
         let done = lifecycle.states.iter().all(|s| matches!(s, VmState::Stopped { .. } | VmState::Failed));
         if !done {

@@ -3,6 +3,7 @@
 
 pub mod director;
 pub mod scheduler;
+mod interrupts;
 mod stage2;
 mod vcpu;
 mod virtual_machine;

@@ -1,13 +1,29 @@
 //! Each physical CPU runs the vCPUs pinned to it, round robin: a vCPU keeps the
-//! CPU until it yields (HV_YIELD, WFI) or its VM stops. Switching vCPUs saves the
-//! outgoing one's EL1 and MTE registers and restores the incoming one's.
+//! CPU until it yields (HV_YIELD), blocks (WFI, CPU_SUSPEND, powered off) or its
+//! VM stops. Switching vCPUs saves the outgoing one's EL1, MTE and virtual
+//! interrupt state and restores the incoming one's. With nothing to run, the CPU
+//! waits for a physical interrupt: a guest timer, console input, or a kick from
+//! another CPU.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
 
 use super::director::{self, Director};
+use super::interrupts;
 use super::vcpu::{Event, Vcpu};
-use crate::arch::aarch64::guest;
+use crate::arch::aarch64::{cpu, gic, guest, smp};
+
+/// Makes the given physical CPUs look at their vCPUs again (new work, an
+/// interrupt for a waiting vCPU, a VM stopping).
+pub fn kick_cpus(cpus: &[usize]) {
+    let me = cpu::index();
+    for &target in cpus {
+        if target != me && target < smp::MAX_CPUS {
+            gic::kick(smp::CPUS[target].mpidr.load(Ordering::Relaxed));
+        }
+    }
+}
 
 /// Runs guests on this CPU forever (the machine powers off when all VMs stop).
 pub fn run_cpu(cpu: usize) -> ! {
@@ -19,26 +35,47 @@ pub fn run_cpu(cpu: usize) -> ! {
         aarch64_cpu::asm::wfe();
     };
     let mut vcpus: Vec<Box<Vcpu>> = Vec::new();
-    // Index in `vcpus` of the vCPU whose EL1 state is live on this CPU.
+    // Index in `vcpus` of the vCPU whose state is live on this CPU.
     let mut loaded: Option<usize> = None;
     let mut next = 0usize;
     loop {
         vcpus.append(&mut director.incoming[cpu].lock());
-        if vcpus.is_empty() {
-            aarch64_cpu::asm::wfe();
+        reap_stopped(director, &mut vcpus, &mut loaded);
+        let count = vcpus.len();
+        let ready = (0..count).map(|k| (next + k) % count.max(1)).find(|&i| vcpus[i].ready());
+        let Some(current) = ready else {
+            // Nothing to run: wait for an interrupt (masked at EL2, it still ends WFI).
+            aarch64_cpu::asm::wfi();
+            let live = loaded.map(|i| (&vcpus[i].vm, vcpus[i].index));
+            interrupts::handle_physical(director, live);
             continue;
-        }
-        let current = next % vcpus.len();
+        };
         switch_to(director, &mut vcpus, &mut loaded, current);
         match vcpus[current].run(director) {
-            Event::Yield => next = current + 1,
-            Event::Stopped => {
-                let vcpu = vcpus.remove(current);
-                loaded = None;
-                next = current;
-                director.vcpu_stopped(vcpu);
-            }
+            Event::Yield | Event::Blocked => next = current + 1,
+            Event::Stopped => next = current,
         }
+    }
+}
+
+/// Hands the vCPUs of stopping VMs back to the director.
+fn reap_stopped(director: &Director, vcpus: &mut Vec<Box<Vcpu>>, loaded: &mut Option<usize>) {
+    let mut i = 0;
+    while i < vcpus.len() {
+        if !vcpus[i].vm.stopping.load(Ordering::Acquire) {
+            i += 1;
+            continue;
+        }
+        let mut vcpu = vcpus.remove(i);
+        match *loaded {
+            Some(l) if l == i => {
+                vcpu.unload(director);
+                *loaded = None;
+            }
+            Some(l) if l > i => *loaded = Some(l - 1),
+            _ => {}
+        }
+        director.vcpu_stopped(vcpu);
     }
 }
 

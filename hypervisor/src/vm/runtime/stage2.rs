@@ -92,9 +92,13 @@ impl Sanitiser<'_> {
             let mte = self.mte;
             let outcome = self
                 .tag_state
-                .sanitise_once(backing.pa, backing.size, |pa, len| match backing.preparation {
-                    Preparation::ZeroDataAndTags => sanitise::zero_data_and_tags(pa, len, mte),
-                    Preparation::ZeroTagsOnly => sanitise::zero_tags(pa, len, mte),
+                .sanitise_once(backing.pa, backing.size, |pa, len| {
+                    match backing.preparation {
+                        Preparation::ZeroDataAndTags => sanitise::zero_data_and_tags(pa, len, mte),
+                        Preparation::ZeroTagsOnly => sanitise::zero_tags(pa, len, mte),
+                    }
+                    // Before the bits are set: a VM on the fast path may map it at once.
+                    cache::clean_to_poc(pa, len);
                 })
                 .map_err(MappingError::TagState)?;
             add(&stats.frames_sanitised, u64::from(outcome.frames_zeroed));
@@ -105,9 +109,6 @@ impl Sanitiser<'_> {
             }
             if outcome.contended {
                 add(&stats.lock_contended, 1);
-            }
-            if outcome.frames_zeroed > 0 {
-                cache::clean_to_poc(backing.pa, backing.size);
             }
         }
         Ok(())
@@ -171,10 +172,11 @@ impl VmMemory {
             let translation = self.stage2.translate(at).ok_or(at)?;
             let in_page = (PAGE_SIZE - (at % PAGE_SIZE)) as usize;
             let len = in_page.min(out.len() - done);
-            // SAFETY: the stage-2 tables only map frames this VM owns, identity-mapped
-            // at EL2; `len` stays within the page.
-            let src = unsafe { core::slice::from_raw_parts(translation.output_address as *const u8, len) };
-            out[done..done + len].copy_from_slice(src);
+            // SAFETY: the stage-2 tables only map guest RAM (identity-mapped at EL2),
+            // and `len` stays within the page. Guests (of this VM, or another sharing
+            // the frame) may write it concurrently, so it is copied byte by byte
+            // through a raw pointer rather than borrowed as a slice.
+            unsafe { core::ptr::copy_nonoverlapping(translation.output_address as *const u8, out[done..].as_mut_ptr(), len) };
             done += len;
         }
         Ok(())

@@ -1,27 +1,35 @@
-//! A vCPU: the guest's registers and EL1 state, and what happens on each exit.
+//! A vCPU: the guest's registers, EL1 and interrupt-controller state, and what
+//! happens on each exit.
 
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
 
-use hv_abi::{RAM_BASE, Stat};
+use hv_abi::Stat;
 
 use super::director::Director;
+use super::interrupts;
 use super::stage2::FaultResolution;
 use super::virtual_machine::Vm;
+use crate::arch::aarch64::gic::{self, VirtualInterfaceState};
 use crate::arch::aarch64::guest::{
     self, El1Context, ExitVector, GuestRegisters, MteContext, PSTATE_EL1H_MASKED, SCTLR_EL1_RESET,
 };
 use crate::arch::aarch64::id_registers::read_id_register;
 use crate::exception::{SysRegAccess, SysRegDirection};
-use crate::vm::exit::{self, GuestExit, Stage2Abort, Stage2FaultKind, injected_abort_syndrome};
+use crate::vm::exit::{self, GuestExit, MmioAccess, Stage2Abort, Stage2FaultKind, injected_abort_syndrome};
 use crate::vm::id_registers;
 use crate::vm::stats::add;
+use crate::vm::vgic::list_register::{ListRegister, LrState};
+use crate::vm::vgic::{self, sgi};
+use crate::vm::vpsci::{self, PowerState, PsciOutcome};
 
 /// What the scheduler should do after running a vCPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
-    /// Let another vCPU on this CPU run (HV_YIELD, WFI).
+    /// Let another vCPU on this CPU run (HV_YIELD).
     Yield,
+    /// The vCPU waits for an interrupt (WFI, CPU_SUSPEND) or is powered off.
+    Blocked,
     /// The VM is stopping: this vCPU is done.
     Stopped,
 }
@@ -30,7 +38,19 @@ pub enum Event {
 enum Next {
     Resume,
     Yield,
+    Block,
     Stop,
+}
+
+/// Most list registers the architecture allows.
+const MAX_LIST_REGISTERS: usize = 16;
+
+/// What a list register holds, as far as this vCPU knows.
+#[derive(Debug, Clone, Copy)]
+struct ListRegisterSlot {
+    intid: u32,
+    /// Hardware-linked: the physical interrupt is deactivated by the guest's EOI.
+    hw: bool,
 }
 
 pub struct Vcpu {
@@ -40,17 +60,51 @@ pub struct Vcpu {
     registers: GuestRegisters,
     el1: El1Context,
     mte: MteContext,
+    interface: VirtualInterfaceState,
+    slots: [Option<ListRegisterSlot>; MAX_LIST_REGISTERS],
+    /// List register contents while another vCPU has the CPU.
+    saved_list_registers: [u64; MAX_LIST_REGISTERS],
+    /// Waiting for an interrupt (WFI / CPU_SUSPEND).
+    waiting: bool,
 }
 
 impl Vcpu {
-    /// A vCPU at its reset state: EL1h, MMU off, PC at the start of RAM, with the
-    /// entry arguments of `hv_abi` in x0..x4.
-    pub fn new(vm: Arc<Vm>, index: usize, arg: u64) -> Self {
-        let mut registers = GuestRegisters { pc: RAM_BASE, pstate: PSTATE_EL1H_MASKED, ..Default::default() };
-        let (shared_ipa, shared_size) = vm.first_shared.unwrap_or((0, 0));
-        registers.x[..5].copy_from_slice(&[arg, RAM_BASE, vm.ram_bytes, shared_ipa, shared_size]);
+    /// vCPU `index` of `vm` at its reset state: vCPU 0 (and every vCPU of a bare
+    /// VM) at the VM's entry point, the others powered off until `CPU_ON`.
+    pub fn new(vm: Arc<Vm>, index: usize) -> Self {
+        let mut registers = GuestRegisters { pc: vm.entry.pc, pstate: PSTATE_EL1H_MASKED, ..Default::default() };
+        registers.x[..5].copy_from_slice(&vm.entry.args);
         let el1 = El1Context { sctlr: SCTLR_EL1_RESET, ..Default::default() };
-        Self { vm, index, registers, el1, mte: MteContext::default() }
+        Self {
+            vm,
+            index,
+            registers,
+            el1,
+            mte: MteContext::default(),
+            interface: VirtualInterfaceState::default(),
+            slots: [None; MAX_LIST_REGISTERS],
+            saved_list_registers: [0; MAX_LIST_REGISTERS],
+            waiting: false,
+        }
+    }
+
+    fn powered_on(&self) -> bool {
+        self.vm.psci.lock().state(self.index) == Some(PowerState::On)
+    }
+
+    fn start_request(&self) -> Option<(u64, u64)> {
+        self.vm.start_requests.lock()[self.index]
+    }
+
+    /// Whether the scheduler should run this vCPU now.
+    pub fn ready(&self) -> bool {
+        if self.vm.stopping.load(Ordering::Acquire) {
+            return true;
+        }
+        if !self.powered_on() {
+            return self.start_request().is_some();
+        }
+        !self.waiting || self.vm.vgic.lock().next_pending(self.index).is_some()
     }
 
     /// Makes this vCPU's state live on the current CPU.
@@ -62,6 +116,10 @@ impl Vcpu {
         if director.mte.level.has_tag_storage() {
             self.mte.restore();
         }
+        self.interface.restore();
+        for n in 0..director.list_registers {
+            gic::write_list_register(n, self.saved_list_registers[n]);
+        }
     }
 
     /// Saves the live state into this vCPU before another one takes the CPU.
@@ -70,23 +128,53 @@ impl Vcpu {
         if director.mte.level.has_tag_storage() {
             self.mte.save();
         }
+        self.interface.save();
+        for n in 0..director.list_registers {
+            self.saved_list_registers[n] = gic::read_list_register(n);
+            gic::write_list_register(n, 0);
+        }
     }
 
-    /// Runs the guest until it yields or its VM stops. The vCPU must be loaded.
+    /// Drops this vCPU's live interrupt state for good (it stopped): physical
+    /// interrupts still active behind hardware-linked list registers are
+    /// deactivated so they can fire for whoever runs next.
+    pub fn unload(&mut self, director: &Director) {
+        for n in 0..director.list_registers {
+            if let Some(slot) = self.slots[n].take() {
+                if slot.hw {
+                    gic::deactivate(slot.intid);
+                }
+            }
+            gic::write_list_register(n, 0);
+        }
+    }
+
+    /// Runs the guest until it yields, blocks or its VM stops. The vCPU must be loaded.
     pub fn run(&mut self, director: &Director) -> Event {
+        if !self.powered_on() {
+            match self.take_start_request() {
+                true => {}
+                false => return Event::Blocked,
+            }
+        }
+        self.waiting = false;
         loop {
             if self.vm.stopping.load(Ordering::Acquire) {
                 return Event::Stopped;
             }
+            self.fill_list_registers(director);
             // SAFETY: `load` made this vCPU's VM controls and EL1 state live.
             let (vector, syndrome) = unsafe { guest::run(&mut self.registers) };
             add(&self.vm.stats.exits, 1);
+            self.retire_list_registers(director);
             let next = match vector {
                 ExitVector::Synchronous => {
                     self.handle_synchronous(director, exit::decode(syndrome.esr, syndrome.far, syndrome.hpfar))
                 }
-                // No physical interrupt is routed to guests yet: nothing to do.
-                ExitVector::Irq | ExitVector::Fiq => Next::Resume,
+                ExitVector::Irq | ExitVector::Fiq => {
+                    interrupts::handle_physical(director, Some((&self.vm, self.index)));
+                    Next::Resume
+                }
                 ExitVector::SError => {
                     log::error!("vm {}: SError (ESR {:#x}); stopping the VM", self.vm.name, syndrome.esr);
                     self.vm.request_stop(-1);
@@ -96,7 +184,77 @@ impl Vcpu {
             match next {
                 Next::Resume => {}
                 Next::Yield => return Event::Yield,
+                Next::Block => {
+                    if self.has_pending_interrupt(director) {
+                        continue;
+                    }
+                    self.waiting = true;
+                    return Event::Blocked;
+                }
                 Next::Stop => return Event::Stopped,
+            }
+        }
+    }
+
+    /// A `CPU_ON` for this vCPU: reset to its entry point with the context ID in x0.
+    fn take_start_request(&mut self) -> bool {
+        let Some((entry, context)) = self.vm.start_requests.lock()[self.index].take() else { return false };
+        self.registers = GuestRegisters { pc: entry, pstate: PSTATE_EL1H_MASKED, ..Default::default() };
+        self.registers.x[0] = context;
+        self.el1 = El1Context { sctlr: SCTLR_EL1_RESET, ..Default::default() };
+        self.el1.restore();
+        self.vm.psci.lock().vcpu_started(self.index);
+        true
+    }
+
+    fn has_pending_interrupt(&self, director: &Director) -> bool {
+        let in_list_register = (0..director.list_registers)
+            .any(|n| self.slots[n].is_some() && ListRegister::from_bits(gic::read_list_register(n)).state.is_pending());
+        in_list_register || self.vm.vgic.lock().next_pending(self.index).is_some()
+    }
+
+    /// Loads free list registers with the most urgent pending interrupts; asks for
+    /// an underflow maintenance interrupt when more are waiting than fit.
+    fn fill_list_registers(&mut self, director: &Director) {
+        let mut vgic = self.vm.vgic.lock();
+        for n in 0..director.list_registers {
+            if self.slots[n].is_some() {
+                continue;
+            }
+            let Some(irq) = vgic.next_pending(self.index) else { break };
+            let mut lr = ListRegister::from_pending(irq);
+            let hw = irq.intid == vgic::VIRTUAL_TIMER_PPI;
+            if hw {
+                // The physical timer interrupt is active (left so by
+                // `interrupts::handle_physical`); the guest's EOI deactivates it.
+                lr.hw = Some(gic::layout().virtual_timer);
+                lr.eoi_maintenance = false;
+            }
+            gic::write_list_register(n, lr.to_bits());
+            vgic.mark_in_list_register(self.index, irq.intid);
+            self.slots[n] = Some(ListRegisterSlot { intid: irq.intid, hw });
+        }
+        gic::set_underflow_interrupt(vgic.next_pending(self.index).is_some());
+    }
+
+    /// Reads the list registers back after an exit: interrupts the guest finished
+    /// with go back to the model (a level line still high becomes pending again).
+    fn retire_list_registers(&mut self, director: &Director) {
+        let mut vgic = self.vm.vgic.lock();
+        for n in 0..director.list_registers {
+            let Some(slot) = self.slots[n] else { continue };
+            let lr = ListRegister::from_bits(gic::read_list_register(n));
+            if lr.state == LrState::Invalid {
+                vgic.list_register_retired(self.index, slot.intid, false);
+                if slot.hw {
+                    // Deactivated through the link; if the timer is still due, the
+                    // physical interrupt fires again and raises the line anew.
+                    vgic.set_level(slot.intid, self.index, false);
+                }
+                self.slots[n] = None;
+                gic::write_list_register(n, 0);
+            } else {
+                vgic.sync_list_register(self.index, slot.intid, lr.state);
             }
         }
     }
@@ -112,7 +270,11 @@ impl Vcpu {
             GuestExit::SysReg(access) => self.handle_sysreg(access),
             GuestExit::Wait(_) => {
                 self.registers.pc += 4;
-                Next::Yield
+                match self.vm.boot {
+                    // Bare test guests have no interrupts: WFI just lets others run.
+                    crate::config::BootProtocol::Bare => Next::Yield,
+                    crate::config::BootProtocol::Linux => Next::Block,
+                }
             }
             GuestExit::Unhandled(class) => {
                 log::warn!("vm {}: unexpected {} at {:#x}; injecting UNDEFINED", self.vm.name, class.name(), self.registers.pc);
@@ -140,17 +302,15 @@ impl Vcpu {
             // We map with the access flag set and full permissions, so these only
             // mean another vCPU changed the mapping meanwhile: retry.
             Stage2FaultKind::AccessFlag | Stage2FaultKind::Permission if in_guest_memory => Next::Resume,
+            Stage2FaultKind::Translation if !abort.instruction && self.emulate_mmio(director, &abort) => Next::Resume,
             _ => {
                 log::warn!(
-                    "vm {}: {} {} IPA {:#x} outside its memory (pc {:#x}); injecting a synchronous external abort",
+                    "vm {}: {} IPA {:#x} outside its memory and devices (pc {:#x}{}); injecting a synchronous external abort",
                     self.vm.name,
                     if abort.instruction { "instruction fetch from" } else if abort.write { "write to" } else { "read from" },
-                    match abort.kind {
-                        Stage2FaultKind::Translation => "unmapped",
-                        _ => "faulting",
-                    },
                     abort.ipa,
-                    self.registers.pc
+                    self.registers.pc,
+                    if abort.access.is_none() && !abort.instruction { ", no instruction syndrome" } else { "" }
                 );
                 add(&self.vm.stats.injected_aborts, 1);
                 let from_el1 = self.registers.pstate & 0xC != 0;
@@ -161,12 +321,109 @@ impl Vcpu {
         }
     }
 
+    /// Emulates a load or store to the vGIC or the PL011. Returns false if the
+    /// IPA is not a device, or the access cannot be decoded (no valid syndrome:
+    /// the guest used an instruction the hypervisor does not emulate).
+    fn emulate_mmio(&mut self, director: &Director, abort: &Stage2Abort) -> bool {
+        let Some(access) = abort.access else { return false };
+        let size = access.size_bytes;
+        let ipa = abort.ipa;
+        let value = match abort.write {
+            true => Some(self.register(access.register) & size_mask(size)),
+            false => None,
+        };
+        let handled = if self.vm.vgic.lock().region(ipa).is_some() {
+            self.emulate_vgic(ipa, size, value, access)
+        } else if (vgic_uart_base()..vgic_uart_base() + crate::vm::vpl011::SIZE).contains(&ipa) {
+            self.emulate_uart(director, ipa - vgic_uart_base(), size, value, access)
+        } else {
+            false
+        };
+        if handled {
+            self.registers.pc += 4;
+        }
+        handled
+    }
+
+    fn emulate_vgic(&mut self, ipa: u64, size: u8, value: Option<u64>, access: MmioAccess) -> bool {
+        let result = {
+            let mut vgic = self.vm.vgic.lock();
+            match value {
+                Some(value) => vgic.mmio_write(ipa, size, value),
+                None => vgic.mmio_read(ipa, size),
+            }
+        };
+        let Some(result) = result else { return false };
+        if result.unhandled {
+            log::debug!("vm {}: vGIC access to {ipa:#x} (size {size}) ignored", self.vm.name);
+        }
+        if value.is_none() {
+            self.complete_load(access, result.value);
+        }
+        if result.changed {
+            super::scheduler::kick_cpus(&self.vm.hosts);
+        }
+        true
+    }
+
+    fn emulate_uart(&mut self, director: &Director, offset: u64, size: u8, value: Option<u64>, access: MmioAccess) -> bool {
+        let mut output = arrayvec::ArrayVec::<u8, 8>::new();
+        let (handled, read) = {
+            let mut uart = self.vm.uart.lock();
+            match value {
+                Some(value) => (uart.write(offset, size, value, &mut |byte| output.push(byte)), None),
+                None => match uart.read(offset, size) {
+                    Some(v) => (true, Some(v)),
+                    None => (false, None),
+                },
+            }
+        };
+        if !handled {
+            return false;
+        }
+        if !output.is_empty() {
+            crate::console::write_bytes(&output);
+        }
+        if let Some(read) = read {
+            self.complete_load(access, read);
+        }
+        director.deliver_console_input(&self.vm);
+        interrupts::update_uart_line(&self.vm);
+        true
+    }
+
+    /// Writes a loaded value to the destination register, sign-extended or
+    /// truncated as the syndrome says.
+    fn complete_load(&mut self, access: MmioAccess, value: u64) {
+        let bits = u32::from(access.size_bytes) * 8;
+        let mut value = value & size_mask(access.size_bytes);
+        if access.sign_extend && bits < 64 {
+            let shift = 64 - bits;
+            value = (((value << shift) as i64) >> shift) as u64;
+        }
+        if !access.sixty_four_bit_register {
+            value &= 0xFFFF_FFFF;
+        }
+        self.set_register(access.register, value);
+    }
+
     fn handle_sysreg(&mut self, access: SysRegAccess) -> Next {
         let is_id = id_registers::is_id_register(access.op0, access.op1, access.crn, access.crm);
         if is_id && access.direction == SysRegDirection::Read {
             let real = read_id_register(access.crm, access.op2).unwrap_or(0);
             let value = id_registers::guest_view(access.crm, access.op2, real, self.vm.mte);
             self.set_register(access.rt, value);
+            self.registers.pc += 4;
+            return Next::Resume;
+        }
+        if sgi::is_icc_sgi1r(access.op0, access.op1, access.crn, access.crm, access.op2)
+            && access.direction == SysRegDirection::Write
+        {
+            let value = self.register(access.rt);
+            let targets = self.vm.vgic.lock().send_sgi(self.index, value);
+            let hosts: arrayvec::ArrayVec<usize, 64> =
+                targets.iter().filter_map(|v| self.vm.hosts.get(v).copied()).take(64).collect();
+            super::scheduler::kick_cpus(&hosts);
             self.registers.pc += 4;
             return Next::Resume;
         }
@@ -181,28 +438,66 @@ impl Vcpu {
         guest::inject_synchronous(&mut self.registers, exit::INJECTED_UNDEFINED_SYNDROME, 0);
     }
 
-    fn set_register(&mut self, rt: u8, value: u64) {
-        // Register 31 is XZR for MRS: the value is discarded.
-        if let Some(slot) = self.registers.x.get_mut(rt as usize) {
+    fn register(&self, index: u8) -> u64 {
+        // Register 31 is XZR in these encodings.
+        self.registers.x.get(index as usize).copied().unwrap_or(0)
+    }
+
+    fn set_register(&mut self, index: u8, value: u64) {
+        if let Some(slot) = self.registers.x.get_mut(index as usize) {
             *slot = value;
         }
     }
 
-    /// An SMCCC call through HVC or (trapped) SMC: PSCI, SMCCC discovery, our hypercalls.
+    /// An SMCCC call through HVC or (trapped) SMC: PSCI and SMCCC discovery, and
+    /// the hypercalls of `hv-abi`.
     fn handle_call(&mut self, director: &Director) -> Next {
         add(&self.vm.stats.hypercalls, 1);
         let function = self.registers.x[0] as u32;
-        let [a1, a2, _a3] = [self.registers.x[1], self.registers.x[2], self.registers.x[3]];
-        const NOT_SUPPORTED: u64 = -1i64 as u64;
-        const INVALID: u64 = -2i64 as u64;
-        let result = match function {
-            crate::psci::PSCI_VERSION => 0x1_0001,
-            crate::psci::SYSTEM_OFF => {
+        let [a1, a2, a3] = [self.registers.x[1], self.registers.x[2], self.registers.x[3]];
+        if function >> 24 == 0xC6 {
+            return self.handle_hypercall(director, function, a1, a2);
+        }
+        let outcome = self.vm.psci.lock().call(self.index, function, [a1, a2, a3], (hv_abi::RAM_BASE, self.vm.ram_bytes));
+        if let Some(x0) = outcome.caller_x0() {
+            self.registers.x[0] = x0;
+        }
+        match outcome {
+            PsciOutcome::Return(_) => Next::Resume,
+            PsciOutcome::StartVcpu { target, entry, context_id } => {
+                self.vm.start_requests.lock()[target] = Some((entry, context_id));
+                if let Some(&host) = self.vm.hosts.get(target) {
+                    super::scheduler::kick_cpus(&[host]);
+                }
+                Next::Resume
+            }
+            PsciOutcome::Suspend => Next::Block,
+            PsciOutcome::StopCallingVcpu => {
+                if !self.vm.psci.lock().any_running() {
+                    log::info!("vm {}: last vCPU called CPU_OFF; stopping the VM", self.vm.name);
+                    self.vm.request_stop(0);
+                    return Next::Stop;
+                }
+                Next::Block
+            }
+            PsciOutcome::SystemOff => {
                 log::info!("vm {}: PSCI SYSTEM_OFF", self.vm.name);
                 self.vm.request_stop(0);
-                return Next::Stop;
+                Next::Stop
             }
-            SMCCC_VERSION => 0x1_0001,
+            PsciOutcome::SystemReset => {
+                log::info!("vm {}: PSCI SYSTEM_RESET", self.vm.name);
+                self.vm.reset_requested.store(true, Ordering::Release);
+                self.vm.request_stop(0);
+                Next::Stop
+            }
+        }
+    }
+
+    fn handle_hypercall(&mut self, director: &Director, function: u32, a1: u64, a2: u64) -> Next {
+        const NOT_SUPPORTED: u64 = vpsci::NOT_SUPPORTED as u64;
+        const INVALID: u64 = vpsci::INVALID_PARAMETERS as u64;
+        let result = match function {
             hv_abi::HV_WRITE => match self.guest_write(a1, a2) {
                 Ok(()) => 0,
                 Err(()) => INVALID,
@@ -255,5 +550,13 @@ impl Vcpu {
     }
 }
 
-/// SMCCC_VERSION.
-const SMCCC_VERSION: u32 = 0x8000_0000;
+fn size_mask(size: u8) -> u64 {
+    match size {
+        8 => u64::MAX,
+        n => (1u64 << (u32::from(n) * 8)) - 1,
+    }
+}
+
+fn vgic_uart_base() -> u64 {
+    crate::vm::vpl011::DEFAULT_BASE
+}

@@ -1,8 +1,10 @@
-//! A VM: its identity, memory, EL2 controls and statistics, created from a
-//! `vms.conf` section and destroyed when its last vCPU stops.
+//! A VM: its identity, memory, devices (vGIC, PL011, PSCI), EL2 controls and
+//! statistics, created from a `vms.conf` section and destroyed when its last
+//! vCPU stops.
 
 use alloc::string::String;
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 
 use hv_abi::{RAM_BASE, SHARED_BASE};
@@ -11,16 +13,29 @@ use spin::Mutex;
 use super::stage2::{FrameTables, GlobalFrames, MappingError, Sanitiser, VmMemory};
 use crate::arch::aarch64::guest::{self, VmControls};
 use crate::arch::aarch64::{cache, sanitise};
-use crate::config::VmConfig;
+use crate::config::{BootProtocol, VmConfig};
+use crate::memory;
 use crate::mm::page_table::{MapError, PageTable, Stage2Shape};
 use crate::mm::tag_state::TagStateMap;
-use crate::memory;
 use crate::mte::MteInfo;
+use crate::vm::boot_layout::{self, LayoutError};
+use crate::vm::guest_dtb::{self, GuestBoot, GuestDtbError, GuestLayout};
 use crate::vm::memory::{GuestMemory, SharedMemory};
 use crate::vm::stats::VmStats;
+use crate::vm::vgic::Vgic;
+use crate::vm::vpl011::VPl011;
+use crate::vm::vpsci::VmPsci;
 
 /// Spacing of shared regions in the guest-physical map.
 const SHARED_STRIDE: u64 = 1 << 30;
+
+/// Where and how vCPU 0 starts.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry {
+    pub pc: u64,
+    /// x0..x4 at entry.
+    pub args: [u64; 5],
+}
 
 /// A running VM.
 pub struct Vm {
@@ -29,44 +44,62 @@ pub struct Vm {
     pub name: String,
     pub vmid: u16,
     pub mte: bool,
+    pub boot: BootProtocol,
     pub ram_bytes: u64,
     pub controls: VmControls,
     pub memory: Mutex<VmMemory>,
+    pub vgic: Mutex<Vgic>,
+    pub psci: Mutex<VmPsci>,
+    pub uart: Mutex<VPl011>,
+    /// Physical CPU of each vCPU.
+    pub hosts: Vec<usize>,
+    /// Pending `CPU_ON` requests, per vCPU: (entry point, context ID).
+    pub start_requests: Mutex<Vec<Option<(u64, u64)>>>,
+    pub entry: Entry,
     pub stats: VmStats,
     /// Set when any vCPU stops the VM; the others stop at their next exit.
     pub stopping: AtomicBool,
+    /// The stop is a `SYSTEM_RESET`: create the VM again from its images.
+    pub reset_requested: AtomicBool,
     pub exit_status: AtomicI64,
     pub live_vcpus: AtomicUsize,
-    /// IPA and size of the first shared region (passed to the guest), if any.
-    pub first_shared: Option<(u64, u64)>,
 }
 
 /// Why a VM could not be created.
 #[derive(Debug)]
 pub enum CreateError {
-    NoImage(String),
     Tables(MapError),
     Load(MappingError),
+    Layout(LayoutError),
+    DeviceTree(GuestDtbError),
 }
 
 impl core::fmt::Display for CreateError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            Self::NoImage(name) => write!(f, "image {name:?} is not in the bundle"),
             Self::Tables(e) => write!(f, "stage-2 tables: {e}"),
-            Self::Load(e) => write!(f, "loading the image: {e}"),
+            Self::Load(e) => write!(f, "loading the images: {e}"),
+            Self::Layout(e) => write!(f, "{e}"),
+            Self::DeviceTree(e) => write!(f, "generating the device tree: {e}"),
         }
     }
 }
 
+/// The files a VM boots from.
+pub struct Images<'a> {
+    pub kernel: &'a [u8],
+    pub initrd: Option<&'a [u8]>,
+}
+
 impl Vm {
-    /// Builds a VM: empty stage-2 tables, lazily backed RAM at [`RAM_BASE`] with
-    /// `image` preloaded at its start, and the shared regions it names mapped from
-    /// [`SHARED_BASE`] on.
+    /// Builds a VM: empty stage-2 tables, lazily backed RAM at [`RAM_BASE`], the
+    /// boot images placed in it (Linux: kernel, initrd and a generated device tree;
+    /// bare: the image at the start of RAM), and `shared` (the regions it names, in
+    /// its order) mapped from [`SHARED_BASE`] on.
     pub fn create(
         index: usize,
         config: &VmConfig,
-        image: &[u8],
+        images: &Images,
         shared: &[Arc<SharedMemory>],
         vmid: u16,
         shape: Stage2Shape,
@@ -77,40 +110,63 @@ impl Vm {
         let mut guest_memory = GuestMemory::new();
         guest_memory.add_private(RAM_BASE, config.memory_bytes);
         let mut first_shared = None;
-        for (n, region) in config.shared.iter().map(|&i| &shared[i]).enumerate() {
+        for (n, region) in shared.iter().enumerate() {
             let ipa = SHARED_BASE + n as u64 * SHARED_STRIDE;
             first_shared.get_or_insert((ipa, region.size));
             guest_memory.add_shared(ipa, region.clone());
         }
-        guest_memory
-            .preload(
-                RAM_BASE,
-                image,
-                &mut GlobalFrames,
-                |pa, len| sanitise::zero_data(pa, len, mte_info),
-                |pa, bytes| {
-                    // SAFETY: `pa` is in a frame just allocated for this VM, not yet
-                    // mapped in any guest; `bytes` fits in it (preload splits per run).
-                    unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), pa as *mut u8, bytes.len()) };
-                    // The guest starts with its MMU off and reads its image uncached.
-                    cache::clean_to_poc(pa, bytes.len() as u64);
-                },
-            )
-            .map_err(|e| CreateError::Load(MappingError::Fault(e)))?;
+        let vcpus = config.cpus.len();
+        let (shared_ipa, shared_size) = first_shared.unwrap_or((0, 0));
+        let entry = match config.boot {
+            BootProtocol::Bare => {
+                preload(&mut guest_memory, RAM_BASE, images.kernel, mte_info)?;
+                Entry { pc: RAM_BASE, args: [config.arg, RAM_BASE, config.memory_bytes, shared_ipa, shared_size] }
+            }
+            BootProtocol::Linux => {
+                let header = boot_layout::kernel_header(images.kernel);
+                let placed = boot_layout::layout(RAM_BASE, config.memory_bytes, &header, images.initrd.map(|i| i.len() as u64))
+                    .map_err(CreateError::Layout)?;
+                let layout = GuestLayout::qemu_virt(config.memory_bytes, vcpus);
+                let dtb = guest_dtb::generate(&layout, &GuestBoot { bootargs: &config.bootargs, initrd: placed.initrd, ..Default::default() })
+                    .map_err(CreateError::DeviceTree)?;
+                preload(&mut guest_memory, placed.kernel, images.kernel, mte_info)?;
+                if let (Some(initrd), Some((start, _))) = (images.initrd, placed.initrd) {
+                    preload(&mut guest_memory, start, initrd, mte_info)?;
+                }
+                preload(&mut guest_memory, placed.dtb, &dtb, mte_info)?;
+                Entry { pc: placed.kernel, args: [placed.dtb, 0, 0, 0, 0] }
+            }
+        };
+        // The frames may have held another VM's code.
+        cache::invalidate_instruction_caches();
         let vttbr = stage2.root_address() | (u64::from(vmid) << 48);
+        let mut psci = VmPsci::new(vcpus);
+        if config.boot == BootProtocol::Bare {
+            // Bare test guests start every vCPU at the image, as before PSCI exists for them.
+            (1..vcpus).for_each(|v| {
+                psci.vcpu_started(v);
+            });
+        }
         Ok(Arc::new(Vm {
             index,
             name: config.name.clone(),
             vmid,
             mte,
+            boot: config.boot,
             ram_bytes: config.memory_bytes,
             controls: VmControls { hcr: VmControls::hcr_for(mte), vttbr, vtcr: shape.vtcr() },
             memory: Mutex::new(VmMemory { guest: guest_memory, stage2 }),
+            vgic: Mutex::new(Vgic::new(vcpus)),
+            psci: Mutex::new(psci),
+            uart: Mutex::new(VPl011::new()),
+            hosts: config.cpus.clone(),
+            start_requests: Mutex::new(alloc::vec![None; vcpus]),
+            entry,
             stats: VmStats::default(),
             stopping: AtomicBool::new(false),
+            reset_requested: AtomicBool::new(false),
             exit_status: AtomicI64::new(0),
-            live_vcpus: AtomicUsize::new(config.cpus.len()),
-            first_shared,
+            live_vcpus: AtomicUsize::new(vcpus),
         }))
     }
 
@@ -119,10 +175,12 @@ impl Vm {
         Sanitiser { mte, tag_state, vm_has_mte: self.mte }
     }
 
-    /// Asks every vCPU of the VM to stop with `status` (the first request wins).
+    /// Asks every vCPU of the VM to stop with `status` (the first request wins)
+    /// and kicks the CPUs running them.
     pub fn request_stop(&self, status: i64) {
         if !self.stopping.swap(true, Ordering::AcqRel) {
             self.exit_status.store(status, Ordering::Release);
+            super::scheduler::kick_cpus(&self.hosts);
         }
     }
 
@@ -147,4 +205,27 @@ impl Vm {
         }
         stage2.destroy(|_, table| memory::frames().free(table, crate::mm::PAGE_SIZE));
     }
+}
+
+/// Places `data` at `ipa`: the chunks it touches are allocated now, their data
+/// zeroed, `data` copied in and cleaned to the point of coherency (the guest starts
+/// with its MMU and caches off); their tags are sanitised at the first fault.
+fn preload(memory: &mut GuestMemory, ipa: u64, data: &[u8], mte: &MteInfo) -> Result<(), CreateError> {
+    memory
+        .preload(
+            ipa,
+            data,
+            &mut GlobalFrames,
+            |pa, len| {
+                sanitise::zero_data(pa, len, mte);
+                cache::clean_to_poc(pa, len);
+            },
+            |pa, bytes| {
+                // SAFETY: `pa` is in a frame just allocated for this VM, not yet
+                // mapped in any guest; `bytes` fits in it (preload splits per run).
+                unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), pa as *mut u8, bytes.len()) };
+                cache::clean_to_poc(pa, bytes.len() as u64);
+            },
+        )
+        .map_err(|e| CreateError::Load(MappingError::Fault(e)))
 }

@@ -1,0 +1,51 @@
+//! Physical interrupts taken at EL2 — from a running guest (an IRQ exit) or while a
+//! CPU idles — and how they turn into virtual ones.
+
+use alloc::sync::Arc;
+
+use super::director::Director;
+use super::virtual_machine::Vm;
+use crate::arch::aarch64::gic;
+use crate::vm::vgic;
+
+/// Acknowledges and handles every pending physical interrupt. `loaded` is the vCPU
+/// whose timer state is live on this CPU, if any.
+pub fn handle_physical(director: &Director, loaded: Option<(&Arc<Vm>, usize)>) {
+    let layout = gic::layout();
+    loop {
+        let intid = gic::acknowledge();
+        if intid == gic::SPURIOUS {
+            break;
+        }
+        gic::priority_drop(intid);
+        if intid == layout.virtual_timer {
+            match loaded {
+                // Left active: the hardware-linked list register deactivates it
+                // when the guest EOIs its virtual copy.
+                Some((vm, vcpu)) => {
+                    vm.vgic.lock().set_level(vgic::VIRTUAL_TIMER_PPI, vcpu, true);
+                }
+                None => gic::deactivate(intid),
+            }
+            continue;
+        }
+        gic::deactivate(intid);
+        if Some(intid) == layout.console_spi {
+            director.receive_console_input();
+        }
+        // The kick SGI and the maintenance interrupt only needed to get us here:
+        // list registers are synchronised on every entry and exit.
+    }
+}
+
+/// Drives the VM's PL011 interrupt line (SPI 33) from the UART model, kicking the
+/// vCPU it targets if it became deliverable.
+pub fn update_uart_line(vm: &Vm) {
+    let level = vm.uart.lock().irq_level();
+    let kick = vm.vgic.lock().set_level(vgic::UART_SPI, 0, level);
+    if let Some(vcpu) = kick {
+        if let Some(&host) = vm.hosts.get(vcpu) {
+            super::scheduler::kick_cpus(&[host]);
+        }
+    }
+}
