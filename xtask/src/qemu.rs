@@ -37,10 +37,37 @@ pub struct QemuOptions {
     /// Install QEMU 10 (bookworm-backports) and the other host packages first (needs root).
     #[arg(long)]
     pub install_deps: bool,
-    /// Run the VMs described by this vms.conf. Images are looked up next to it; the
-    /// built bare-metal test guest is available as `test-guest.bin`.
-    #[arg(long, value_name = "VMS_CONF")]
+    /// Run the VMs described by this vms.conf instead of one Linux guest. Images are
+    /// looked up next to it; the built bare-metal test guest is available as `test-guest.bin`.
+    #[arg(long, value_name = "VMS_CONF", conflicts_with_all = ["kernel", "initrd", "append"])]
     pub vms: Option<PathBuf>,
+    /// Linux kernel for the guest (default: Debian's arm64 cloud kernel, fetched and cached).
+    #[arg(long)]
+    pub kernel: Option<PathBuf>,
+    /// Initramfs for the guest (default: busybox, an init and mte-check, built by xtask).
+    #[arg(long)]
+    pub initrd: Option<PathBuf>,
+    /// Extra kernel command line for the guest.
+    #[arg(long, default_value = "")]
+    pub append: String,
+    /// Guest RAM (default: half the machine's).
+    #[arg(long)]
+    pub guest_mem: Option<String>,
+    /// Boot only the hypervisor (platform summary, then power off), no guest.
+    #[arg(long)]
+    pub no_guest: bool,
+}
+
+/// Half of a QEMU memory size, in vms.conf syntax, rounded down to 2 MiB.
+pub fn half_memory(mem: &str) -> Result<String> {
+    let (number, unit) = mem.split_at(mem.find(|c: char| !c.is_ascii_digit()).unwrap_or(mem.len()));
+    let number: u64 = number.parse().with_context(|| format!("bad --mem {mem}"))?;
+    let mib = match unit {
+        "G" | "g" => number * 1024,
+        "M" | "m" | "" => number,
+        _ => bail!("bad --mem {mem}: use M or G"),
+    };
+    Ok(format!("{}M", (mib / 2) & !1))
 }
 
 /// One QEMU invocation.
@@ -147,6 +174,32 @@ pub fn run_interactive(options: &QemuOptions) -> Result<i32> {
     machine.gdb = options.gdb;
     if let Some(conf) = &options.vms {
         machine.bundle = Some(crate::vm_scenarios::bundle_from_conf(conf)?);
+    } else if !options.no_guest {
+        let kernel = match &options.kernel {
+            Some(k) => k.clone(),
+            None => crate::guest_images::default_kernel()?,
+        };
+        let initrd = match &options.initrd {
+            Some(i) => i.clone(),
+            None => crate::guest_images::default_initramfs()?,
+        };
+        for path in [&kernel, &initrd] {
+            if !path.is_file() {
+                bail!("{} does not exist", path.display());
+            }
+        }
+        let memory = match &options.guest_mem {
+            Some(m) => m.clone(),
+            None => half_memory(&options.mem)?,
+        };
+        let guest = crate::vm_scenarios::LinuxGuest {
+            kernel: &kernel,
+            initrd: &initrd,
+            append: &options.append,
+            vcpus: options.smp,
+            memory: &memory,
+        };
+        machine.bundle = Some(crate::vm_scenarios::linux_bundle("qemu", &guest)?);
     }
     if options.gdb {
         eprintln!("xtask: waiting for GDB: gdb-multiarch {} -ex 'target remote :1234'", image.elf.display());

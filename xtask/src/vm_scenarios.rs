@@ -53,6 +53,39 @@ pub fn bundle_from_conf(conf: &Path) -> Result<PathBuf> {
     Ok(out)
 }
 
+/// A Linux guest: how it boots and how big it is.
+pub struct LinuxGuest<'a> {
+    pub kernel: &'a Path,
+    pub initrd: &'a Path,
+    /// Appended to the default `console=ttyAMA0`.
+    pub append: &'a str,
+    pub vcpus: u32,
+    /// Guest RAM, `vms.conf` syntax (e.g. `512M`).
+    pub memory: &'a str,
+}
+
+/// Writes a bundle running one Linux VM with a vCPU on each of the first
+/// `vcpus` physical CPUs.
+pub fn linux_bundle(name: &str, guest: &LinuxGuest) -> Result<PathBuf> {
+    let cpus: Vec<String> = (0..guest.vcpus).map(|c| c.to_string()).collect();
+    let conf = format!(
+        "[vm linux]\nimage = vmlinuz\ninitrd = initrd\nbootargs = console=ttyAMA0 {}\nmemory = {}\ncpus = {}\n",
+        guest.append,
+        guest.memory,
+        cpus.join(",")
+    );
+    if conf.contains('#') {
+        bail!("kernel arguments cannot contain '#' (vms.conf comments)");
+    }
+    let dir = target_dir().join("bundles");
+    std::fs::create_dir_all(&dir)?;
+    let conf_path = dir.join(format!("{name}.vms.conf"));
+    std::fs::write(&conf_path, conf)?;
+    let out = dir.join(format!("{name}.cpio"));
+    bundle::write_bundle(&out, &[("vms.conf", &conf_path), ("vmlinuz", guest.kernel), ("initrd", guest.initrd)])?;
+    Ok(out)
+}
+
 /// Checks a VM scenario's run: clean power-off, every expected line, no crash.
 pub fn check(run: &Captured, scenario: &VmScenario) -> Result<(), String> {
     match run.exit_code {
