@@ -141,6 +141,60 @@ fn scenarios() -> Vec<Scenario> {
     ]
 }
 
+/// A Linux guest booted under the hypervisor, non-interactively.
+struct LinuxScenario {
+    name: &'static str,
+    smp: u32,
+    append: &'static str,
+    expect: &'static [&'static str],
+}
+
+const LINUX_SCENARIOS: &[LinuxScenario] = &[
+    LinuxScenario {
+        name: "linux-boot-smp1",
+        smp: 1,
+        append: "autopoweroff=1",
+        expect: &["mte-hypervisor guest: init reached", "mte-hypervisor guest: mte on 1 of 1 CPUs"],
+    },
+    LinuxScenario {
+        name: "linux-boot-smp4",
+        smp: 4,
+        append: "autopoweroff=1",
+        expect: &["smp: Brought up 1 node, 4 CPUs", "mte-hypervisor guest: mte on 4 of 4 CPUs"],
+    },
+    LinuxScenario {
+        name: "linux-mte-check-smp2",
+        smp: 2,
+        append: "mtecheck=1",
+        expect: &["mte-check: PASS", "mte-hypervisor guest: mte-check exit 0"],
+    },
+    LinuxScenario {
+        name: "linux-reboot-smp2",
+        smp: 2,
+        append: "reboottest=1",
+        expect: &[
+            "mte-hypervisor guest: rebooting",
+            "vm linux restarting (SYSTEM_RESET) with fresh memory",
+            "mte-hypervisor.boot=1",
+            "mte-hypervisor guest: powering off after a reboot",
+        ],
+    },
+];
+
+fn check_linux(run: &Captured, scenario: &LinuxScenario) -> Result<(), String> {
+    expect_exit(run, 0)?;
+    for needle in scenario.expect {
+        expect(&run.output, needle)?;
+    }
+    expect(&run.output, "all VMs stopped (0 failed)")?;
+    for bad in ["HYPERVISOR CRASH", "Kernel panic", "Internal error", "mte-check: FAIL"] {
+        if run.output.contains(bad) {
+            return Err(format!("output contains {bad:?}"));
+        }
+    }
+    Ok(())
+}
+
 /// Prints a scenario's verdict line (and the end of its log on failure).
 fn report(name: &str, run: &Captured, verdict: Result<(), String>, log: &std::path::Path, passed: &mut u32, failed: &mut u32) {
     match verdict {
@@ -256,6 +310,27 @@ pub fn run_all(options: &TestOptions) -> Result<i32> {
                 };
             }
             report(&label, &run, verdict, &log, &mut passed, &mut failed);
+        }
+    }
+    let linux: Vec<&LinuxScenario> =
+        LINUX_SCENARIOS.iter().filter(|s| options.filter.as_deref().is_none_or(|f| s.name.contains(f))).collect();
+    if !linux.is_empty() {
+        let kernel = crate::guest_images::default_kernel()?;
+        let initrd = crate::guest_images::default_initramfs()?;
+        for scenario in linux {
+            let guest = crate::vm_scenarios::LinuxGuest {
+                kernel: &kernel,
+                initrd: &initrd,
+                append: scenario.append,
+                vcpus: scenario.smp,
+                memory: "512M",
+            };
+            let mut machine = Machine::new(&normal.flat, scenario.smp, "1G", true);
+            machine.bundle = Some(crate::vm_scenarios::linux_bundle(scenario.name, &guest)?);
+            let log = logs.join(format!("{}.log", scenario.name));
+            let run = qemu::run_captured(&machine, Duration::from_secs(300), &log)?;
+            let verdict = check_linux(&run, scenario);
+            report(scenario.name, &run, verdict, &log, &mut passed, &mut failed);
         }
     }
     println!("{passed} passed, {failed} failed");

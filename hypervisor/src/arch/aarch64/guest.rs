@@ -140,6 +140,17 @@ pub fn set_virtual_mpidr(affinity: u64) {
     unsafe { write_sysreg!("vmpidr_el2", (1 << 31) | affinity) };
 }
 
+/// Turns the EL1 virtual timer off when no vCPU owns it any more (its VM stopped):
+/// a guest's armed, expired timer would otherwise keep its level-sensitive PPI
+/// asserted forever.
+pub fn disable_virtual_timer() {
+    // SAFETY: CNTV_CTL_EL0 only controls the guest-owned virtual timer.
+    unsafe {
+        write_sysreg!("cntv_ctl_el0", 0);
+        core::arch::asm!("isb", options(nostack, preserves_flags));
+    }
+}
+
 /// Invalidates every stage-1 and stage-2 TLB entry of the VM whose VTTBR is
 /// loaded, on all CPUs of the inner-shareable domain.
 pub fn invalidate_vm_tlbs() {

@@ -25,11 +25,20 @@ pub fn handle_physical(director: &Director, loaded: Option<(&Arc<Vm>, usize)>) {
                 Some((vm, vcpu)) => {
                     vm.vgic.lock().set_level(vgic::VIRTUAL_TIMER_PPI, vcpu, true);
                 }
-                None => gic::deactivate(intid),
+                None => {
+                    // No vCPU owns the timer state any more: silence it.
+                    crate::arch::aarch64::guest::disable_virtual_timer();
+                    gic::deactivate(intid);
+                }
             }
             continue;
         }
         gic::deactivate(intid);
+        if intid == layout.maintenance {
+            // Level-sensitive: it stays asserted while its condition holds, so turn
+            // the condition off; the next entry re-enables it if still needed.
+            gic::set_underflow_interrupt(false);
+        }
         if Some(intid) == layout.console_spi {
             director.receive_console_input();
         }

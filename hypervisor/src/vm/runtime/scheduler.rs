@@ -86,6 +86,7 @@ fn switch_to(director: &Director, vcpus: &mut [Box<Vcpu>], loaded: &mut Option<u
     if let Some(previous) = *loaded {
         vcpus[previous].save(director);
     }
+    log::debug!("vm {} vCPU {} loaded", vcpus[target].vm.name, vcpus[target].index);
     vcpus[target].load(director);
     *loaded = Some(target);
 }

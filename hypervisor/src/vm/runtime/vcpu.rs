@@ -133,6 +133,7 @@ impl Vcpu {
             self.saved_list_registers[n] = gic::read_list_register(n);
             gic::write_list_register(n, 0);
         }
+        gic::set_underflow_interrupt(false);
     }
 
     /// Drops this vCPU's live interrupt state for good (it stopped): physical
@@ -147,6 +148,8 @@ impl Vcpu {
             }
             gic::write_list_register(n, 0);
         }
+        gic::set_underflow_interrupt(false);
+        guest::disable_virtual_timer();
     }
 
     /// Runs the guest until it yields, blocks or its VM stops. The vCPU must be loaded.
