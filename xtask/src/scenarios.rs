@@ -228,7 +228,7 @@ fn run_lints() -> Result<bool> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let target = Command::new(&cargo)
         .current_dir(workspace_root())
-        .args(["clippy", "--package", "hypervisor", "--package", "boot", "--target", build::TARGET])
+        .args(["clippy", "--package", "hypervisor", "--package", "boot", "--package", "test-guest", "--target", build::TARGET])
         .args(["--", "-D", "warnings"])
         .status()
         .context("running cargo clippy")?;
@@ -237,7 +237,12 @@ fn run_lints() -> Result<bool> {
         .args(["clippy", "--package", "hypervisor", "--package", "xtask", "--tests", "--", "-D", "warnings"])
         .status()
         .context("running cargo clippy")?;
-    Ok(target.success() && host.success())
+    let linux_guest = Command::new(&cargo)
+        .current_dir(workspace_root())
+        .args(["clippy", "--package", "mte-check", "--target", crate::guest_images::GUEST_TARGET, "--", "-D", "warnings"])
+        .status()
+        .context("running cargo clippy")?;
+    Ok(target.success() && host.success() && linux_guest.success())
 }
 
 pub fn run_all(options: &TestOptions) -> Result<i32> {

@@ -303,10 +303,10 @@ impl Director {
     fn release_shared(&self, lifecycle: &mut Lifecycle, index: usize) {
         for &region in &self.config.vms[index].shared {
             lifecycle.shared_users[region] -= 1;
-            if lifecycle.shared_users[region] == 0 {
-                if let Some(memory) = lifecycle.shared[region].take() {
-                    self.free_shared(memory);
-                }
+            if lifecycle.shared_users[region] == 0
+                && let Some(memory) = lifecycle.shared[region].take()
+            {
+                self.free_shared(memory);
             }
         }
     }

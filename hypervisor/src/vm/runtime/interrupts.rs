@@ -52,9 +52,9 @@ pub fn handle_physical(director: &Director, loaded: Option<(&Arc<Vm>, usize)>) {
 pub fn update_uart_line(vm: &Vm) {
     let level = vm.uart.lock().irq_level();
     let kick = vm.vgic.lock().set_level(vgic::UART_SPI, 0, level);
-    if let Some(vcpu) = kick {
-        if let Some(&host) = vm.hosts.get(vcpu) {
-            super::scheduler::kick_cpus(&[host]);
-        }
+    if let Some(vcpu) = kick
+        && let Some(&host) = vm.hosts.get(vcpu)
+    {
+        super::scheduler::kick_cpus(&[host]);
     }
 }

@@ -59,6 +59,7 @@ pub fn run_cpu(cpu: usize) -> ! {
 }
 
 /// Hands the vCPUs of stopping VMs back to the director.
+#[allow(clippy::vec_box, reason = "vCPUs are boxed so moving them between CPU queues stays cheap")]
 fn reap_stopped(director: &Director, vcpus: &mut Vec<Box<Vcpu>>, loaded: &mut Option<usize>) {
     let mut i = 0;
     while i < vcpus.len() {

@@ -130,24 +130,27 @@ impl Vcpu {
         }
         self.interface.save();
         for n in 0..director.list_registers {
-            self.saved_list_registers[n] = gic::read_list_register(n);
+            let mut lr = ListRegister::from_bits(gic::read_list_register(n));
+            // The physical timer interrupt belongs to this CPU, not to the vCPU:
+            // keep the virtual interrupt, drop the link, free the physical one.
+            lr.hw = None;
+            self.saved_list_registers[n] = lr.to_bits();
             gic::write_list_register(n, 0);
         }
+        gic::deactivate(gic::layout().virtual_timer);
         gic::set_underflow_interrupt(false);
     }
 
-    /// Drops this vCPU's live interrupt state for good (it stopped): physical
-    /// interrupts still active behind hardware-linked list registers are
-    /// deactivated so they can fire for whoever runs next.
+    /// Drops this vCPU's live interrupt state for good (it stopped): the physical
+    /// timer interrupt, which may be active (behind a hardware-linked list register,
+    /// or acknowledged just before the stop), is deactivated so it can fire for
+    /// whoever runs next.
     pub fn unload(&mut self, director: &Director) {
         for n in 0..director.list_registers {
-            if let Some(slot) = self.slots[n].take() {
-                if slot.hw {
-                    gic::deactivate(slot.intid);
-                }
-            }
+            self.slots[n] = None;
             gic::write_list_register(n, 0);
         }
+        gic::deactivate(gic::layout().virtual_timer);
         gic::set_underflow_interrupt(false);
         guest::disable_virtual_timer();
     }
