@@ -45,6 +45,11 @@ pub fn run_cpu(cpu: usize) -> ! {
         let ready = (0..count).map(|k| (next + k) % count.max(1)).find(|&i| vcpus[i].ready());
         let Some(current) = ready else {
             // Nothing to run: wait for an interrupt (masked at EL2, it still ends WFI).
+            // Reaping may itself have queued vCPUs here (a VM restarted by this
+            // CPU), and nobody kicks us for those.
+            if !director.incoming[cpu].lock().is_empty() {
+                continue;
+            }
             aarch64_cpu::asm::wfi();
             let live = loaded.map(|i| (&vcpus[i].vm, vcpus[i].index));
             interrupts::handle_physical(director, live);
