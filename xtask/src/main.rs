@@ -2,6 +2,7 @@
 //!
 //! `cargo xtask build | qemu | test` (see README.md).
 
+mod bench;
 mod build;
 mod bundle;
 mod fixtures;
@@ -29,6 +30,8 @@ enum Command {
     Qemu(qemu::QemuOptions),
     /// Run host unit tests, then every QEMU scenario.
     Test(scenarios::TestOptions),
+    /// Measure a Linux guest's boot under the hypervisor against a direct QEMU boot.
+    Bench(bench::BenchOptions),
 }
 
 fn main() {
@@ -41,6 +44,7 @@ fn main() {
         }),
         Command::Qemu(options) => qemu::run_interactive(&options),
         Command::Test(options) => scenarios::run_all(&options),
+        Command::Bench(options) => bench::run(&options),
     };
     match result {
         Ok(code) => std::process::exit(code),
