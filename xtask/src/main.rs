@@ -6,7 +6,9 @@ mod bench;
 mod build;
 mod bundle;
 mod fixtures;
+mod fvp;
 mod guest_images;
+mod handoff;
 mod initramfs;
 mod qemu;
 mod scenarios;
@@ -44,6 +46,7 @@ fn main() {
         }),
         Command::Qemu(options) => qemu::run_interactive(&options),
         Command::Test(options) => scenarios::run_all(&options),
+        Command::Fvp(options) => fvp::run(&options),
         Command::Bench(options) => bench::run(&options),
     };
     match result {

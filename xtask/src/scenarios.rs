@@ -338,6 +338,17 @@ pub fn run_all(options: &TestOptions) -> Result<i32> {
             report(scenario.name, &run, verdict, &log, &mut passed, &mut failed);
         }
     }
+    // ---- FVP support (issue 5): the TF-A BL33 hand-off and FVP's device-tree quirks on QEMU. ----
+    for (name, prepare, check) in crate::handoff::scenarios() {
+        if options.filter.as_deref().is_some_and(|f| !name.contains(f)) {
+            continue;
+        }
+        let machine = prepare(&normal.flat, &target_dir().join("fvp-scenarios"))?;
+        let log = logs.join(format!("{name}.log"));
+        let run = qemu::run_captured(&machine, Duration::from_secs(60), &log)?;
+        report(name, &run, check(&run), &log, &mut passed, &mut failed);
+    }
+    // ---- end of FVP support scenarios ----
     println!("{passed} passed, {failed} failed");
     Ok(if failed == 0 { 0 } else { 1 })
 }

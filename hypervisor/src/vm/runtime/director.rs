@@ -64,6 +64,8 @@ pub struct Director {
     console_vm: Mutex<Weak<Vm>>,
     /// Console input not yet taken by the guest's UART (its FIFO was full).
     console_input: Mutex<VecDeque<u8>>,
+    /// Whether `console_input` holds anything (checked on every UART access).
+    console_input_waiting: core::sync::atomic::AtomicBool,
 }
 
 static DIRECTOR: Once<Director> = Once::new();
@@ -134,6 +136,7 @@ pub fn start(
         list_registers: gic::list_register_count().min(16),
         console_vm: Mutex::new(Weak::new()),
         console_input: Mutex::new(VecDeque::new()),
+        console_input_waiting: core::sync::atomic::AtomicBool::new(false),
         config,
     });
     if let Some(spi) = gic::layout().console_spi {
@@ -276,6 +279,7 @@ impl Director {
                     input.push_back(byte);
                 }
             });
+            self.console_input_waiting.store(!input.is_empty(), Ordering::Release);
         }
         if let Some(vm) = self.console_vm.lock().upgrade() {
             self.deliver_console_input(&vm);
@@ -286,7 +290,7 @@ impl Director {
     /// Moves backlog bytes into `vm`'s PL011 while its receive FIFO has room (only
     /// for the console VM).
     pub fn deliver_console_input(&self, vm: &Arc<Vm>) {
-        if !Weak::ptr_eq(&self.console_vm.lock(), &Arc::downgrade(vm)) {
+        if !self.console_input_waiting.load(Ordering::Acquire) || !Weak::ptr_eq(&self.console_vm.lock(), &Arc::downgrade(vm)) {
             return;
         }
         let mut input = self.console_input.lock();
@@ -297,6 +301,7 @@ impl Director {
             }
             input.pop_front();
         }
+        self.console_input_waiting.store(!input.is_empty(), Ordering::Release);
     }
 
     /// VM `index` no longer needs its shared regions: free those no other VM needs.

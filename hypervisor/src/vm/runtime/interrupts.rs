@@ -24,6 +24,7 @@ pub fn handle_physical(director: &Director, loaded: Option<(&Arc<Vm>, usize)>) {
                 // when the guest EOIs its virtual copy.
                 Some((vm, vcpu)) => {
                     vm.vgic.lock().set_level(vgic::VIRTUAL_TIMER_PPI, vcpu, true);
+                    vm.interrupts_changed();
                 }
                 None => {
                     // No vCPU owns the timer state any more: silence it.
@@ -51,7 +52,11 @@ pub fn handle_physical(director: &Director, loaded: Option<(&Arc<Vm>, usize)>) {
 /// vCPU it targets if it became deliverable.
 pub fn update_uart_line(vm: &Vm) {
     let level = vm.uart.lock().irq_level();
+    if vm.uart_line.swap(level, core::sync::atomic::Ordering::AcqRel) == level {
+        return;
+    }
     let kick = vm.vgic.lock().set_level(vgic::UART_SPI, 0, level);
+    vm.interrupts_changed();
     if let Some(vcpu) = kick
         && let Some(&host) = vm.hosts.get(vcpu)
     {

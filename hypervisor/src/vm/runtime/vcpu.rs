@@ -66,6 +66,10 @@ pub struct Vcpu {
     saved_list_registers: [u64; MAX_LIST_REGISTERS],
     /// Waiting for an interrupt (WFI / CPU_SUSPEND).
     waiting: bool,
+    /// The VM's interrupt generation when the list registers were last filled.
+    filled_at: u64,
+    /// A list register retired since the last fill.
+    retired: bool,
 }
 
 impl Vcpu {
@@ -85,6 +89,8 @@ impl Vcpu {
             slots: [None; MAX_LIST_REGISTERS],
             saved_list_registers: [0; MAX_LIST_REGISTERS],
             waiting: false,
+            filled_at: 0,
+            retired: false,
         }
     }
 
@@ -120,6 +126,11 @@ impl Vcpu {
         for n in 0..director.list_registers {
             gic::write_list_register(n, self.saved_list_registers[n]);
         }
+    }
+
+    /// Forces the next entry to look at the vGIC (e.g. after a CPU_ON reset).
+    fn invalidate_fill(&mut self) {
+        self.filled_at = 0;
     }
 
     /// Saves the live state into this vCPU before another one takes the CPU.
@@ -210,6 +221,7 @@ impl Vcpu {
         self.el1 = El1Context { sctlr: SCTLR_EL1_RESET, ..Default::default() };
         self.el1.restore();
         self.vm.psci.lock().vcpu_started(self.index);
+        self.invalidate_fill();
         true
     }
 
@@ -222,6 +234,12 @@ impl Vcpu {
     /// Loads free list registers with the most urgent pending interrupts; asks for
     /// an underflow maintenance interrupt when more are waiting than fit.
     fn fill_list_registers(&mut self, director: &Director) {
+        let generation = self.vm.interrupt_generation.load(Ordering::Acquire);
+        if generation == self.filled_at && !self.retired {
+            return;
+        }
+        self.filled_at = generation;
+        self.retired = false;
         let mut vgic = self.vm.vgic.lock();
         for n in 0..director.list_registers {
             if self.slots[n].is_some() {
@@ -246,6 +264,9 @@ impl Vcpu {
     /// Reads the list registers back after an exit: interrupts the guest finished
     /// with go back to the model (a level line still high becomes pending again).
     fn retire_list_registers(&mut self, director: &Director) {
+        if self.slots[..director.list_registers].iter().all(Option::is_none) {
+            return;
+        }
         let mut vgic = self.vm.vgic.lock();
         for n in 0..director.list_registers {
             let Some(slot) = self.slots[n] else { continue };
@@ -258,6 +279,7 @@ impl Vcpu {
                     vgic.set_level(slot.intid, self.index, false);
                 }
                 self.slots[n] = None;
+                self.retired = true;
                 gic::write_list_register(n, 0);
             } else {
                 vgic.sync_list_register(self.index, slot.intid, lr.state);
@@ -367,6 +389,7 @@ impl Vcpu {
             self.complete_load(access, result.value);
         }
         if result.changed {
+            self.vm.interrupts_changed();
             super::scheduler::kick_cpus(&self.vm.hosts);
         }
         true
@@ -427,6 +450,7 @@ impl Vcpu {
         {
             let value = self.register(access.rt);
             let targets = self.vm.vgic.lock().send_sgi(self.index, value);
+            self.vm.interrupts_changed();
             let hosts: arrayvec::ArrayVec<usize, 64> =
                 targets.iter().filter_map(|v| self.vm.hosts.get(v).copied()).take(64).collect();
             super::scheduler::kick_cpus(&hosts);

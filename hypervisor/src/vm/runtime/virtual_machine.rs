@@ -5,7 +5,7 @@
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
 use hv_abi::{RAM_BASE, SHARED_BASE};
 use spin::Mutex;
@@ -63,6 +63,12 @@ pub struct Vm {
     pub reset_requested: AtomicBool,
     pub exit_status: AtomicI64,
     pub live_vcpus: AtomicUsize,
+    /// Bumped whenever interrupt state changes (a line moves, a register write,
+    /// an SGI): a vCPU refills its list registers only when this moved or one of
+    /// them retired, which keeps the common exit path (MMIO, hypercalls) cheap.
+    pub interrupt_generation: AtomicU64,
+    /// Last level driven onto the PL011's interrupt line.
+    pub uart_line: AtomicBool,
 }
 
 /// Why a VM could not be created.
@@ -167,12 +173,19 @@ impl Vm {
             reset_requested: AtomicBool::new(false),
             exit_status: AtomicI64::new(0),
             live_vcpus: AtomicUsize::new(vcpus),
+            interrupt_generation: AtomicU64::new(1),
+            uart_line: AtomicBool::new(false),
         }))
     }
 
     /// The fault path's environment for this VM.
     pub fn sanitiser<'a>(&self, mte: &'a MteInfo, tag_state: &'a TagStateMap) -> Sanitiser<'a> {
         Sanitiser { mte, tag_state, vm_has_mte: self.mte }
+    }
+
+    /// Records that interrupt state changed (see [`Vm::interrupt_generation`]).
+    pub fn interrupts_changed(&self) {
+        self.interrupt_generation.fetch_add(1, Ordering::Release);
     }
 
     /// Asks every vCPU of the VM to stop with `status` (the first request wins)
