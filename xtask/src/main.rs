@@ -32,6 +32,8 @@ enum Command {
     Qemu(qemu::QemuOptions),
     /// Run host unit tests, then every QEMU scenario.
     Test(scenarios::TestOptions),
+    /// Write the Arm FVP Base RevC bundle (hypervisor, VMs, DTB, run-fvp.sh, README).
+    Fvp(fvp::FvpOptions),
     /// Measure a Linux guest's boot under the hypervisor against a direct QEMU boot.
     Bench(bench::BenchOptions),
 }
