@@ -170,8 +170,10 @@ pub fn fvp_quirks_dts(qemu_dts: &str) -> Result<String> {
         .into_iter()
         .enumerate()
         .filter(|(i, l)| {
-            !l.contains("redistributor-stride")
-                && !((timer_start..=timer_end).contains(i) && l.trim_start().starts_with("clock-frequency"))
+            let stride = l.contains("redistributor-stride");
+            let timer_frequency =
+                (timer_start..=timer_end).contains(i) && l.trim_start().starts_with("clock-frequency");
+            !stride && !timer_frequency
         })
         .map(|(_, l)| l)
         .collect();
@@ -204,7 +206,9 @@ pub fn quirks_machine(hypervisor: &Path, dir: &Path) -> Result<Machine> {
         machine.extra_args.push("-object".into());
         machine.extra_args.push(format!("memory-backend-ram,id=bank{index},size={size}"));
         machine.extra_args.push("-numa".into());
-        machine.extra_args.push(format!("node,nodeid={index},memdev=bank{index},cpus={index}"));
+        // Both CPUs on node 0 (QEMU warns when CPUs of one cluster span nodes); node 1 is memory only.
+        let cpus = if index == 0 { ",cpus=0-1" } else { "" };
+        machine.extra_args.push(format!("node,nodeid={index},memdev=bank{index}{cpus}"));
     }
     Ok(machine)
 }

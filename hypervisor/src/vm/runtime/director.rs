@@ -281,7 +281,10 @@ impl Director {
             });
             self.console_input_waiting.store(!input.is_empty(), Ordering::Release);
         }
-        if let Some(vm) = self.console_vm.lock().upgrade() {
+        // Not `if let ... lock().upgrade()`: the guard would live through the block,
+        // and delivering takes the same lock.
+        let console_vm = self.console_vm.lock().upgrade();
+        if let Some(vm) = console_vm {
             self.deliver_console_input(&vm);
             super::interrupts::update_uart_line(&vm);
         }
@@ -290,7 +293,11 @@ impl Director {
     /// Moves backlog bytes into `vm`'s PL011 while its receive FIFO has room (only
     /// for the console VM).
     pub fn deliver_console_input(&self, vm: &Arc<Vm>) {
-        if !self.console_input_waiting.load(Ordering::Acquire) || !Weak::ptr_eq(&self.console_vm.lock(), &Arc::downgrade(vm)) {
+        if !self.console_input_waiting.load(Ordering::Acquire) {
+            return;
+        }
+        let is_console_vm = Weak::ptr_eq(&self.console_vm.lock(), &Arc::downgrade(vm));
+        if !is_console_vm {
             return;
         }
         let mut input = self.console_input.lock();
