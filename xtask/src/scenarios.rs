@@ -195,6 +195,57 @@ fn check_linux(run: &Captured, scenario: &LinuxScenario) -> Result<(), String> {
     Ok(())
 }
 
+/// `cargo xtask fvp` with the real images (no model here): every file of the
+/// bundle, the model command line, and the DTB's `/chosen` pointing at vms.cpio.
+fn check_fvp_bundle() -> Result<()> {
+    let out = target_dir().join("fvp-ci");
+    let _ = std::fs::remove_dir_all(&out);
+    let options = crate::fvp::FvpOptions {
+        out: out.clone(),
+        bl1: None,
+        fip: None,
+        bl2: None,
+        bl31: None,
+        kernel: None,
+        initrd: None,
+        append: String::new(),
+        vcpus: 4,
+        guest_mem: "1G".into(),
+        release: false,
+    };
+    anyhow::ensure!(crate::fvp::run(&options)? == 0, "cargo xtask fvp failed");
+    for file in ["hypervisor.bin", "vms.cpio", "fvp-base-revc.dtb", "run-fvp.sh", "README"] {
+        anyhow::ensure!(out.join(file).is_file(), "bundle lacks {file}");
+    }
+    let script = std::fs::read_to_string(out.join("run-fvp.sh"))?;
+    for needle in [
+        "cluster0.memory_tagging_support_level=2",
+        "cluster1.memory_tagging_support_level=2",
+        "bp.dram_metadata.is_enabled=1",
+        "cluster0.has_arm_v8-5=1",
+        "cluster1.has_arm_v8-5=1",
+        "bp.ve_sysregs.exit_on_shutdown=1",
+        "cluster0.NUM_CORES=4",
+        "cluster1.NUM_CORES=4",
+        "bp.secureflashloader.fname=",
+        "bp.flashloader0.fname=",
+        "fvp-base-revc.dtb@0x82000000",
+        "vms.cpio@0x90000000",
+    ] {
+        anyhow::ensure!(script.contains(needle), "run-fvp.sh lacks {needle}");
+    }
+    let dts = crate::fvp::dtb_to_dts(&out.join("fvp-base-revc.dtb"))?;
+    let size = std::fs::metadata(out.join("vms.cpio"))?.len();
+    let end = 0x9000_0000u64 + size;
+    let expected_end = format!("0x{:x} 0x{:x}", end >> 32, end & 0xFFFF_FFFF);
+    anyhow::ensure!(dts.contains("linux,initrd-start = <0x00 0x90000000>"), "/chosen lacks the initrd start");
+    anyhow::ensure!(
+        dts.replace("0x00 ", "0x0 ").contains(&format!("linux,initrd-end = <{expected_end}>")),
+        "/chosen's initrd end does not match vms.cpio ({size} bytes)"
+    );
+    Ok(())
+}
+
 /// Prints a scenario's verdict line (and the end of its log on failure).
 fn report(name: &str, run: &Captured, verdict: Result<(), String>, log: &std::path::Path, passed: &mut u32, failed: &mut u32) {
     match verdict {
@@ -349,6 +400,21 @@ pub fn run_all(options: &TestOptions) -> Result<i32> {
         report(name, &run, check(&run), &log, &mut passed, &mut failed);
     }
     // ---- end of FVP support scenarios ----
+    if options.filter.as_deref().is_none_or(|f| "fvp-bundle".contains(f)) {
+        let started = std::time::Instant::now();
+        let verdict = check_fvp_bundle();
+        let elapsed = started.elapsed().as_secs_f64();
+        match verdict {
+            Ok(()) => {
+                passed += 1;
+                println!("PASS fvp-bundle ({elapsed:.1} s)");
+            }
+            Err(reason) => {
+                failed += 1;
+                println!("FAIL fvp-bundle ({elapsed:.1} s): {reason:#}");
+            }
+        }
+    }
     println!("{passed} passed, {failed} failed");
     Ok(if failed == 0 { 0 } else { 1 })
 }
