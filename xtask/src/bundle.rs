@@ -10,10 +10,9 @@
 use std::collections::HashSet;
 use std::path::Path;
 
+use crate::initramfs::Header;
 use anyhow::{Context, Result, bail, ensure};
 
-/// Magic of the "new ASCII" format.
-const MAGIC: &str = "070701";
 /// Every entry is a regular file, `rw-r--r--`.
 const REGULAR_FILE_MODE: u32 = 0o100_644;
 /// Name of the entry that ends the archive.
@@ -72,37 +71,8 @@ fn check_name(name: &str) -> Result<()> {
 }
 
 fn push_entry(archive: &mut Vec<u8>, name: &str, inode: u32, mode: u32, data: &[u8], size: u32) {
-    let name_size = name.len() + 1;
-    // ino, mode, uid, gid, nlink, mtime, filesize, devmajor, devminor,
-    // rdevmajor, rdevminor, namesize, check: 8 uppercase hex digits each.
-    let fields = [
-        inode,
-        mode,
-        0,
-        0,
-        1,
-        0,
-        size,
-        0,
-        0,
-        0,
-        0,
-        name_size as u32,
-        0,
-    ];
-    archive.extend_from_slice(MAGIC.as_bytes());
-    for field in fields {
-        archive.extend_from_slice(format!("{field:08X}").as_bytes());
-    }
-    archive.extend_from_slice(name.as_bytes());
-    archive.push(0);
-    pad_to_4(archive);
-    archive.extend_from_slice(data);
-    pad_to_4(archive);
-}
-
-fn pad_to_4(archive: &mut Vec<u8>) {
-    archive.resize(archive.len().next_multiple_of(4), 0);
+    let header = Header { inode, mode, nlink: 1, size, rdev_major: 0, rdev_minor: 0 };
+    crate::initramfs::push_entry(archive, name, &header, data);
 }
 
 #[cfg(test)]

@@ -198,16 +198,18 @@ fn check_path(path: &str) -> Result<()> {
 
 /// The newc header fields that vary; uid, gid, mtime, device of the archive file and
 /// checksum are always 0.
-struct Header {
-    inode: u32,
-    mode: u32,
-    nlink: u32,
-    size: u32,
-    rdev_major: u32,
-    rdev_minor: u32,
+pub(crate) struct Header {
+    pub inode: u32,
+    pub mode: u32,
+    pub nlink: u32,
+    pub size: u32,
+    pub rdev_major: u32,
+    pub rdev_minor: u32,
 }
 
-fn push_entry(archive: &mut Vec<u8>, name: &str, header: &Header, data: &[u8]) {
+/// Appends one newc entry (header, NUL-terminated name, data, each padded to 4
+/// bytes). Shared with the VM bundle writer (`bundle.rs`).
+pub(crate) fn push_entry(archive: &mut Vec<u8>, name: &str, header: &Header, data: &[u8]) {
     let name_size = u32::try_from(name.len() + 1).expect("checked path lengths fit in u32");
     // ino, mode, uid, gid, nlink, mtime, filesize, devmajor, devminor,
     // rdevmajor, rdevminor, namesize, check: 8 uppercase hex digits each.
