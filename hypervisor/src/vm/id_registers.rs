@@ -1,7 +1,8 @@
 //! What a guest sees in the ID registers it reads (trapped with `HCR_EL2.TID3`):
 //! the CPU's real values, minus what the hypervisor does not give this VM — MTE
-//! for VMs without it (as KVM does), and SVE/SME, whose larger register state the
-//! hypervisor does not switch between vCPUs.
+//! for VMs without it (as KVM does), SVE/SME, whose larger register state the
+//! hypervisor does not switch between vCPUs, and the PMU and profiling units,
+//! whose registers it traps and answers as zero.
 
 /// Whether `(op0, op1, crn, crm, op2)` is in the ID register space trapped by
 /// `HCR_EL2.TID3` (op0 = 3, op1 = 0, CRn = 0, CRm = 1..=7).
@@ -26,6 +27,10 @@ pub fn guest_view(crm: u8, op2: u8, real: u64, mte: bool) -> u64 {
         }
         // ID_AA64ZFR0_EL1 (SVE features), ID_AA64SMFR0_EL1 (SME features).
         (4, 4) | (4, 5) => 0,
+        // ID_AA64DFR0_EL1: PMUVer [11:8], PMSVer [35:32], TraceBuffer [47:44]: the PMU,
+        // statistical profiling and trace buffers are not offered (their registers
+        // trap and read as zero).
+        (5, 0) => real & !(field(8) | field(32) | field(44)),
         _ => real,
     }
 }
@@ -47,6 +52,15 @@ mod tests {
         // Other features (BT [3:0], SSBS [7:4]) stay visible; SME never is.
         assert_eq!(without & 0xFF, 0x21);
         assert_eq!((with >> 24) & 0xF, 0);
+    }
+
+    #[test]
+    fn pmu_and_profiling_are_hidden() {
+        // QEMU max: PMUVer 6 (bits 11:8), debug version 9 (bits 3:0).
+        let dfr0 = guest_view(5, 0, 0x0000_0001_F210_6609, true);
+        assert_eq!((dfr0 >> 8) & 0xF, 0);
+        assert_eq!(dfr0 & 0xF, 9);
+        assert_eq!((dfr0 >> 32) & 0xF, 0);
     }
 
     #[test]

@@ -123,8 +123,13 @@ pub fn init_el2_for_guests() {
     // CPTR_EL2 (non-VHE): RES1 bits 13, 9, 7:0; TZ (bit 8) traps SVE; TSM (bit 12) traps SME.
     let cptr: u64 = 0x22FF | (1 << 8) | (1 << 12);
     let midr = read_sysreg!("midr_el1");
+    // MDCR_EL2: trap the debug (TDA, TDOSA, TDRA) and PMU (TPM, TPMCR) registers, so
+    // guests can neither see nor leave state in them (the hypervisor answers them as
+    // RAZ/WI); HPMN = 0 and no profiling or trace buffers for guests.
+    let mdcr: u64 = (1 << 5) | (1 << 6) | (1 << 9) | (1 << 10) | (1 << 11);
     // SAFETY: these only affect what lower ELs may do; no guest runs yet.
     unsafe {
+        write_sysreg!("mdcr_el2", mdcr);
         write_sysreg!("cptr_el2", cptr);
         write_sysreg!("cnthctl_el2", 0b11);
         write_sysreg!("cntvoff_el2", 0);
@@ -246,4 +251,129 @@ pub fn inject_synchronous(registers: &mut GuestRegisters, esr: u64, far: u64) {
     }
     registers.pc = read_sysreg!("vbar_el1") + vector_offset;
     registers.pstate = PSTATE_EL1H_MASKED;
+}
+
+/// A vCPU's FP/SIMD registers (V0-V31, FPCR, FPSR), switched with the vCPU. The
+/// hypervisor is built soft-float and never touches them, so they only change
+/// hands when another vCPU takes the CPU.
+#[repr(C, align(16))]
+#[derive(Debug, Clone, Copy)]
+pub struct FpContext {
+    pub v: [u128; 32],
+    pub fpcr: u64,
+    pub fpsr: u64,
+}
+
+impl Default for FpContext {
+    fn default() -> Self {
+        Self { v: [0; 32], fpcr: 0, fpsr: 0 }
+    }
+}
+
+impl FpContext {
+    /// Reads the live FP/SIMD registers.
+    pub fn save(&mut self) {
+        let base = self.v.as_mut_ptr();
+        let (fpcr, fpsr): (u64, u64);
+        // SAFETY: stores V0-V31 into `self.v` (512 bytes, 16-byte aligned) and reads
+        // FPCR/FPSR; CPTR_EL2.TFP is clear, so EL2 may access them.
+        unsafe {
+            core::arch::asm!(
+            ".arch_extension fp",
+            ".arch_extension simd",
+            "stp q0, q1, [{base}, #0]",
+            "stp q2, q3, [{base}, #32]",
+            "stp q4, q5, [{base}, #64]",
+            "stp q6, q7, [{base}, #96]",
+            "stp q8, q9, [{base}, #128]",
+            "stp q10, q11, [{base}, #160]",
+            "stp q12, q13, [{base}, #192]",
+            "stp q14, q15, [{base}, #224]",
+            "stp q16, q17, [{base}, #256]",
+            "stp q18, q19, [{base}, #288]",
+            "stp q20, q21, [{base}, #320]",
+            "stp q22, q23, [{base}, #352]",
+            "stp q24, q25, [{base}, #384]",
+            "stp q26, q27, [{base}, #416]",
+            "stp q28, q29, [{base}, #448]",
+            "stp q30, q31, [{base}, #480]",
+            "mrs {fpcr}, fpcr",
+            "mrs {fpsr}, fpsr",
+            base = in(reg) base, fpcr = out(reg) fpcr, fpsr = out(reg) fpsr,
+            options(nostack, preserves_flags));
+        }
+        self.fpcr = fpcr;
+        self.fpsr = fpsr;
+    }
+
+    /// Writes the live FP/SIMD registers.
+    pub fn restore(&self) {
+        let base = self.v.as_ptr();
+        // SAFETY: loads V0-V31 from `self.v` and writes FPCR/FPSR: state only the
+        // guest about to run uses (the hypervisor is soft-float).
+        unsafe {
+            core::arch::asm!(
+            ".arch_extension fp",
+            ".arch_extension simd",
+            "ldp q0, q1, [{base}, #0]",
+            "ldp q2, q3, [{base}, #32]",
+            "ldp q4, q5, [{base}, #64]",
+            "ldp q6, q7, [{base}, #96]",
+            "ldp q8, q9, [{base}, #128]",
+            "ldp q10, q11, [{base}, #160]",
+            "ldp q12, q13, [{base}, #192]",
+            "ldp q14, q15, [{base}, #224]",
+            "ldp q16, q17, [{base}, #256]",
+            "ldp q18, q19, [{base}, #288]",
+            "ldp q20, q21, [{base}, #320]",
+            "ldp q22, q23, [{base}, #352]",
+            "ldp q24, q25, [{base}, #384]",
+            "ldp q26, q27, [{base}, #416]",
+            "ldp q28, q29, [{base}, #448]",
+            "ldp q30, q31, [{base}, #480]",
+            "msr fpcr, {fpcr}",
+            "msr fpsr, {fpsr}",
+            base = in(reg) base, fpcr = in(reg) self.fpcr, fpsr = in(reg) self.fpsr,
+            options(nostack, preserves_flags));
+        }
+    }
+}
+
+macro_rules! pauth_context {
+    ($( $field:ident : $reg:literal ),* $(,)?) => {
+        /// A vCPU's pointer-authentication keys, switched with the vCPU (guests
+        /// may use pointer authentication: HCR_EL2.API/APK are set).
+        #[derive(Debug, Clone, Copy, Default)]
+        pub struct PauthContext { $( pub $field: u64, )* }
+
+        impl PauthContext {
+            /// Reads the live keys. Only on CPUs with FEAT_PAuth.
+            pub fn save(&mut self) {
+                $( self.$field = read_sysreg!($reg); )*
+            }
+
+            /// Writes the live keys. Only on CPUs with FEAT_PAuth.
+            pub fn restore(&self) {
+                // SAFETY: the keys only affect pointer authentication at EL1/EL0
+                // for the guest about to run.
+                unsafe { $( write_sysreg!($reg, self.$field); )* }
+            }
+        }
+    };
+}
+
+pauth_context! {
+    ia_lo: "s3_0_c2_c1_0", ia_hi: "s3_0_c2_c1_1", ib_lo: "s3_0_c2_c1_2", ib_hi: "s3_0_c2_c1_3",
+    da_lo: "s3_0_c2_c2_0", da_hi: "s3_0_c2_c2_1", db_lo: "s3_0_c2_c2_2", db_hi: "s3_0_c2_c2_3",
+    ga_lo: "s3_0_c2_c3_0", ga_hi: "s3_0_c2_c3_1",
+}
+
+/// Whether the CPU implements pointer authentication (any of APA/API/GPA/GPI in
+/// ID_AA64ISAR1_EL1, APA3/GPA3 in ID_AA64ISAR2_EL1): the key registers exist.
+pub fn has_pointer_authentication() -> bool {
+    let isar1 = read_sysreg!("id_aa64isar1_el1");
+    let isar2 = read_sysreg!("s3_0_c0_c6_2");
+    let fields1 = [4, 8, 24, 28].iter().any(|&shift| (isar1 >> shift) & 0xF != 0);
+    let fields2 = [8, 12].iter().any(|&shift| (isar2 >> shift) & 0xF != 0);
+    fields1 || fields2
 }

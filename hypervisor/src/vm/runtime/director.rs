@@ -60,6 +60,8 @@ pub struct Director {
     pub incoming: [Mutex<Vec<Box<Vcpu>>>; smp::MAX_CPUS],
     /// Number of GIC list registers (the same on every CPU).
     pub list_registers: usize,
+    /// The CPU has pointer-authentication keys to switch between vCPUs.
+    pub pointer_authentication: bool,
     /// The VM whose PL011 receives console input (the first one started).
     console_vm: Mutex<Weak<Vm>>,
     /// Console input not yet taken by the guest's UART (its FIFO was full).
@@ -134,6 +136,7 @@ pub fn start(
         lifecycle: Mutex::new(Lifecycle { states, boots, vmids_in_use: [false; MAX_VMID as usize + 1], shared_users, shared }),
         incoming: [const { Mutex::new(Vec::new()) }; smp::MAX_CPUS],
         list_registers: gic::list_register_count().min(16),
+        pointer_authentication: crate::arch::aarch64::guest::has_pointer_authentication(),
         console_vm: Mutex::new(Weak::new()),
         console_input: Mutex::new(VecDeque::new()),
         console_input_waiting: core::sync::atomic::AtomicBool::new(false),

@@ -12,7 +12,8 @@ use super::stage2::FaultResolution;
 use super::virtual_machine::Vm;
 use crate::arch::aarch64::gic::{self, VirtualInterfaceState};
 use crate::arch::aarch64::guest::{
-    self, El1Context, ExitVector, GuestRegisters, MteContext, PSTATE_EL1H_MASKED, SCTLR_EL1_RESET,
+    self, El1Context, ExitVector, FpContext, GuestRegisters, MteContext, PSTATE_EL1H_MASKED, PauthContext,
+    SCTLR_EL1_RESET,
 };
 use crate::arch::aarch64::id_registers::read_id_register;
 use crate::exception::{SysRegAccess, SysRegDirection};
@@ -60,6 +61,8 @@ pub struct Vcpu {
     registers: GuestRegisters,
     el1: El1Context,
     mte: MteContext,
+    fp: FpContext,
+    pauth: PauthContext,
     interface: VirtualInterfaceState,
     slots: [Option<ListRegisterSlot>; MAX_LIST_REGISTERS],
     /// List register contents while another vCPU has the CPU.
@@ -85,6 +88,8 @@ impl Vcpu {
             registers,
             el1,
             mte: MteContext::default(),
+            fp: FpContext::default(),
+            pauth: PauthContext::default(),
             interface: VirtualInterfaceState::default(),
             slots: [None; MAX_LIST_REGISTERS],
             saved_list_registers: [0; MAX_LIST_REGISTERS],
@@ -119,8 +124,12 @@ impl Vcpu {
         unsafe { self.vm.controls.load() };
         guest::set_virtual_mpidr(self.index as u64);
         self.el1.restore();
+        self.fp.restore();
         if director.mte.level.has_tag_storage() {
             self.mte.restore();
+        }
+        if director.pointer_authentication {
+            self.pauth.restore();
         }
         self.interface.restore();
         for n in 0..director.list_registers {
@@ -136,8 +145,12 @@ impl Vcpu {
     /// Saves the live state into this vCPU before another one takes the CPU.
     pub fn save(&mut self, director: &Director) {
         self.el1.save();
+        self.fp.save();
         if director.mte.level.has_tag_storage() {
             self.mte.save();
+        }
+        if director.pointer_authentication {
+            self.pauth.save();
         }
         self.interface.save();
         for n in 0..director.list_registers {
@@ -457,6 +470,15 @@ impl Vcpu {
             self.registers.pc += 4;
             return Next::Resume;
         }
+        if is_debug_or_pmu_register(&access) {
+            // Trapped by MDCR_EL2: read as zero, writes ignored (no guest debug or
+            // PMU, and nothing a guest writes there can reach another).
+            if access.direction == SysRegDirection::Read {
+                self.set_register(access.rt, 0);
+            }
+            self.registers.pc += 4;
+            return Next::Resume;
+        }
         // MTE registers of a VM without MTE (HCR_EL2.ATA = 0), GMID_EL1 (TID5),
         // writes to ID registers: all UNDEFINED for the guest.
         log::debug!("vm {}: trapped {access} at {:#x}; injecting UNDEFINED", self.vm.name, self.registers.pc);
@@ -578,6 +600,16 @@ impl Vcpu {
         crate::println!("[{}] {}", self.vm.name, text.trim_end_matches('\n'));
         Ok(())
     }
+}
+
+/// Debug registers (op0 = 2) and the PMU's (PMCR_EL0 & co. at op0 = 3, op1 = 3,
+/// CRn = 9, CRm = 12..=14; PMEVCNTR/PMEVTYPER at CRn = 14, CRm = 8..=15; PMINTEN*
+/// at op1 = 0, CRn = 9, CRm = 14).
+fn is_debug_or_pmu_register(access: &SysRegAccess) -> bool {
+    let pmu_el0 = access.op0 == 3 && access.op1 == 3 && ((access.crn == 9 && (12..=14).contains(&access.crm))
+        || (access.crn == 14 && access.crm >= 8));
+    let pmu_el1 = access.op0 == 3 && access.op1 == 0 && access.crn == 9 && access.crm == 14;
+    access.op0 == 2 || pmu_el0 || pmu_el1
 }
 
 fn size_mask(size: u8) -> u64 {
