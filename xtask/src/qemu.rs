@@ -251,3 +251,58 @@ pub fn run_captured(machine: &Machine, timeout: Duration, log: &Path) -> Result<
     let output = String::from_utf8_lossy(&std::fs::read(log)?).replace('\r', "");
     Ok(Captured { exit_code, output, elapsed: started.elapsed() })
 }
+
+/// Runs `machine` like a person at its console: waits for `prompt`, types each of
+/// `lines`, waiting for the prompt again after each, and returns what it printed.
+/// QEMU is killed after `timeout`.
+pub fn run_typing(machine: &Machine, prompt: &str, lines: &[&str], timeout: Duration, log: &Path) -> Result<Captured> {
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+    let started = Instant::now();
+    let mut child = machine
+        .command()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting QEMU")?;
+    let output = Arc::new(Mutex::new(String::new()));
+    let mut stdout = child.stdout.take().context("QEMU stdout")?;
+    let reader = {
+        let output = Arc::clone(&output);
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                output.lock().unwrap().push_str(&String::from_utf8_lossy(&buffer[..n]).replace('\r', ""));
+            }
+        })
+    };
+    let mut stdin = child.stdin.take().context("QEMU stdin")?;
+    let mut prompts_seen = 0;
+    for line in lines {
+        // Wait for one more prompt than we have answered.
+        while started.elapsed() < timeout && output.lock().unwrap().matches(prompt).count() <= prompts_seen {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        prompts_seen += 1;
+        std::thread::sleep(Duration::from_millis(300));
+        stdin.write_all(line.as_bytes())?;
+        stdin.write_all(b"\r")?;
+        stdin.flush()?;
+    }
+    let exit_code = match child.wait_timeout(timeout.saturating_sub(started.elapsed()))? {
+        Some(status) => Some(status.code().unwrap_or(-1)),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            None
+        }
+    };
+    let _ = reader.join();
+    let output = output.lock().unwrap().clone();
+    std::fs::write(log, &output).with_context(|| format!("writing {}", log.display()))?;
+    Ok(Captured { exit_code, output, elapsed: started.elapsed() })
+}

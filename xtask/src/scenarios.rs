@@ -400,6 +400,22 @@ pub fn run_all(options: &TestOptions) -> Result<i32> {
         report(name, &run, check(&run), &log, &mut passed, &mut failed);
     }
     // ---- end of FVP support scenarios ----
+    if options.filter.as_deref().is_none_or(|f| "linux-console-shell".contains(f)) {
+        let kernel = crate::guest_images::default_kernel()?;
+        let initrd = crate::guest_images::default_initramfs()?;
+        let guest = crate::vm_scenarios::LinuxGuest { kernel: &kernel, initrd: &initrd, append: "", vcpus: 2, memory: "512M" };
+        let mut machine = Machine::new(&normal.flat, 2, "1G", true);
+        machine.bundle = Some(crate::vm_scenarios::linux_bundle("linux-console-shell", &guest)?);
+        let log = logs.join("linux-console-shell.log");
+        // What a user does at the shell: typed input must reach the guest's PL011.
+        let lines = ["grep -c -w mte /proc/cpuinfo", "mte-check | tail -1", "exit"];
+        let run = qemu::run_typing(&machine, "~ # ", &lines, Duration::from_secs(300), &log)?;
+        let verdict = expect_exit(&run, 0)
+            .and_then(|()| expect(&run.output, "grep -c -w mte /proc/cpuinfo\n2\n"))
+            .and_then(|()| expect(&run.output, "mte-check: PASS"))
+            .and_then(|()| expect(&run.output, "all VMs stopped (0 failed)"));
+        report("linux-console-shell", &run, verdict, &log, &mut passed, &mut failed);
+    }
     if options.filter.as_deref().is_none_or(|f| "fvp-bundle".contains(f)) {
         let started = std::time::Instant::now();
         let verdict = check_fvp_bundle();
