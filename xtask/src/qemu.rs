@@ -281,13 +281,11 @@ pub fn run_typing(machine: &Machine, prompt: &str, lines: &[&str], timeout: Dura
         })
     };
     let mut stdin = child.stdin.take().context("QEMU stdin")?;
-    let mut prompts_seen = 0;
-    for line in lines {
+    for (answered, line) in lines.iter().enumerate() {
         // Wait for one more prompt than we have answered.
-        while started.elapsed() < timeout && output.lock().unwrap().matches(prompt).count() <= prompts_seen {
+        while started.elapsed() < timeout && output.lock().unwrap().matches(prompt).count() <= answered {
             std::thread::sleep(Duration::from_millis(100));
         }
-        prompts_seen += 1;
         std::thread::sleep(Duration::from_millis(300));
         stdin.write_all(line.as_bytes())?;
         stdin.write_all(b"\r")?;
