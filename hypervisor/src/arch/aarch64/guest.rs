@@ -257,17 +257,11 @@ pub fn inject_synchronous(registers: &mut GuestRegisters, esr: u64, far: u64) {
 /// hypervisor is built soft-float and never touches them, so they only change
 /// hands when another vCPU takes the CPU.
 #[repr(C, align(16))]
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct FpContext {
     pub v: [u128; 32],
     pub fpcr: u64,
     pub fpsr: u64,
-}
-
-impl Default for FpContext {
-    fn default() -> Self {
-        Self { v: [0; 32], fpcr: 0, fpsr: 0 }
-    }
 }
 
 impl FpContext {
