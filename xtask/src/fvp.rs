@@ -497,17 +497,7 @@ pub fn run(options: &FvpOptions) -> Result<i32> {
     }
     let dtb = fvp_dtb().context("getting the FVP Base RevC device tree")?;
     let image = build::build(&BuildOptions { release: options.release, log: "info".into(), ..Default::default() })?;
-    let kernel = match &options.kernel {
-        Some(k) => k.clone(),
-        None => crate::guest_images::default_kernel()?,
-    };
-    let initrd = match &options.initrd {
-        Some(i) => i.clone(),
-        None => crate::guest_images::default_initramfs()?,
-    };
-    for path in [&kernel, &initrd] {
-        ensure!(path.is_file(), "{} does not exist", path.display());
-    }
+    let (kernel, initrd) = crate::guest_images::resolve(options.kernel.as_deref(), options.initrd.as_deref())?;
     let guest = crate::vm_scenarios::LinuxGuest {
         kernel: &kernel,
         initrd: &initrd,

@@ -490,6 +490,23 @@ fn check_aarch64_elf(binary: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// The images of a Linux guest as given on the command line (`--kernel`,
+/// `--initrd`), or the defaults this module fetches and builds.
+pub fn resolve(kernel: Option<&Path>, initrd: Option<&Path>) -> Result<(PathBuf, PathBuf)> {
+    let kernel = match kernel {
+        Some(k) => k.to_path_buf(),
+        None => default_kernel()?,
+    };
+    let initrd = match initrd {
+        Some(i) => i.to_path_buf(),
+        None => default_initramfs()?,
+    };
+    for path in [&kernel, &initrd] {
+        anyhow::ensure!(path.is_file(), "{} does not exist", path.display());
+    }
+    Ok((kernel, initrd))
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;
@@ -676,3 +693,4 @@ mod tests {
         assert!(boot.output.contains(POWERING_OFF));
     }
 }
+

@@ -175,19 +175,7 @@ pub fn run_interactive(options: &QemuOptions) -> Result<i32> {
     if let Some(conf) = &options.vms {
         machine.bundle = Some(crate::vm_scenarios::bundle_from_conf(conf)?);
     } else if !options.no_guest {
-        let kernel = match &options.kernel {
-            Some(k) => k.clone(),
-            None => crate::guest_images::default_kernel()?,
-        };
-        let initrd = match &options.initrd {
-            Some(i) => i.clone(),
-            None => crate::guest_images::default_initramfs()?,
-        };
-        for path in [&kernel, &initrd] {
-            if !path.is_file() {
-                bail!("{} does not exist", path.display());
-            }
-        }
+        let (kernel, initrd) = crate::guest_images::resolve(options.kernel.as_deref(), options.initrd.as_deref())?;
         let memory = match &options.guest_mem {
             Some(m) => m.clone(),
             None => half_memory(&options.mem)?,
