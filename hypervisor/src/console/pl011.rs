@@ -61,14 +61,10 @@ impl Pl011 {
         registers.dr.set(byte as u32);
     }
 
-    /// A received byte, if one is waiting. Once the FIFO is empty, the receive
-    /// interrupts are cleared explicitly: not every PL011 model drops the receive
-    /// timeout interrupt on its own.
+    /// A received byte, if one is waiting.
     pub fn read_byte(&self) -> Option<u8> {
-        const RXIC_RTIC: u32 = (1 << 4) | (1 << 6);
         let registers = self.registers();
         if registers.fr.is_set(FR::RXFE) {
-            registers.icr.set(RXIC_RTIC);
             return None;
         }
         Some(registers.dr.get() as u8)

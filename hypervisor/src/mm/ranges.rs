@@ -102,11 +102,6 @@ pub fn carve(
     Some(taken)
 }
 
-/// Total bytes in `ranges`.
-pub fn total_size(ranges: &[PhysRange]) -> u64 {
-    ranges.iter().map(|r| r.size).sum()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

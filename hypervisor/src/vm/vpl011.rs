@@ -226,11 +226,6 @@ impl VPl011 {
         if self.fifo_enabled() { FIFO_DEPTH } else { 1 }
     }
 
-    /// UARTRIS, the raw interrupt status.
-    pub fn raw_interrupts(&self) -> u32 {
-        self.ris
-    }
-
     /// UARTIMSC, the interrupt mask (1 = enabled).
     pub fn interrupt_mask(&self) -> u32 {
         self.imsc

@@ -35,41 +35,12 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-/// `PSCI_VERSION` (SMC32 only).
-pub const PSCI_VERSION: u32 = 0x8400_0000;
-/// `CPU_SUSPEND`, SMC32 variant.
-pub const CPU_SUSPEND_32: u32 = 0x8400_0001;
-/// `CPU_SUSPEND`, SMC64 variant.
-pub const CPU_SUSPEND_64: u32 = 0xC400_0001;
-/// `CPU_OFF` (SMC32 only: it takes no argument).
-pub const CPU_OFF: u32 = 0x8400_0002;
-/// `CPU_ON`, SMC32 variant.
-pub const CPU_ON_32: u32 = 0x8400_0003;
-/// `CPU_ON`, SMC64 variant.
-pub const CPU_ON_64: u32 = 0xC400_0003;
-/// `AFFINITY_INFO`, SMC32 variant.
-pub const AFFINITY_INFO_32: u32 = 0x8400_0004;
-/// `AFFINITY_INFO`, SMC64 variant.
-pub const AFFINITY_INFO_64: u32 = 0xC400_0004;
-/// `MIGRATE_INFO_TYPE` (SMC32 only).
-pub const MIGRATE_INFO_TYPE: u32 = 0x8400_0006;
-/// `SYSTEM_OFF` (SMC32 only).
-pub const SYSTEM_OFF: u32 = 0x8400_0008;
-/// `SYSTEM_RESET` (SMC32 only).
-pub const SYSTEM_RESET: u32 = 0x8400_0009;
-/// `PSCI_FEATURES` (SMC32 only; new in PSCI 1.0).
-pub const PSCI_FEATURES: u32 = 0x8400_000A;
-
-/// `SMCCC_VERSION` (DEN 0028, Arm Architecture Service call 0).
-pub const SMCCC_VERSION: u32 = 0x8000_0000;
-/// `SMCCC_ARCH_FEATURES` (DEN 0028, SMCCC 1.1 and later).
-pub const SMCCC_ARCH_FEATURES: u32 = 0x8000_0001;
-/// `SMCCC_ARCH_WORKAROUND_1`: branch predictor invalidation (Spectre variant 2).
-pub const SMCCC_ARCH_WORKAROUND_1: u32 = 0x8000_8000;
-/// `SMCCC_ARCH_WORKAROUND_2`: speculative store bypass control (Spectre variant 4).
-pub const SMCCC_ARCH_WORKAROUND_2: u32 = 0x8000_7FFF;
-/// `SMCCC_ARCH_WORKAROUND_3`: branch history clearing (Spectre-BHB) and variant 2.
-pub const SMCCC_ARCH_WORKAROUND_3: u32 = 0x8000_3FFF;
+pub use crate::psci::{
+    AFFINITY_INFO_32, AFFINITY_INFO_64, ALREADY_ON, CPU_OFF, CPU_ON_32, CPU_ON_64, CPU_SUSPEND_32, CPU_SUSPEND_64,
+    DENIED, DISABLED, INTERNAL_FAILURE, INVALID_ADDRESS, INVALID_PARAMETERS, MIGRATE_INFO_TYPE, NOT_PRESENT,
+    NOT_SUPPORTED, ON_PENDING, PSCI_FEATURES, PSCI_VERSION, SMCCC_ARCH_FEATURES, SMCCC_ARCH_WORKAROUND_1,
+    SMCCC_ARCH_WORKAROUND_2, SMCCC_ARCH_WORKAROUND_3, SMCCC_VERSION, SUCCESS, SYSTEM_OFF, SYSTEM_RESET,
+};
 
 /// What `PSCI_VERSION` returns: major 1 (bits `[30:16]`), minor 1 (bits `[15:0]`).
 pub const PSCI_VERSION_1_1: i64 = 0x0001_0001;
@@ -83,19 +54,6 @@ pub const MIGRATE_INFO_TYPE_NOT_REQUIRED: i64 = 2;
 /// `power_state` format, bit 0 = 0 means OS-initiated mode is not supported
 /// (DEN 0022, PSCI_FEATURES, "feature flags for CPU_SUSPEND").
 pub const CPU_SUSPEND_FEATURE_FLAGS: i64 = 0;
-
-/// Return codes, from the DEN 0022 error-code table (the SMCCC ones agree:
-/// NOT_SUPPORTED is -1 there too). They are written to `x0` sign-extended.
-pub const SUCCESS: i64 = 0;
-pub const NOT_SUPPORTED: i64 = -1;
-pub const INVALID_PARAMETERS: i64 = -2;
-pub const DENIED: i64 = -3;
-pub const ALREADY_ON: i64 = -4;
-pub const ON_PENDING: i64 = -5;
-pub const INTERNAL_FAILURE: i64 = -6;
-pub const NOT_PRESENT: i64 = -7;
-pub const DISABLED: i64 = -8;
-pub const INVALID_ADDRESS: i64 = -9;
 
 /// `AFFINITY_INFO` results (DEN 0022, AFFINITY_INFO).
 pub const AFFINITY_ON: i64 = 0;

@@ -6,7 +6,7 @@ use core::cell::UnsafeCell;
 
 use arrayvec::ArrayVec;
 
-use super::registers::{read_sysreg, sctlr_el2, write_sysreg};
+use super::registers::{sctlr_el2, write_sysreg};
 use super::{cache, cpu};
 use crate::mm::page_table::{
     Access, ENTRIES, INPUT_BITS, MAIR_EL2_VALUE, MapError, MemoryKind, PageTable, TableMemory, el2_leaf_attributes,
@@ -195,9 +195,4 @@ pub unsafe fn enable(translation: &El2Translation) {
         write_sysreg!("sctlr_el2", translation.sctlr);
         core::arch::asm!("isb", options(nostack, preserves_flags));
     }
-}
-
-/// SCTLR_EL2 as currently set, for diagnostics.
-pub fn sctlr() -> u64 {
-    read_sysreg!("sctlr_el2")
 }

@@ -22,7 +22,8 @@ use crate::vm::id_registers;
 use crate::vm::stats::add;
 use crate::vm::vgic::list_register::{ListRegister, LrState};
 use crate::vm::vgic::{self, sgi};
-use crate::vm::vpsci::{self, PowerState, PsciOutcome};
+use crate::vm::vpl011;
+use crate::vm::vpsci::{PowerState, PsciOutcome};
 
 /// What the scheduler should do after running a vCPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -375,8 +376,8 @@ impl Vcpu {
         };
         let handled = if self.vm.vgic.lock().region(ipa).is_some() {
             self.emulate_vgic(ipa, size, value, access)
-        } else if (vgic_uart_base()..vgic_uart_base() + crate::vm::vpl011::SIZE).contains(&ipa) {
-            self.emulate_uart(director, ipa - vgic_uart_base(), size, value, access)
+        } else if (vpl011::DEFAULT_BASE..vpl011::DEFAULT_BASE + vpl011::SIZE).contains(&ipa) {
+            self.emulate_uart(director, ipa - vpl011::DEFAULT_BASE, size, value, access)
         } else {
             false
         };
@@ -547,8 +548,8 @@ impl Vcpu {
     }
 
     fn handle_hypercall(&mut self, director: &Director, function: u32, a1: u64, a2: u64) -> Next {
-        const NOT_SUPPORTED: u64 = vpsci::NOT_SUPPORTED as u64;
-        const INVALID: u64 = vpsci::INVALID_PARAMETERS as u64;
+        const NOT_SUPPORTED: u64 = hv_abi::Error::NotSupported as i64 as u64;
+        const INVALID: u64 = hv_abi::Error::InvalidParameters as i64 as u64;
         let result = match function {
             hv_abi::HV_WRITE => match self.guest_write(a1, a2) {
                 Ok(()) => 0,
@@ -617,8 +618,4 @@ fn size_mask(size: u8) -> u64 {
         8 => u64::MAX,
         n => (1u64 << (u32::from(n) * 8)) - 1,
     }
-}
-
-fn vgic_uart_base() -> u64 {
-    crate::vm::vpl011::DEFAULT_BASE
 }

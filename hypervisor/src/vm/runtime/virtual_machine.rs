@@ -221,9 +221,12 @@ impl Vm {
 }
 
 /// Places `data` at `ipa`: the chunks it touches are allocated now, their data
-/// zeroed, `data` copied in and cleaned to the point of coherency (the guest starts
-/// with its MMU and caches off); their tags are sanitised at the first fault.
+/// zeroed, `data` copied in, and everything written cleaned to the point of
+/// coherency once (the guest starts with its MMU and caches off); their tags are
+/// sanitised at the first fault.
 fn preload(memory: &mut GuestMemory, ipa: u64, data: &[u8], mte: &MteInfo) -> Result<(), CreateError> {
+    let mut fresh: Vec<(u64, u64)> = Vec::new();
+    let mut copied: Vec<(u64, u64)> = Vec::new();
     memory
         .preload(
             ipa,
@@ -231,14 +234,23 @@ fn preload(memory: &mut GuestMemory, ipa: u64, data: &[u8], mte: &MteInfo) -> Re
             &mut GlobalFrames,
             |pa, len| {
                 sanitise::zero_data(pa, len, mte);
-                cache::clean_to_poc(pa, len);
+                fresh.push((pa, len));
             },
             |pa, bytes| {
                 // SAFETY: `pa` is in a frame just allocated for this VM, not yet
                 // mapped in any guest; `bytes` fits in it (preload splits per run).
                 unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), pa as *mut u8, bytes.len()) };
-                cache::clean_to_poc(pa, bytes.len() as u64);
+                copied.push((pa, bytes.len() as u64));
             },
         )
-        .map_err(|e| CreateError::Load(MappingError::Fault(e)))
+        .map_err(|e| CreateError::Load(MappingError::Fault(e)))?;
+    // Whole fresh runs once; copies into runs an earlier preload allocated on their own.
+    for &(pa, len) in &fresh {
+        cache::clean_to_poc(pa, len);
+    }
+    let in_fresh = |pa: u64| fresh.iter().any(|&(start, len)| pa >= start && pa < start + len);
+    for &(pa, len) in copied.iter().filter(|&&(pa, _)| !in_fresh(pa)) {
+        cache::clean_to_poc(pa, len);
+    }
+    Ok(())
 }
