@@ -64,15 +64,9 @@ pub enum BundleError {
     /// An entry does not start with the newc magic `070701`.
     BadMagic { entry_offset: usize },
     /// A header field is not eight hexadecimal digits.
-    BadHeaderField {
-        entry_offset: usize,
-        field: &'static str,
-    },
+    BadHeaderField { entry_offset: usize, field: &'static str },
     /// An entry's name is empty, not NUL-terminated, or not UTF-8.
-    BadName {
-        entry_offset: usize,
-        problem: &'static str,
-    },
+    BadName { entry_offset: usize, problem: &'static str },
     /// The archive ended without a `TRAILER!!!` entry, so it may be cut short.
     MissingTrailer,
 }
@@ -80,35 +74,20 @@ pub enum BundleError {
 impl fmt::Display for BundleError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Truncated { entry_offset } => write!(
-                f,
-                "bundle entry at offset {entry_offset:#x} runs past the end of the archive"
-            ),
-            Self::BadMagic { entry_offset } => write!(
-                f,
-                "bundle entry at offset {entry_offset:#x} does not start with the cpio newc magic \"070701\""
-            ),
-            Self::BadHeaderField {
-                entry_offset,
-                field,
-            } => write!(
-                f,
-                "bundle entry at offset {entry_offset:#x}: header field {field} is not 8 hexadecimal digits"
-            ),
-            Self::BadName {
-                entry_offset,
-                problem,
-            } => {
-                write!(
-                    f,
-                    "bundle entry at offset {entry_offset:#x}: name {problem}"
-                )
+            Self::Truncated { entry_offset } => {
+                write!(f, "bundle entry at offset {entry_offset:#x} runs past the end of the archive")
+            }
+            Self::BadMagic { entry_offset } => {
+                write!(f, "bundle entry at offset {entry_offset:#x} does not start with the cpio newc magic \"070701\"")
+            }
+            Self::BadHeaderField { entry_offset, field } => {
+                write!(f, "bundle entry at offset {entry_offset:#x}: header field {field} is not 8 hexadecimal digits")
+            }
+            Self::BadName { entry_offset, problem } => {
+                write!(f, "bundle entry at offset {entry_offset:#x}: name {problem}")
             }
             Self::MissingTrailer => {
-                write!(
-                    f,
-                    "bundle ends without a {TRAILER_NAME} entry (archive cut short?)"
-                )
+                write!(f, "bundle ends without a {TRAILER_NAME} entry (archive cut short?)")
             }
         }
     }
@@ -136,9 +115,7 @@ impl<'a> Bundle<'a> {
     /// If the archive holds the name twice, the first entry wins.
     pub fn file(&self, name: &str) -> Option<&'a [u8]> {
         let wanted = without_dot_slash(name);
-        self.files()
-            .find(|(entry_name, _)| *entry_name == wanted)
-            .map(|(_, data)| data)
+        self.files().find(|(entry_name, _)| *entry_name == wanted).map(|(_, data)| data)
     }
 
     /// Every regular file in archive order, names without a leading `./`.
@@ -175,11 +152,7 @@ struct Entries<'a> {
 
 impl<'a> Entries<'a> {
     fn new(archive: &'a [u8]) -> Self {
-        Self {
-            archive,
-            offset: 0,
-            finished: false,
-        }
+        Self { archive, offset: 0, finished: false }
     }
 }
 
@@ -213,17 +186,10 @@ fn read_entry(archive: &[u8], offset: usize) -> Result<Option<(Entry<'_>, usize)
     if offset == archive.len() {
         return Err(BundleError::MissingTrailer);
     }
-    let truncated = BundleError::Truncated {
-        entry_offset: offset,
-    };
-    let header = archive
-        .get(offset..)
-        .and_then(|rest| rest.get(..HEADER_LEN))
-        .ok_or(truncated)?;
+    let truncated = BundleError::Truncated { entry_offset: offset };
+    let header = archive.get(offset..).and_then(|rest| rest.get(..HEADER_LEN)).ok_or(truncated)?;
     if !header.starts_with(MAGIC) {
-        return Err(BundleError::BadMagic {
-            entry_offset: offset,
-        });
+        return Err(BundleError::BadMagic { entry_offset: offset });
     }
     let mut fields = [0u32; FIELD_NAMES.len()];
     for (index, (value, name)) in fields.iter_mut().zip(FIELD_NAMES).enumerate() {
@@ -231,22 +197,14 @@ fn read_entry(archive: &[u8], offset: usize) -> Result<Option<(Entry<'_>, usize)
         *value = header
             .get(start..start + FIELD_LEN)
             .and_then(parse_hex_field)
-            .ok_or(BundleError::BadHeaderField {
-                entry_offset: offset,
-                field: name,
-            })?;
+            .ok_or(BundleError::BadHeaderField { entry_offset: offset, field: name })?;
     }
-    let bad_name = |problem| BundleError::BadName {
-        entry_offset: offset,
-        problem,
-    };
+    let bad_name = |problem| BundleError::BadName { entry_offset: offset, problem };
 
     // Lengths come from the archive: every sum is checked, and any overflow
     // means the entry claims more bytes than memory could hold.
     let name_start = offset + HEADER_LEN;
-    let name_end = name_start
-        .checked_add(fields[NAMESIZE_FIELD] as usize)
-        .ok_or(truncated)?;
+    let name_end = name_start.checked_add(fields[NAMESIZE_FIELD] as usize).ok_or(truncated)?;
     let name_bytes = archive.get(name_start..name_end).ok_or(truncated)?;
     let Some((0, name_bytes)) = name_bytes.split_last() else {
         return Err(bad_name("is not NUL-terminated"));
@@ -263,16 +221,10 @@ fn read_entry(archive: &[u8], offset: usize) -> Result<Option<(Entry<'_>, usize)
     }
 
     let data_start = align_up_4(name_end).ok_or(truncated)?;
-    let data_end = data_start
-        .checked_add(fields[FILESIZE_FIELD] as usize)
-        .ok_or(truncated)?;
+    let data_end = data_start.checked_add(fields[FILESIZE_FIELD] as usize).ok_or(truncated)?;
     let data = archive.get(data_start..data_end).ok_or(truncated)?;
     let next_offset = align_up_4(data_end).ok_or(truncated)?;
-    let entry = Entry {
-        name,
-        mode: fields[MODE_FIELD],
-        data,
-    };
+    let entry = Entry { name, mode: fields[MODE_FIELD], data };
     Ok(Some((entry, next_offset)))
 }
 
@@ -376,10 +328,7 @@ mod tests {
                 ("vms.conf", b"[vm a]\nimage = images/a.bin\n"),
             ]
         );
-        assert_eq!(
-            bundle.file("vms.conf"),
-            Some(&b"[vm a]\nimage = images/a.bin\n"[..])
-        );
+        assert_eq!(bundle.file("vms.conf"), Some(&b"[vm a]\nimage = images/a.bin\n"[..]));
         assert_eq!(bundle.file("./images/a.bin"), Some(&b"HV\0\xff\x7f"[..]));
         assert_eq!(bundle.file("images"), None, "directories are not files");
         assert_eq!(bundle.file("."), None);
@@ -418,12 +367,7 @@ mod tests {
             return;
         };
         let names = "./vms.conf\n./sub\n./sub/odd.bin\n./empty\n";
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(names.as_bytes())
-            .unwrap();
+        child.stdin.take().unwrap().write_all(names.as_bytes()).unwrap();
         let output = child.wait_with_output().unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(output.status.success());
@@ -438,31 +382,19 @@ mod tests {
 
     #[test]
     fn names_match_with_or_without_leading_dot_slash() {
-        let archive = newc(
-            &[("./a.bin", REGULAR, b"A"), ("b.bin", REGULAR, b"BB")],
-            true,
-        );
+        let archive = newc(&[("./a.bin", REGULAR, b"A"), ("b.bin", REGULAR, b"BB")], true);
         let bundle = Bundle::parse(&archive).unwrap();
         assert_eq!(bundle.file("a.bin"), Some(&b"A"[..]));
         assert_eq!(bundle.file("./a.bin"), Some(&b"A"[..]));
         assert_eq!(bundle.file("./b.bin"), Some(&b"BB"[..]));
         assert_eq!(bundle.file("b.bin"), Some(&b"BB"[..]));
-        assert_eq!(
-            bundle.files().map(|(name, _)| name).collect::<Vec<_>>(),
-            ["a.bin", "b.bin"]
-        );
+        assert_eq!(bundle.files().map(|(name, _)| name).collect::<Vec<_>>(), ["a.bin", "b.bin"]);
     }
 
     #[test]
     fn first_of_duplicate_names_wins() {
-        let archive = newc(
-            &[("a", REGULAR, b"first"), ("./a", REGULAR, b"second")],
-            true,
-        );
-        assert_eq!(
-            Bundle::parse(&archive).unwrap().file("a"),
-            Some(&b"first"[..])
-        );
+        let archive = newc(&[("a", REGULAR, b"first"), ("./a", REGULAR, b"second")], true);
+        assert_eq!(Bundle::parse(&archive).unwrap().file("a"), Some(&b"first"[..]));
     }
 
     #[test]
@@ -480,10 +412,7 @@ mod tests {
     #[test]
     fn rejects_missing_trailer() {
         let archive = newc(&[("a", REGULAR, b"data")], false);
-        assert_eq!(
-            Bundle::parse(&archive).unwrap_err(),
-            BundleError::MissingTrailer
-        );
+        assert_eq!(Bundle::parse(&archive).unwrap_err(), BundleError::MissingTrailer);
         assert_eq!(Bundle::parse(&[]).unwrap_err(), BundleError::MissingTrailer);
     }
 
@@ -494,10 +423,7 @@ mod tests {
         let trailer_name_end = archive.len() - 3;
         assert!(Bundle::parse(&archive[..trailer_name_end]).is_ok());
         for length in 0..trailer_name_end {
-            assert!(
-                Bundle::parse(&archive[..length]).is_err(),
-                "accepted the archive cut to {length} bytes"
-            );
+            assert!(Bundle::parse(&archive[..length]).is_err(), "accepted the archive cut to {length} bytes");
         }
         let error = Bundle::parse(&archive[..HEADER_LEN + 3]).unwrap_err();
         assert_eq!(error, BundleError::Truncated { entry_offset: 0 });
@@ -507,15 +433,9 @@ mod tests {
     fn rejects_bad_magic() {
         let mut archive = newc(&[("a", REGULAR, b"x")], true);
         archive[5] = b'2'; // the CRC variant "070702"
-        assert_eq!(
-            Bundle::parse(&archive).unwrap_err(),
-            BundleError::BadMagic { entry_offset: 0 }
-        );
+        assert_eq!(Bundle::parse(&archive).unwrap_err(), BundleError::BadMagic { entry_offset: 0 });
         let zeros = [0u8; 512];
-        assert_eq!(
-            Bundle::parse(&zeros).unwrap_err(),
-            BundleError::BadMagic { entry_offset: 0 }
-        );
+        assert_eq!(Bundle::parse(&zeros).unwrap_err(), BundleError::BadMagic { entry_offset: 0 });
     }
 
     #[test]
@@ -527,10 +447,7 @@ mod tests {
                 archive[MAGIC.len() + index * FIELD_LEN] = bad;
                 assert_eq!(
                     Bundle::parse(&archive).unwrap_err(),
-                    BundleError::BadHeaderField {
-                        entry_offset: 0,
-                        field
-                    }
+                    BundleError::BadHeaderField { entry_offset: 0, field }
                 );
             }
         }
@@ -543,10 +460,7 @@ mod tests {
             let mut archive = good.clone();
             let start = MAGIC.len() + field * FIELD_LEN;
             archive[start..start + FIELD_LEN].copy_from_slice(b"FFFFFFFF");
-            assert_eq!(
-                Bundle::parse(&archive).unwrap_err(),
-                BundleError::Truncated { entry_offset: 0 }
-            );
+            assert_eq!(Bundle::parse(&archive).unwrap_err(), BundleError::Truncated { entry_offset: 0 });
         }
     }
 
@@ -568,10 +482,7 @@ mod tests {
             archive.extend(newc(&[], true));
             assert_eq!(
                 Bundle::parse(&archive).unwrap_err(),
-                BundleError::BadName {
-                    entry_offset: 0,
-                    problem
-                },
+                BundleError::BadName { entry_offset: 0, problem },
                 "namesize {namesize}"
             );
         }
@@ -584,39 +495,25 @@ mod tests {
         archive[second] = b'X';
         let error = Bundle::parse(&archive).unwrap_err();
         assert_eq!(error, BundleError::BadMagic { entry_offset: 0x74 });
-        assert_eq!(
-            error.to_string(),
-            "bundle entry at offset 0x74 does not start with the cpio newc magic \"070701\""
-        );
+        assert_eq!(error.to_string(), "bundle entry at offset 0x74 does not start with the cpio newc magic \"070701\"");
     }
 
     #[test]
     fn error_messages() {
         let cases = [
             (
-                BundleError::Truncated {
-                    entry_offset: 0x200,
-                },
+                BundleError::Truncated { entry_offset: 0x200 },
                 "bundle entry at offset 0x200 runs past the end of the archive",
             ),
             (
-                BundleError::BadHeaderField {
-                    entry_offset: 0,
-                    field: "filesize",
-                },
+                BundleError::BadHeaderField { entry_offset: 0, field: "filesize" },
                 "bundle entry at offset 0x0: header field filesize is not 8 hexadecimal digits",
             ),
             (
-                BundleError::BadName {
-                    entry_offset: 4,
-                    problem: "is empty",
-                },
+                BundleError::BadName { entry_offset: 4, problem: "is empty" },
                 "bundle entry at offset 0x4: name is empty",
             ),
-            (
-                BundleError::MissingTrailer,
-                "bundle ends without a TRAILER!!! entry (archive cut short?)",
-            ),
+            (BundleError::MissingTrailer, "bundle ends without a TRAILER!!! entry (archive cut short?)"),
         ];
         for (error, message) in cases {
             assert_eq!(error.to_string(), message);

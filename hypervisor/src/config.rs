@@ -67,7 +67,8 @@ pub const SIZE_GRANULE_BYTES: u64 = 2 << 20;
 pub const MAX_NAME_LEN: usize = 31;
 
 /// Keys a `[vm NAME]` section accepts, in the order error messages list them.
-pub const VM_KEYS: &[&str] = &["image", "memory", "cpus", "mte", "arg", "shared", "after", "boot", "initrd", "bootargs"];
+pub const VM_KEYS: &[&str] =
+    &["image", "memory", "cpus", "mte", "arg", "shared", "after", "boot", "initrd", "bootargs"];
 /// Keys a `[shared NAME]` section accepts.
 pub const SHARED_KEYS: &[&str] = &["size", "mapping"];
 
@@ -185,10 +186,7 @@ pub struct Section {
 
 impl Section {
     fn vm(name: &str) -> Self {
-        Self {
-            kind: SectionKind::Vm,
-            name: name.to_string(),
-        }
+        Self { kind: SectionKind::Vm, name: name.to_string() }
     }
 }
 
@@ -337,9 +335,7 @@ pub enum SizeProblem {
 impl fmt::Display for SizeProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Self::NotASize => {
-                "expected a number with an optional K, M or G suffix, such as 64M or 0x4000000"
-            }
+            Self::NotASize => "expected a number with an optional K, M or G suffix, such as 64M or 0x4000000",
             Self::TooSmall => "must be at least 2M",
             Self::TooLarge => "must be at most 64G",
             Self::NotGranuleMultiple => "must be a multiple of 2M",
@@ -371,14 +367,12 @@ impl fmt::Display for CpuListProblem {
 impl fmt::Display for ConfigErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::MalformedLine { text } => write!(
-                f,
-                "expected [vm NAME], [shared NAME] or key = value, found \"{text}\""
-            ),
-            Self::MalformedHeader { text } => write!(
-                f,
-                "malformed section header \"{text}\" (expected [vm NAME] or [shared NAME])"
-            ),
+            Self::MalformedLine { text } => {
+                write!(f, "expected [vm NAME], [shared NAME] or key = value, found \"{text}\"")
+            }
+            Self::MalformedHeader { text } => {
+                write!(f, "malformed section header \"{text}\" (expected [vm NAME] or [shared NAME])")
+            }
             Self::UnknownSectionKind { kind } => {
                 write!(f, "unknown section kind \"{kind}\" (expected vm or shared)")
             }
@@ -387,95 +381,61 @@ impl fmt::Display for ConfigErrorKind {
                 "bad {} name \"{name}\" (expected 1 to {MAX_NAME_LEN} characters from a-z, 0-9 and -)",
                 kind.noun()
             ),
-            Self::DuplicateSection {
-                section,
-                first_line,
-            } => write!(f, "{section} is defined twice (first on line {first_line})"),
-            Self::KeyOutsideSection { key } => write!(
-                f,
-                "\"{key}\" is set outside any section (start one with [vm NAME] or [shared NAME])"
-            ),
-            Self::UnknownKey { key, section } => write!(
-                f,
-                "unknown key \"{key}\" in {section} (expected one of: {})",
-                Listing(section.kind.keys())
-            ),
-            Self::DuplicateKey {
-                key,
-                section,
-                first_line,
-            } => write!(
-                f,
-                "duplicate key \"{key}\" in {section} (first set on line {first_line})"
-            ),
+            Self::DuplicateSection { section, first_line } => {
+                write!(f, "{section} is defined twice (first on line {first_line})")
+            }
+            Self::KeyOutsideSection { key } => {
+                write!(f, "\"{key}\" is set outside any section (start one with [vm NAME] or [shared NAME])")
+            }
+            Self::UnknownKey { key, section } => {
+                write!(f, "unknown key \"{key}\" in {section} (expected one of: {})", Listing(section.kind.keys()))
+            }
+            Self::DuplicateKey { key, section, first_line } => {
+                write!(f, "duplicate key \"{key}\" in {section} (first set on line {first_line})")
+            }
             Self::EmptyValue { key, section } => {
                 write!(f, "key \"{key}\" in {section} has no value")
             }
             Self::MissingKey { key, section } => {
                 write!(f, "{section} is missing required key \"{key}\"")
             }
-            Self::BadSize {
-                key,
-                section,
-                value,
-                problem,
-            } => write!(f, "bad {key} \"{value}\" in {section}: {problem}"),
-            Self::BadNumber {
-                key,
-                section,
-                value,
-            } => write!(
+            Self::BadSize { key, section, value, problem } => {
+                write!(f, "bad {key} \"{value}\" in {section}: {problem}")
+            }
+            Self::BadNumber { key, section, value } => write!(
                 f,
                 "bad {key} \"{value}\" in {section}: expected a decimal or 0x-prefixed hexadecimal number that fits in 64 bits"
             ),
-            Self::BadSwitch {
-                key,
-                section,
-                value,
-            } => write!(f, "bad {key} \"{value}\" in {section}: expected on or off"),
+            Self::BadSwitch { key, section, value } => {
+                write!(f, "bad {key} \"{value}\" in {section}: expected on or off")
+            }
             Self::BadBoot { section, value } => {
                 write!(f, "bad boot \"{value}\" in {section}: expected linux or bare")
             }
             Self::BadMapping { section, value } => {
                 write!(f, "bad mapping \"{value}\" in {section}: expected 4K or 2M")
             }
-            Self::BadFileName {
-                key,
-                section,
-                value,
-            } => write!(
-                f,
-                "bad {key} \"{value}\" in {section}: expected a bundle file name without spaces"
-            ),
-            Self::BadCpuList {
-                section,
-                value,
-                problem,
-            } => write!(f, "bad cpus \"{value}\" in {section}: {problem}"),
+            Self::BadFileName { key, section, value } => {
+                write!(f, "bad {key} \"{value}\" in {section}: expected a bundle file name without spaces")
+            }
+            Self::BadCpuList { section, value, problem } => write!(f, "bad cpus \"{value}\" in {section}: {problem}"),
             Self::RepeatedSharedRegion { section, name } => {
                 write!(f, "shared in {section} lists \"{name}\" twice")
             }
-            Self::UnknownSharedRegion { section, name } => write!(
-                f,
-                "shared in {section} names \"{name}\", but there is no [shared {name}]"
-            ),
-            Self::UnknownAfterTarget { section, target } => write!(
-                f,
-                "after in {section} names \"{target}\", but there is no [vm {target}]"
-            ),
+            Self::UnknownSharedRegion { section, name } => {
+                write!(f, "shared in {section} names \"{name}\", but there is no [shared {name}]")
+            }
+            Self::UnknownAfterTarget { section, target } => {
+                write!(f, "after in {section} names \"{target}\", but there is no [vm {target}]")
+            }
             Self::AfterTargetNotEarlier { section, target } => write!(
                 f,
                 "after in {section} names [vm {target}], which is not defined before {section} (after must name an earlier VM)"
             ),
             Self::NoVms => f.write_str("no VM defined (add a [vm NAME] section)"),
-            Self::CpuNotPresent {
-                section,
-                cpu,
-                cpu_count,
-            } => write!(
-                f,
-                "cpus in {section} names CPU {cpu}, but this machine has {cpu_count} CPUs (numbered from 0)"
-            ),
+            Self::CpuNotPresent { section, cpu, cpu_count } => {
+                write!(f, "cpus in {section} names CPU {cpu}, but this machine has {cpu_count} CPUs (numbered from 0)")
+            }
             Self::ImageNotInBundle { section, image } => {
                 write!(f, "image \"{image}\" of {section} is not in the bundle")
             }
@@ -501,19 +461,12 @@ impl fmt::Display for Listing {
 impl Config {
     /// Checks what the text alone cannot: that every physical CPU index is
     /// below `cpu_count` and that every image is a file in the bundle.
-    pub fn validate_against(
-        &self,
-        cpu_count: usize,
-        bundle_has: impl Fn(&str) -> bool,
-    ) -> Result<(), ConfigError> {
+    pub fn validate_against(&self, cpu_count: usize, bundle_has: impl Fn(&str) -> bool) -> Result<(), ConfigError> {
         for vm in &self.vms {
             if !bundle_has(&vm.image) {
                 return Err(ConfigError {
                     line: vm.lines.image,
-                    kind: ConfigErrorKind::ImageNotInBundle {
-                        section: Section::vm(&vm.name),
-                        image: vm.image.clone(),
-                    },
+                    kind: ConfigErrorKind::ImageNotInBundle { section: Section::vm(&vm.name), image: vm.image.clone() },
                 });
             }
             if let Some(initrd) = vm.initrd.as_ref().filter(|initrd| !bundle_has(initrd)) {
@@ -525,11 +478,7 @@ impl Config {
             if let Some(&cpu) = vm.cpus.iter().find(|&&cpu| cpu >= cpu_count) {
                 return Err(ConfigError {
                     line: vm.lines.cpus,
-                    kind: ConfigErrorKind::CpuNotPresent {
-                        section: Section::vm(&vm.name),
-                        cpu,
-                        cpu_count,
-                    },
+                    kind: ConfigErrorKind::CpuNotPresent { section: Section::vm(&vm.name), cpu, cpu_count },
                 });
             }
         }
@@ -623,13 +572,8 @@ impl Parser {
     }
 
     fn open_section(&mut self, line: usize, content: &str) -> Result<(), ConfigErrorKind> {
-        let malformed = || ConfigErrorKind::MalformedHeader {
-            text: content.to_string(),
-        };
-        let inner = content
-            .strip_prefix('[')
-            .and_then(|rest| rest.strip_suffix(']'))
-            .ok_or_else(malformed)?;
+        let malformed = || ConfigErrorKind::MalformedHeader { text: content.to_string() };
+        let inner = content.strip_prefix('[').and_then(|rest| rest.strip_suffix(']')).ok_or_else(malformed)?;
         let mut words = inner.split_whitespace();
         let (Some(kind), Some(name), None) = (words.next(), words.next(), words.next()) else {
             return Err(malformed());
@@ -638,62 +582,39 @@ impl Parser {
             "vm" => SectionKind::Vm,
             "shared" => SectionKind::Shared,
             _ => {
-                return Err(ConfigErrorKind::UnknownSectionKind {
-                    kind: kind.to_string(),
-                });
+                return Err(ConfigErrorKind::UnknownSectionKind { kind: kind.to_string() });
             }
         };
         check_name(kind, name)?;
         let first_line = match kind {
-            SectionKind::Vm => self
-                .vms
-                .iter()
-                .find(|vm| vm.config.name == name)
-                .map(|vm| vm.config.lines.header),
-            SectionKind::Shared => self
-                .shared
-                .iter()
-                .find(|region| region.name == name)
-                .map(|region| region.line),
+            SectionKind::Vm => self.vms.iter().find(|vm| vm.config.name == name).map(|vm| vm.config.lines.header),
+            SectionKind::Shared => self.shared.iter().find(|region| region.name == name).map(|region| region.line),
         };
         if let Some(first_line) = first_line {
             return Err(ConfigErrorKind::DuplicateSection {
-                section: Section {
-                    kind,
-                    name: name.to_string(),
-                },
+                section: Section { kind, name: name.to_string() },
                 first_line,
             });
         }
         let name = name.to_string();
         self.open = Some(match kind {
-            SectionKind::Vm => OpenSection::Vm(Box::new(VmDraft {
-                name,
-                header_line: line,
-                ..VmDraft::default()
-            })),
-            SectionKind::Shared => OpenSection::Shared(SharedDraft {
-                name,
-                header_line: line,
-                ..SharedDraft::default()
-            }),
+            SectionKind::Vm => OpenSection::Vm(Box::new(VmDraft { name, header_line: line, ..VmDraft::default() })),
+            SectionKind::Shared => {
+                OpenSection::Shared(SharedDraft { name, header_line: line, ..SharedDraft::default() })
+            }
         });
         Ok(())
     }
 
     fn setting(&mut self, line: usize, content: &str) -> Result<(), ConfigErrorKind> {
-        let malformed = || ConfigErrorKind::MalformedLine {
-            text: content.to_string(),
-        };
+        let malformed = || ConfigErrorKind::MalformedLine { text: content.to_string() };
         let (key, value) = content.split_once('=').ok_or_else(malformed)?;
         let (key, value) = (key.trim(), value.trim());
         if key.is_empty() {
             return Err(malformed());
         }
         match &mut self.open {
-            None => Err(ConfigErrorKind::KeyOutsideSection {
-                key: key.to_string(),
-            }),
+            None => Err(ConfigErrorKind::KeyOutsideSection { key: key.to_string() }),
             Some(OpenSection::Vm(draft)) => draft.set(key, value, line),
             Some(OpenSection::Shared(draft)) => draft.set(key, value, line),
         }
@@ -717,31 +638,20 @@ impl Parser {
     fn finish(mut self) -> Result<Config, ConfigError> {
         self.close_section()?;
         if self.vms.is_empty() {
-            return Err(ConfigError {
-                line: 0,
-                kind: ConfigErrorKind::NoVms,
-            });
+            return Err(ConfigError { line: 0, kind: ConfigErrorKind::NoVms });
         }
         let names: Vec<String> = self.vms.iter().map(|vm| vm.config.name.clone()).collect();
         let mut vms = Vec::with_capacity(self.vms.len());
         for (index, vm) in self.vms.into_iter().enumerate() {
             vms.push(vm.resolve(index, &names, &self.shared)?);
         }
-        Ok(Config {
-            vms,
-            shared: self.shared,
-        })
+        Ok(Config { vms, shared: self.shared })
     }
 }
 
 impl VmDraft {
     fn set(&mut self, key: &str, value: &str, line: usize) -> Result<(), ConfigErrorKind> {
-        let field = Field {
-            key,
-            value,
-            line,
-            section: Section::vm(&self.name),
-        };
+        let field = Field { key, value, line, section: Section::vm(&self.name) };
         match key {
             "image" => field.store(&mut self.image, Field::file_name),
             "memory" => field.store(&mut self.memory, Field::size),
@@ -793,10 +703,7 @@ impl VmDraft {
                 };
                 Err(ConfigError {
                     line: self.header_line,
-                    kind: ConfigErrorKind::MissingKey {
-                        key,
-                        section: Section::vm(&self.name),
-                    },
+                    kind: ConfigErrorKind::MissingKey { key, section: Section::vm(&self.name) },
                 })
             }
         }
@@ -805,15 +712,7 @@ impl VmDraft {
 
 impl SharedDraft {
     fn set(&mut self, key: &str, value: &str, line: usize) -> Result<(), ConfigErrorKind> {
-        let field = Field {
-            key,
-            value,
-            line,
-            section: Section {
-                kind: SectionKind::Shared,
-                name: self.name.clone(),
-            },
-        };
+        let field = Field { key, value, line, section: Section { kind: SectionKind::Shared, name: self.name.clone() } };
         match key {
             "size" => field.store(&mut self.size, Field::size),
             "mapping" => field.store(&mut self.mapping, Field::mapping),
@@ -827,10 +726,7 @@ impl SharedDraft {
                 line: self.header_line,
                 kind: ConfigErrorKind::MissingKey {
                     key: "size",
-                    section: Section {
-                        kind: SectionKind::Shared,
-                        name: self.name,
-                    },
+                    section: Section { kind: SectionKind::Shared, name: self.name },
                 },
             });
         };
@@ -854,33 +750,18 @@ impl ClosedVm {
         let section = || Section::vm(&self.config.name);
         if let Some(names) = &self.shared_names {
             for name in &names.value {
-                let region = shared
-                    .iter()
-                    .position(|region| region.name == *name)
-                    .ok_or_else(|| ConfigError {
-                        line: names.line,
-                        kind: ConfigErrorKind::UnknownSharedRegion {
-                            section: section(),
-                            name: name.clone(),
-                        },
-                    })?;
+                let region = shared.iter().position(|region| region.name == *name).ok_or_else(|| ConfigError {
+                    line: names.line,
+                    kind: ConfigErrorKind::UnknownSharedRegion { section: section(), name: name.clone() },
+                })?;
                 self.config.shared.push(region);
             }
         }
         if let Some(target) = &self.after_name {
-            let error = |kind| ConfigError {
-                line: target.line,
-                kind,
-            };
-            let target_index = vm_names
-                .iter()
-                .position(|name| *name == target.value)
-                .ok_or_else(|| {
-                    error(ConfigErrorKind::UnknownAfterTarget {
-                        section: section(),
-                        target: target.value.clone(),
-                    })
-                })?;
+            let error = |kind| ConfigError { line: target.line, kind };
+            let target_index = vm_names.iter().position(|name| *name == target.value).ok_or_else(|| {
+                error(ConfigErrorKind::UnknownAfterTarget { section: section(), target: target.value.clone() })
+            })?;
             if target_index >= index {
                 return Err(error(ConfigErrorKind::AfterTargetNotEarlier {
                     section: section(),
@@ -916,23 +797,14 @@ impl Field<'_> {
             });
         }
         if self.value.is_empty() {
-            return Err(ConfigErrorKind::EmptyValue {
-                key: self.key.to_string(),
-                section: self.section.clone(),
-            });
+            return Err(ConfigErrorKind::EmptyValue { key: self.key.to_string(), section: self.section.clone() });
         }
-        *slot = Some(Setting {
-            value: parse(self)?,
-            line: self.line,
-        });
+        *slot = Some(Setting { value: parse(self)?, line: self.line });
         Ok(())
     }
 
     fn unknown_key(&self) -> ConfigErrorKind {
-        ConfigErrorKind::UnknownKey {
-            key: self.key.to_string(),
-            section: self.section.clone(),
-        }
+        ConfigErrorKind::UnknownKey { key: self.key.to_string(), section: self.section.clone() }
     }
 
     fn size(&self) -> Result<u64, ConfigErrorKind> {
@@ -986,11 +858,7 @@ impl Field<'_> {
     }
 
     fn file_name(&self) -> Result<String, ConfigErrorKind> {
-        if self
-            .value
-            .chars()
-            .any(|character| character.is_whitespace() || character.is_control())
-        {
+        if self.value.chars().any(|character| character.is_whitespace() || character.is_control()) {
             return Err(ConfigErrorKind::BadFileName {
                 key: self.key.to_string(),
                 section: self.section.clone(),
@@ -1012,11 +880,7 @@ impl Field<'_> {
         }
         let mut cpus = Vec::with_capacity(count);
         for item in self.value.split(',').map(str::trim) {
-            let cpu = parse_decimal(item).ok_or_else(|| {
-                bad(CpuListProblem::BadIndex {
-                    item: item.to_string(),
-                })
-            })?;
+            let cpu = parse_decimal(item).ok_or_else(|| bad(CpuListProblem::BadIndex { item: item.to_string() }))?;
             if cpus.contains(&cpu) {
                 return Err(bad(CpuListProblem::Repeated { cpu }));
             }
@@ -1050,17 +914,8 @@ impl Field<'_> {
 /// fixed-size buffers.
 fn check_name(kind: SectionKind, name: &str) -> Result<(), ConfigErrorKind> {
     let valid = (1..=MAX_NAME_LEN).contains(&name.len())
-        && name
-            .bytes()
-            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-');
-    if valid {
-        Ok(())
-    } else {
-        Err(ConfigErrorKind::BadName {
-            kind,
-            name: name.to_string(),
-        })
-    }
+        && name.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-');
+    if valid { Ok(()) } else { Err(ConfigErrorKind::BadName { kind, name: name.to_string() }) }
 }
 
 /// Plain decimal digits only (no sign), as a `usize`.
@@ -1095,10 +950,7 @@ fn parse_size(text: &str) -> Result<u64, SizeProblem> {
     } else {
         (text, 1)
     };
-    let bytes = parse_u64(number)
-        .ok_or(SizeProblem::NotASize)?
-        .checked_mul(unit)
-        .ok_or(SizeProblem::TooLarge)?;
+    let bytes = parse_u64(number).ok_or(SizeProblem::NotASize)?.checked_mul(unit).ok_or(SizeProblem::TooLarge)?;
     if bytes < SIZE_GRANULE_BYTES {
         Err(SizeProblem::TooSmall)
     } else if bytes > MAX_SIZE_BYTES {
@@ -1171,13 +1023,7 @@ size = 16M                 # (required)
                         boot: BootProtocol::Linux,
                         initrd: None,
                         bootargs: String::new(),
-                        lines: VmLines {
-                            header: 2,
-                            image: 3,
-                            memory: 4,
-                            cpus: 5,
-                            initrd: 0,
-                        },
+                        lines: VmLines { header: 2, image: 3, memory: 4, cpus: 5, initrd: 0 },
                     },
                     VmConfig {
                         name: "checker".into(),
@@ -1191,13 +1037,7 @@ size = 16M                 # (required)
                         boot: BootProtocol::Linux,
                         initrd: None,
                         bootargs: String::new(),
-                        lines: VmLines {
-                            header: 10,
-                            image: 11,
-                            memory: 12,
-                            cpus: 13,
-                            initrd: 0,
-                        },
+                        lines: VmLines { header: 10, image: 11, memory: 12, cpus: 13, initrd: 0 },
                     },
                 ],
                 shared: vec![SharedRegionConfig {
@@ -1215,17 +1055,10 @@ size = 16M                 # (required)
         let doc: String = include_str!("config.rs")
             .lines()
             .take_while(|line| line.starts_with("//!"))
-            .map(|line| {
-                line.trim_start_matches("//!")
-                    .strip_prefix(' ')
-                    .unwrap_or("")
-            })
+            .map(|line| line.trim_start_matches("//!").strip_prefix(' ').unwrap_or(""))
             .collect::<Vec<_>>()
             .join("\n");
-        assert!(
-            doc.contains(EXAMPLE.trim_end()),
-            "module doc and EXAMPLE differ"
-        );
+        assert!(doc.contains(EXAMPLE.trim_end()), "module doc and EXAMPLE differ");
     }
 
     #[test]
@@ -1288,11 +1121,7 @@ size = 16M                 # (required)
         let windows = EXAMPLE.replace('\n', "\r\n");
         assert_eq!(parse(&windows).unwrap(), unix);
         assert_eq!(parse(&format!("\u{feff}{windows}")).unwrap(), unix);
-        assert_eq!(
-            error("[vm a]\r\nimage = a\r\nmemroy = 2M\r\n").line,
-            3,
-            "line numbers count CRLF lines"
-        );
+        assert_eq!(error("[vm a]\r\nimage = a\r\nmemroy = 2M\r\n").line, 3, "line numbers count CRLF lines");
     }
 
     #[test]
@@ -1326,21 +1155,9 @@ size = 16M                 # (required)
                 1,
                 "vms.conf line 1: expected [vm NAME], [shared NAME] or key = value, found \"just words\"",
             ),
-            (
-                "[vm a]\n= 3\n",
-                2,
-                "vms.conf line 2: expected [vm NAME], [shared NAME] or key = value, found \"= 3\"",
-            ),
-            (
-                "[vm a\n",
-                1,
-                "vms.conf line 1: malformed section header \"[vm a\" (expected [vm NAME] or [shared NAME])",
-            ),
-            (
-                "[vm]\n",
-                1,
-                "vms.conf line 1: malformed section header \"[vm]\" (expected [vm NAME] or [shared NAME])",
-            ),
+            ("[vm a]\n= 3\n", 2, "vms.conf line 2: expected [vm NAME], [shared NAME] or key = value, found \"= 3\""),
+            ("[vm a\n", 1, "vms.conf line 1: malformed section header \"[vm a\" (expected [vm NAME] or [shared NAME])"),
+            ("[vm]\n", 1, "vms.conf line 1: malformed section header \"[vm]\" (expected [vm NAME] or [shared NAME])"),
             (
                 "[vm a b]\n",
                 1,
@@ -1351,22 +1168,14 @@ size = 16M                 # (required)
                 1,
                 "vms.conf line 1: malformed section header \"[vm a] extra\" (expected [vm NAME] or [shared NAME])",
             ),
-            (
-                "[guest a]\n",
-                1,
-                "vms.conf line 1: unknown section kind \"guest\" (expected vm or shared)",
-            ),
+            ("[guest a]\n", 1, "vms.conf line 1: unknown section kind \"guest\" (expected vm or shared)"),
             (
                 "image = a.bin\n",
                 1,
                 "vms.conf line 1: \"image\" is set outside any section (start one with [vm NAME] or [shared NAME])",
             ),
             ("", 0, "vms.conf: no VM defined (add a [vm NAME] section)"),
-            (
-                "# only\n[shared r]\nsize = 2M\n",
-                0,
-                "vms.conf: no VM defined (add a [vm NAME] section)",
-            ),
+            ("# only\n[shared r]\nsize = 2M\n", 0, "vms.conf: no VM defined (add a [vm NAME] section)"),
         ];
         for (text, line, expected) in cases {
             let error = error(text);
@@ -1378,13 +1187,7 @@ size = 16M                 # (required)
     #[test]
     fn name_errors() {
         let long = "a".repeat(MAX_NAME_LEN + 1);
-        assert!(
-            parse(&format!(
-                "[vm {}]\nimage = a\nmemory = 2M\ncpus = 0\n",
-                &long[1..]
-            ))
-            .is_ok()
-        );
+        assert!(parse(&format!("[vm {}]\nimage = a\nmemory = 2M\ncpus = 0\n", &long[1..])).is_ok());
         let cases = [
             (
                 "[vm Fresh]\n".to_string(),
@@ -1398,10 +1201,7 @@ size = 16M                 # (required)
                 format!("[shared {long}]\n"),
                 "vms.conf line 1: bad shared region name \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\" (expected 1 to 31 characters from a-z, 0-9 and -)",
             ),
-            (
-                vm_with("[vm a]\n"),
-                "vms.conf line 5: [vm a] is defined twice (first on line 1)",
-            ),
+            (vm_with("[vm a]\n"), "vms.conf line 5: [vm a] is defined twice (first on line 1)"),
             (
                 vm_with("[shared r]\nsize = 2M\n[shared r]\n"),
                 "vms.conf line 7: [shared r] is defined twice (first on line 5)",
@@ -1423,22 +1223,13 @@ size = 16M                 # (required)
                 vm_with("[shared r]\nmemory = 2M\n"),
                 "vms.conf line 6: unknown key \"memory\" in [shared r] (expected one of: size, mapping)",
             ),
-            (
-                vm_with("memory = 4M\n"),
-                "vms.conf line 5: duplicate key \"memory\" in [vm a] (first set on line 3)",
-            ),
+            (vm_with("memory = 4M\n"), "vms.conf line 5: duplicate key \"memory\" in [vm a] (first set on line 3)"),
             (
                 vm_with("mte = on\nmte = off\n"),
                 "vms.conf line 6: duplicate key \"mte\" in [vm a] (first set on line 5)",
             ),
-            (
-                "[vm a]\nimage =\n".to_string(),
-                "vms.conf line 2: key \"image\" in [vm a] has no value",
-            ),
-            (
-                vm_with("arg = # just a comment\n"),
-                "vms.conf line 5: key \"arg\" in [vm a] has no value",
-            ),
+            ("[vm a]\nimage =\n".to_string(), "vms.conf line 2: key \"image\" in [vm a] has no value"),
+            (vm_with("arg = # just a comment\n"), "vms.conf line 5: key \"arg\" in [vm a] has no value"),
         ];
         for (text, expected) in cases {
             assert_eq!(message(&text), expected, "for {text:?}");
@@ -1448,18 +1239,9 @@ size = 16M                 # (required)
     #[test]
     fn missing_keys_are_reported_on_the_section_header() {
         let cases = [
-            (
-                "# c\n[vm a]\nmemory = 2M\ncpus = 0\n",
-                "vms.conf line 2: [vm a] is missing required key \"image\"",
-            ),
-            (
-                "[vm a]\nimage = a\ncpus = 0\n[vm b]\n",
-                "vms.conf line 1: [vm a] is missing required key \"memory\"",
-            ),
-            (
-                "[vm a]\nimage = a\nmemory = 2M\n",
-                "vms.conf line 1: [vm a] is missing required key \"cpus\"",
-            ),
+            ("# c\n[vm a]\nmemory = 2M\ncpus = 0\n", "vms.conf line 2: [vm a] is missing required key \"image\""),
+            ("[vm a]\nimage = a\ncpus = 0\n[vm b]\n", "vms.conf line 1: [vm a] is missing required key \"memory\""),
+            ("[vm a]\nimage = a\nmemory = 2M\n", "vms.conf line 1: [vm a] is missing required key \"cpus\""),
             (
                 "[vm a]\nimage = a\nmemory = 2M\ncpus = 0\n\n[shared r]\n\n",
                 "vms.conf line 6: [shared r] is missing required key \"size\"",
@@ -1472,8 +1254,7 @@ size = 16M                 # (required)
 
     #[test]
     fn value_errors() {
-        let not_a_size =
-            "expected a number with an optional K, M or G suffix, such as 64M or 0x4000000";
+        let not_a_size = "expected a number with an optional K, M or G suffix, such as 64M or 0x4000000";
         let memory = |value: &str| format!("[vm a]\nimage = a\nmemory = {value}\n");
         let cases = [
             (memory("64X"), format!("vms.conf line 3: bad memory \"64X\" in [vm a]: {not_a_size}")),
@@ -1538,14 +1319,8 @@ size = 16M                 # (required)
     #[test]
     fn cpu_list_errors() {
         let cpus = |value: &str| format!("[vm a]\nimage = a\nmemory = 2M\ncpus = {value}\n");
-        let many = (0..=MAX_VCPUS)
-            .map(|cpu| cpu.to_string())
-            .collect::<Vec<_>>()
-            .join(",");
-        assert!(
-            parse(&cpus(&many[..many.rfind(',').unwrap()])).is_ok(),
-            "64 vCPUs are allowed"
-        );
+        let many = (0..=MAX_VCPUS).map(|cpu| cpu.to_string()).collect::<Vec<_>>().join(",");
+        assert!(parse(&cpus(&many[..many.rfind(',').unwrap()])).is_ok(), "64 vCPUs are allowed");
         let cases = [
             (cpus("1,,2"), "vms.conf line 4: bad cpus \"1,,2\" in [vm a]: empty entry in the list".to_string()),
             (cpus("1,"), "vms.conf line 4: bad cpus \"1,\" in [vm a]: empty entry in the list".into()),
@@ -1575,10 +1350,7 @@ size = 16M                 # (required)
                 vm_with("shared = race\n"),
                 "vms.conf line 5: shared in [vm a] names \"race\", but there is no [shared race]",
             ),
-            (
-                vm_with("shared = r, r\n[shared r]\nsize = 2M\n"),
-                "vms.conf line 5: shared in [vm a] lists \"r\" twice",
-            ),
+            (vm_with("shared = r, r\n[shared r]\nsize = 2M\n"), "vms.conf line 5: shared in [vm a] lists \"r\" twice"),
             (
                 vm_with("shared = r,\n"),
                 "vms.conf line 5: bad shared region name \"\" (expected 1 to 31 characters from a-z, 0-9 and -)",
@@ -1615,10 +1387,7 @@ size = 16M                 # (required)
     fn validate_against_accepts_a_matching_machine() {
         let config = parse(EXAMPLE).unwrap();
         let bundle = ["test-guest.bin", "checker.bin"];
-        assert_eq!(
-            config.validate_against(4, |name| bundle.contains(&name)),
-            Ok(())
-        );
+        assert_eq!(config.validate_against(4, |name| bundle.contains(&name)), Ok(()));
     }
 
     #[test]
@@ -1636,13 +1405,8 @@ size = 16M                 # (required)
             error.to_string(),
             "vms.conf line 5: cpus in [vm fresh-tags] names CPU 2, but this machine has 2 CPUs (numbered from 0)"
         );
-        let error = config
-            .validate_against(4, |name| name != "checker.bin")
-            .unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "vms.conf line 11: image \"checker.bin\" of [vm checker] is not in the bundle"
-        );
+        let error = config.validate_against(4, |name| name != "checker.bin").unwrap_err();
+        assert_eq!(error.to_string(), "vms.conf line 11: image \"checker.bin\" of [vm checker] is not in the bundle");
     }
 
     /// Every prefix and every line-dropped variant of the example must parse or
@@ -1656,19 +1420,16 @@ size = 16M                 # (required)
         }
         let lines: Vec<&str> = EXAMPLE.lines().collect();
         for skip in 0..lines.len() {
-            let text: Vec<&str> = lines
-                .iter()
-                .enumerate()
-                .filter(|&(index, _)| index != skip)
-                .map(|(_, line)| *line)
-                .collect();
+            let text: Vec<&str> =
+                lines.iter().enumerate().filter(|&(index, _)| index != skip).map(|(_, line)| *line).collect();
             let _ = parse(&text.join("\n"));
         }
     }
 
     #[test]
     fn shared_region_mapping_size() {
-        let text = "[shared race]\nsize = 4M\nmapping = 4K\n[vm a]\nimage = g.bin\nmemory = 2M\ncpus = 0\nshared = race\n";
+        let text =
+            "[shared race]\nsize = 4M\nmapping = 4K\n[vm a]\nimage = g.bin\nmemory = 2M\ncpus = 0\nshared = race\n";
         assert_eq!(parse(text).unwrap().shared[0].mapping_bytes, 4096);
         let bad = parse("[shared race]\nsize = 4M\nmapping = 1G\n").unwrap_err();
         assert_eq!(bad.to_string(), "vms.conf line 3: bad mapping \"1G\" in [shared race]: expected 4K or 2M");

@@ -40,7 +40,8 @@ struct Boot {
 /// Runs `command`, timestamping the first console line containing the init marker.
 fn timed_boot(mut command: Command, timeout: Duration) -> Result<Boot> {
     let started = Instant::now();
-    let mut child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().context("starting QEMU")?;
+    let mut child =
+        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().context("starting QEMU")?;
     let stdout = child.stdout.take().context("QEMU stdout")?;
     let reader = std::thread::spawn(move || {
         let mut output = String::new();
@@ -121,9 +122,7 @@ pub fn run(options: &BenchOptions) -> Result<i32> {
     println!();
     println!(
         "boot to /init, {} vCPU(s), 512 MiB guest, kernel arguments \"{}\", QEMU 10 TCG, median of {}:",
-        options.smp,
-        append,
-        options.runs
+        options.smp, append, options.runs
     );
     println!("  direct on QEMU (EL1, no hypervisor)   {d:.2} s");
     println!("  under the hypervisor                  {h:.2} s");

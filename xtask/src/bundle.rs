@@ -44,16 +44,12 @@ fn newc_archive(files: &[(&str, Vec<u8>)]) -> Result<Vec<u8>> {
     for (name, _) in files {
         check_name(name)?;
         // The hypervisor matches names with or without "./", so these would clash.
-        ensure!(
-            seen.insert(name.trim_start_matches("./")),
-            "bundle entry name {name:?} appears twice"
-        );
+        ensure!(seen.insert(name.trim_start_matches("./")), "bundle entry name {name:?} appears twice");
     }
     let mut archive = Vec::new();
     for (index, (name, data)) in files.iter().enumerate() {
         let inode = u32::try_from(index + 1).context("too many bundle entries")?;
-        let size = u32::try_from(data.len())
-            .with_context(|| format!("bundle entry {name} is 4 GiB or larger"))?;
+        let size = u32::try_from(data.len()).with_context(|| format!("bundle entry {name} is 4 GiB or larger"))?;
         push_entry(&mut archive, name, inode, REGULAR_FILE_MODE, data, size);
     }
     push_entry(&mut archive, TRAILER_NAME, 0, 0, &[], 0);
@@ -87,8 +83,7 @@ mod tests {
 
     impl ScratchDir {
         fn new(test: &str) -> Self {
-            let path =
-                std::env::temp_dir().join(format!("xtask-bundle-{test}-{}", std::process::id()));
+            let path = std::env::temp_dir().join(format!("xtask-bundle-{test}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&path);
             std::fs::create_dir_all(&path).unwrap();
             Self(path)
@@ -106,11 +101,7 @@ mod tests {
     /// 2.13 writes.
     #[test]
     fn writes_the_exact_newc_layout() {
-        let archive = newc_archive(&[
-            ("vms.conf", b"[vm a]\n".to_vec()),
-            ("a.bin", vec![1, 2, 3, 4, 5]),
-        ])
-        .unwrap();
+        let archive = newc_archive(&[("vms.conf", b"[vm a]\n".to_vec()), ("a.bin", vec![1, 2, 3, 4, 5])]).unwrap();
         let expected: &[u8] = b"\
             07070100000001000081A40000000000000000000000010000000000000007000000000000000000000000000000000000000900000000\
             vms.conf\0\0[vm a]\n\0\
@@ -118,10 +109,7 @@ mod tests {
             a.bin\0\x01\x02\x03\x04\x05\0\0\0\
             07070100000000000000000000000000000000000000010000000000000000000000000000000000000000000000000000000B00000000\
             TRAILER!!!\0\0\0\0";
-        assert_eq!(
-            String::from_utf8_lossy(&archive),
-            String::from_utf8_lossy(expected)
-        );
+        assert_eq!(String::from_utf8_lossy(&archive), String::from_utf8_lossy(expected));
         assert_eq!(archive.len(), 376);
     }
 
@@ -136,22 +124,10 @@ mod tests {
     fn rejects_bad_and_duplicate_names() {
         let data = Vec::new;
         for (files, message) in [
-            (
-                vec![("", data())],
-                "bad bundle entry name \"\": must be non-empty and contain no NUL",
-            ),
-            (
-                vec![("a\0b", data())],
-                "bad bundle entry name \"a\\0b\": must be non-empty and contain no NUL",
-            ),
-            (
-                vec![("TRAILER!!!", data())],
-                "bundle entry name TRAILER!!! is reserved for the end of the archive",
-            ),
-            (
-                vec![("a", data()), ("./a", data())],
-                "bundle entry name \"./a\" appears twice",
-            ),
+            (vec![("", data())], "bad bundle entry name \"\": must be non-empty and contain no NUL"),
+            (vec![("a\0b", data())], "bad bundle entry name \"a\\0b\": must be non-empty and contain no NUL"),
+            (vec![("TRAILER!!!", data())], "bundle entry name TRAILER!!! is reserved for the end of the archive"),
+            (vec![("a", data()), ("./a", data())], "bundle entry name \"./a\" appears twice"),
         ] {
             assert_eq!(newc_archive(&files).unwrap_err().to_string(), message);
         }
@@ -169,10 +145,7 @@ mod tests {
 
         let missing = dir.0.join("missing.bin");
         let error = write_bundle(&out, &[("m", &missing)]).unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            format!("reading {} for bundle entry m", missing.display())
-        );
+        assert_eq!(error.to_string(), format!("reading {} for bundle entry m", missing.display()));
     }
 
     /// GNU cpio must list and extract what we write; skipped when it is not installed.
@@ -184,28 +157,13 @@ mod tests {
         }
         let dir = ScratchDir::new("gnu");
         let odd: Vec<u8> = (0..=255u8).cycle().take(1001).collect();
-        let files = [
-            ("vms.conf", b"[vm a]\n".to_vec()),
-            ("images/odd.bin", odd),
-            ("empty", Vec::new()),
-        ];
+        let files = [("vms.conf", b"[vm a]\n".to_vec()), ("images/odd.bin", odd), ("empty", Vec::new())];
         let out = dir.0.join("bundle.cpio");
         write_bundle_bytes(&out, &files).unwrap();
 
-        let list = Command::new("cpio")
-            .args(["-t", "--quiet", "-F"])
-            .arg(&out)
-            .output()
-            .unwrap();
-        assert!(
-            list.status.success(),
-            "{}",
-            String::from_utf8_lossy(&list.stderr)
-        );
-        assert_eq!(
-            String::from_utf8_lossy(&list.stdout),
-            "vms.conf\nimages/odd.bin\nempty\n"
-        );
+        let list = Command::new("cpio").args(["-t", "--quiet", "-F"]).arg(&out).output().unwrap();
+        assert!(list.status.success(), "{}", String::from_utf8_lossy(&list.stderr));
+        assert_eq!(String::from_utf8_lossy(&list.stdout), "vms.conf\nimages/odd.bin\nempty\n");
 
         let extracted = dir.0.join("extracted");
         std::fs::create_dir(&extracted).unwrap();
@@ -215,17 +173,9 @@ mod tests {
             .current_dir(&extracted)
             .output()
             .unwrap();
-        assert!(
-            extract.status.success(),
-            "{}",
-            String::from_utf8_lossy(&extract.stderr)
-        );
+        assert!(extract.status.success(), "{}", String::from_utf8_lossy(&extract.stderr));
         for (name, data) in &files {
-            assert_eq!(
-                &std::fs::read(extracted.join(name)).unwrap(),
-                data,
-                "{name}"
-            );
+            assert_eq!(&std::fs::read(extracted.join(name)).unwrap(), data, "{name}");
         }
     }
 }

@@ -47,8 +47,7 @@ pub fn dump_qemu_dtb(out: &Path, smp: u32, mem: &str, mte: bool, initrd: Option<
         // QEMU only places an initrd when it also loads a kernel; any file will do.
         qemu.arg("-kernel").arg(initrd).arg("-initrd").arg(initrd);
     }
-    let output = qemu.output()
-        .context("running QEMU to dump its DTB")?;
+    let output = qemu.output().context("running QEMU to dump its DTB")?;
     ensure!(out.exists(), "QEMU did not dump a DTB: {}", String::from_utf8_lossy(&output.stderr));
     Ok(())
 }

@@ -25,8 +25,7 @@ const BANK0_END: u64 = 0x1_0000_0000;
 /// Where TF-A's FVP port links BL31 for `RESET_TO_BL31=1` (reset vector, RVBAR).
 pub const BL31_ADDR: u64 = 0x0400_1000;
 
-pub const DTC_HINT: &str =
-    "install the device tree compiler: `sudo apt-get install device-tree-compiler` (or `sudo bash .ci/install-deps.sh`)";
+pub const DTC_HINT: &str = "install the device tree compiler: `sudo apt-get install device-tree-compiler` (or `sudo bash .ci/install-deps.sh`)";
 pub const FIPTOOL_HINT: &str = "install TF-A's fiptool: `sudo apt-get install arm-trusted-firmware-tools` (Debian), \
      or build it from TF-A (`make -C tools/fiptool`) and put it on PATH";
 
@@ -215,7 +214,11 @@ pub fn write_bundle(out: &Path, inputs: &BundleInputs) -> Result<BundleReport> {
     let cpio = copy(inputs.vms_cpio, "vms.cpio")?;
     let initrd_start = BUNDLE_ADDR;
     let initrd_end = BUNDLE_ADDR + std::fs::metadata(&cpio)?.len();
-    ensure!(initrd_end <= BANK0_END, "vms.cpio ({} MiB) does not fit in DRAM below 4 GiB", (initrd_end - initrd_start) >> 20);
+    ensure!(
+        initrd_end <= BANK0_END,
+        "vms.cpio ({} MiB) does not fit in DRAM below 4 GiB",
+        (initrd_end - initrd_start) >> 20
+    );
 
     let dts = dtb_to_dts(inputs.fvp_dtb)?;
     let dts = set_node(&dts, "chosen", &chosen_node(initrd_start, initrd_end))?;
@@ -294,9 +297,8 @@ pub const MODEL_PARAMS: &[&str] = &[
 fn run_script() -> String {
     let mut s = String::new();
     let params: String = MODEL_PARAMS.iter().map(|p| format!("    -C {p}\n")).collect();
-    let rvbar: String = (0..2)
-        .flat_map(|c| (0..4).map(move |n| format!("    -C cluster{c}.cpu{n}.RVBAR=$BL31_BASE\n")))
-        .collect();
+    let rvbar: String =
+        (0..2).flat_map(|c| (0..4).map(move |n| format!("    -C cluster{c}.cpu{n}.RVBAR=$BL31_BASE\n"))).collect();
     let _ = write!(
         s,
         r#"#!/usr/bin/env bash
@@ -371,8 +373,9 @@ fn readme(initrd_start: u64, initrd_end: u64, fip: &FipState) -> String {
         FipState::Copied { updated: false } => "fip.bin is your --fip copied as is (fiptool was not available to \
                                                 update it): it must already hold hypervisor.bin as BL33."
             .to_string(),
-        FipState::Absent => "No fip.bin was written: bring bl1.bin and fip.bin from your TF-A build (see below)."
-            .to_string(),
+        FipState::Absent => {
+            "No fip.bin was written: bring bl1.bin and fip.bin from your TF-A build (see below).".to_string()
+        }
     };
     format!(
         r#"mte-hypervisor on Arm FVP Base RevC (FVP_Base_RevC-2xAEMvA), with MTE
@@ -595,13 +598,8 @@ mod tests {
         let bl1 = fake("bl1-in.bin", &[0x44; 100]);
         let fvp_dtb = dir.join("fvp-in.dtb");
         dts_to_dtb(FAKE_FVP_DTS, &fvp_dtb).unwrap();
-        let guest = crate::vm_scenarios::LinuxGuest {
-            kernel: &kernel,
-            initrd: &initrd,
-            append: "",
-            vcpus: 4,
-            memory: "1G",
-        };
+        let guest =
+            crate::vm_scenarios::LinuxGuest { kernel: &kernel, initrd: &initrd, append: "", vcpus: 4, memory: "1G" };
         let cpio = crate::vm_scenarios::linux_bundle("fvp-unit-test", &guest).unwrap();
         let out = dir.join("bundle");
         let report = write_bundle(

@@ -56,12 +56,11 @@ const DIRECT_BOOT_MEMORY: &str = "512M";
 
 /// Busybox applets linked in `/bin`: what `/init` uses plus a usable interactive shell.
 const APPLETS: &[&str] = &[
-    "[", "ash", "awk", "cat", "chmod", "cp", "cttyhack", "cut", "date", "dd", "df", "dmesg", "du",
-    "echo", "env", "false", "find", "free", "grep", "halt", "head", "hexdump", "hostname", "id",
-    "kill", "less", "ln", "ls", "mkdir", "mknod", "more", "mount", "mv", "nproc", "od", "poweroff",
-    "printf", "ps", "pwd", "readlink", "reboot", "rm", "rmdir", "sed", "seq", "setsid", "sh",
-    "sleep", "sort", "stat", "stty", "sync", "tail", "taskset", "tee", "test", "time", "timeout",
-    "top", "touch", "tr", "true", "umount", "uname", "uniq", "uptime", "usleep", "vi", "watch",
+    "[", "ash", "awk", "cat", "chmod", "cp", "cttyhack", "cut", "date", "dd", "df", "dmesg", "du", "echo", "env",
+    "false", "find", "free", "grep", "halt", "head", "hexdump", "hostname", "id", "kill", "less", "ln", "ls", "mkdir",
+    "mknod", "more", "mount", "mv", "nproc", "od", "poweroff", "printf", "ps", "pwd", "readlink", "reboot", "rm",
+    "rmdir", "sed", "seq", "setsid", "sh", "sleep", "sort", "stat", "stty", "sync", "tail", "taskset", "tee", "test",
+    "time", "timeout", "top", "touch", "tr", "true", "umount", "uname", "uniq", "uptime", "usleep", "vi", "watch",
     "wc", "which", "xargs", "xxd",
 ];
 
@@ -77,10 +76,7 @@ fn deb_cache_dir() -> PathBuf {
 
 /// The `/init` script put into the initramfs.
 pub fn init_script() -> PathBuf {
-    workspace_root()
-        .join("guest-images")
-        .join("init")
-        .join("init")
+    workspace_root().join("guest-images").join("init").join("init")
 }
 
 /// Debian's current arm64 cloud kernel as an uncompressed arm64 `Image`
@@ -88,15 +84,14 @@ pub fn init_script() -> PathBuf {
 pub fn default_kernel() -> Result<PathBuf> {
     let signed = resolve_metapackage(KERNEL_METAPACKAGE)?;
     // The unsigned build is the same kernel without the Secure Boot signature wrapper.
-    let package = DebPackage::candidate(&format!("{signed}-unsigned"))
-        .or_else(|_| DebPackage::candidate(&signed))?;
+    let package = DebPackage::candidate(&format!("{signed}-unsigned")).or_else(|_| DebPackage::candidate(&signed))?;
     let out = images_dir().join("vmlinuz");
     cached_artifact(&out, &package.source(), |partial| {
         let deb = download_with_progress(&package)?;
         extract_from_deb(&deb, "*boot/vmlinuz-*", partial)
             .with_context(|| format!("extracting the kernel from {}", deb.display()))?;
-        let image = kernel_image(std::fs::read(partial)?)
-            .with_context(|| format!("boot/vmlinuz-* of {}", deb.display()))?;
+        let image =
+            kernel_image(std::fs::read(partial)?).with_context(|| format!("boot/vmlinuz-* of {}", deb.display()))?;
         Ok(std::fs::write(partial, image)?)
     })?;
     Ok(out)
@@ -120,14 +115,7 @@ pub fn default_busybox() -> Result<PathBuf> {
 pub fn build_mte_check() -> Result<PathBuf> {
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(workspace_root())
-        .args([
-            "build",
-            "--release",
-            "--package",
-            "mte-check",
-            "--target",
-            GUEST_TARGET,
-        ])
+        .args(["build", "--release", "--package", "mte-check", "--target", GUEST_TARGET])
         .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo")
         .status()
         .context("running cargo build")?;
@@ -136,10 +124,7 @@ pub fn build_mte_check() -> Result<PathBuf> {
         "building mte-check for {GUEST_TARGET} failed (is the target installed? \
          `rustup target add {GUEST_TARGET}`; rust-toolchain.toml lists it)"
     );
-    Ok(target_dir()
-        .join(GUEST_TARGET)
-        .join("release")
-        .join("mte-check"))
+    Ok(target_dir().join(GUEST_TARGET).join("release").join("mte-check"))
 }
 
 /// Builds `target/guest-images/initramfs.cpio.gz`: busybox, its applet links, `/init`,
@@ -148,8 +133,7 @@ pub fn default_initramfs() -> Result<PathBuf> {
     let busybox = std::fs::read(default_busybox()?)?;
     let mte_check = std::fs::read(build_mte_check()?)?;
     let init_path = init_script();
-    let init =
-        std::fs::read(&init_path).with_context(|| format!("reading {}", init_path.display()))?;
+    let init = std::fs::read(&init_path).with_context(|| format!("reading {}", init_path.display()))?;
     let out = images_dir().join("initramfs.cpio.gz");
     std::fs::create_dir_all(images_dir())?;
     initramfs_contents(busybox, mte_check, init)?.write_gzip(&out)?;
@@ -160,21 +144,14 @@ pub fn default_initramfs() -> Result<PathBuf> {
 /// `/init`'s standard streams before `/init` can mount devtmpfs.
 fn initramfs_contents(busybox: Vec<u8>, mte_check: Vec<u8>, init: Vec<u8>) -> Result<Initramfs> {
     let mut fs = Initramfs::new();
-    for dir in [
-        "bin", "dev", "etc", "mnt", "proc", "run", "sbin", "sys", "usr", "usr/bin", "usr/sbin",
-    ] {
+    for dir in ["bin", "dev", "etc", "mnt", "proc", "run", "sbin", "sys", "usr", "usr/bin", "usr/sbin"] {
         fs.dir(dir, 0o755)?;
     }
     fs.dir("root", 0o700)?.dir("tmp", 0o1777)?;
-    fs.char_device("dev/console", 0o600, 5, 1)?
-        .char_device("dev/null", 0o666, 1, 3)?;
+    fs.char_device("dev/console", 0o600, 5, 1)?.char_device("dev/null", 0o666, 1, 3)?;
     // Names for uid 0; busybox also takes root's home from here to show it as `~` in the
     // prompt.
-    fs.file(
-        "etc/passwd",
-        0o644,
-        b"root:x:0:0:root:/root:/bin/sh\n".to_vec(),
-    )?;
+    fs.file("etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\n".to_vec())?;
     fs.file("etc/group", 0o644, b"root:x:0:\n".to_vec())?;
     fs.file("init", 0o755, init)?;
     fs.file("bin/busybox", 0o755, busybox)?;
@@ -211,14 +188,7 @@ pub fn boot_directly_under_qemu(
     ensure_qemu()?;
     let started = Instant::now();
     let mut child = Command::new(QEMU)
-        .args([
-            "-M",
-            "virt,mte=on,gic-version=3",
-            "-cpu",
-            "max",
-            "-nographic",
-            "-no-reboot",
-        ])
+        .args(["-M", "virt,mte=on,gic-version=3", "-cpu", "max", "-nographic", "-no-reboot"])
         .args(["-smp", &smp.to_string(), "-m", DIRECT_BOOT_MEMORY])
         .arg("-kernel")
         .arg(kernel)
@@ -232,14 +202,8 @@ pub fn boot_directly_under_qemu(
         .context("starting QEMU")?;
     let console = Arc::new(Mutex::new(Console::default()));
     let readers = [
-        child
-            .stdout
-            .take()
-            .map(|out| Box::new(out) as Box<dyn Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|err| Box::new(err) as Box<dyn Read + Send>),
+        child.stdout.take().map(|out| Box::new(out) as Box<dyn Read + Send>),
+        child.stderr.take().map(|err| Box::new(err) as Box<dyn Read + Send>),
     ]
     .into_iter()
     .flatten()
@@ -283,11 +247,7 @@ fn console_reader(mut stream: Box<dyn Read + Send>, console: &Mutex<Console>, st
         let mut console = console.lock().expect("console reader panicked");
         let from = console.bytes.len().saturating_sub(marker.len());
         console.bytes.extend_from_slice(&buffer[..n]);
-        if console.init_reached.is_none()
-            && console.bytes[from..]
-                .windows(marker.len())
-                .any(|w| w == marker)
-        {
+        if console.init_reached.is_none() && console.bytes[from..].windows(marker.len()).any(|w| w == marker) {
             console.init_reached = Some(started.elapsed());
         }
     }
@@ -295,11 +255,7 @@ fn console_reader(mut stream: Box<dyn Read + Send>, console: &Mutex<Console>, st
 
 /// Produces `out` with `produce` (given a scratch path next to it) unless `out` exists
 /// and was made from `source`, recorded in `<out>.source`.
-fn cached_artifact(
-    out: &Path,
-    source: &str,
-    produce: impl FnOnce(&Path) -> Result<()>,
-) -> Result<()> {
+fn cached_artifact(out: &Path, source: &str, produce: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let stamp = out.with_extension("source");
     if out.exists() && std::fs::read_to_string(&stamp).is_ok_and(|made_from| made_from == source) {
         return Ok(());
@@ -366,11 +322,7 @@ impl DebPackage {
 
     /// The name `apt-get download` gives the file (`:` in an epoch becomes `%3a`).
     fn deb_file_name(&self) -> String {
-        format!(
-            "{}_{}_arm64.deb",
-            self.name,
-            self.version.replace(':', "%3a")
-        )
+        format!("{}_{}_arm64.deb", self.name, self.version.replace(':', "%3a"))
     }
 }
 
@@ -389,27 +341,18 @@ fn download_with_progress(package: &DebPackage) -> Result<PathBuf> {
     let log_path = staging.join("apt-get.log");
     let log = std::fs::File::create(&log_path)?;
 
-    let bar = ProgressBar::new(package.size)
-        .with_message(format!("{} {}", package.name, package.version));
+    let bar = ProgressBar::new(package.size).with_message(format!("{} {}", package.name, package.version));
     bar.set_style(
-        ProgressStyle::with_template(
-            "xtask: [{bar:25}] {bytes:>10}/{total_bytes} {bytes_per_sec:>12} {wide_msg}",
-        )
-        .expect("valid progress template")
-        .progress_chars("=> "),
+        ProgressStyle::with_template("xtask: [{bar:25}] {bytes:>10}/{total_bytes} {bytes_per_sec:>12} {wide_msg}")
+            .expect("valid progress template")
+            .progress_chars("=> "),
     );
     if bar.is_hidden() {
         // Not a terminal (CI logs): one line instead of a bar.
-        eprintln!(
-            "xtask: downloading {} {} ({} bytes)",
-            package.name, package.version, package.size
-        );
+        eprintln!("xtask: downloading {} {} ({} bytes)", package.name, package.version, package.size);
     }
     let mut apt = Command::new("apt-get")
-        .args([
-            "download",
-            &format!("{}:arm64={}", package.name, package.version),
-        ])
+        .args(["download", &format!("{}:arm64={}", package.name, package.version)])
         .current_dir(&staging)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -427,11 +370,7 @@ fn download_with_progress(package: &DebPackage) -> Result<PathBuf> {
     bar.finish_and_clear();
     if !status.success() {
         let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-        bail!(
-            "apt-get download {}:arm64 failed:\n{}",
-            package.name,
-            log.trim_end()
-        );
+        bail!("apt-get download {}:arm64 failed:\n{}", package.name, log.trim_end());
     }
     let downloaded = staging.join(package.deb_file_name());
     let size = std::fs::metadata(&downloaded).map(|m| m.len()).unwrap_or(0);
@@ -441,8 +380,7 @@ fn download_with_progress(package: &DebPackage) -> Result<PathBuf> {
         downloaded.display(),
         package.size
     );
-    std::fs::rename(&downloaded, &deb)
-        .with_context(|| format!("moving the download to {}", deb.display()))?;
+    std::fs::rename(&downloaded, &deb).with_context(|| format!("moving the download to {}", deb.display()))?;
     let _ = std::fs::remove_dir_all(&staging);
     Ok(deb)
 }
@@ -465,26 +403,19 @@ fn downloaded_bytes(dir: &Path) -> u64 {
 fn kernel_image(vmlinuz: Vec<u8>) -> Result<Vec<u8>> {
     let image = if vmlinuz.starts_with(&[0x1f, 0x8b]) {
         let mut image = Vec::new();
-        GzDecoder::new(&vmlinuz[..])
-            .read_to_end(&mut image)
-            .context("decompressing the gzip kernel")?;
+        GzDecoder::new(&vmlinuz[..]).read_to_end(&mut image).context("decompressing the gzip kernel")?;
         image
     } else {
         vmlinuz
     };
-    ensure!(
-        image.len() >= 64 && image[56..60] == *b"ARM\x64",
-        "not an arm64 Image (no ARM\\x64 magic at offset 56)"
-    );
+    ensure!(image.len() >= 64 && image[56..60] == *b"ARM\x64", "not an arm64 Image (no ARM\\x64 magic at offset 56)");
     Ok(image)
 }
 
 /// Fails unless `binary` is an ELF for aarch64 (EM_AARCH64 = 183).
 fn check_aarch64_elf(binary: &[u8]) -> Result<()> {
     ensure!(
-        binary.len() > 20
-            && binary.starts_with(b"\x7fELF")
-            && binary[18..20] == 183u16.to_le_bytes(),
+        binary.len() > 20 && binary.starts_with(b"\x7fELF") && binary[18..20] == 183u16.to_le_bytes(),
         "not an aarch64 ELF"
     );
     Ok(())
@@ -539,10 +470,7 @@ mod tests {
                 "not an arm64 Image (no ARM\\x64 magic at offset 56)"
             );
         }
-        assert!(
-            kernel_image(vec![0x1f, 0x8b, 0, 0]).is_err(),
-            "truncated gzip"
-        );
+        assert!(kernel_image(vec![0x1f, 0x8b, 0, 0]).is_err(), "truncated gzip");
     }
 
     #[test]
@@ -552,23 +480,11 @@ mod tests {
         let package = DebPackage::parse(text).unwrap();
         assert_eq!(
             package,
-            DebPackage {
-                name: "busybox-static".into(),
-                version: "1:1.35.0-4+deb12u1+b1".into(),
-                size: 822236
-            }
+            DebPackage { name: "busybox-static".into(), version: "1:1.35.0-4+deb12u1+b1".into(), size: 822236 }
         );
-        assert_eq!(
-            package.deb_file_name(),
-            "busybox-static_1%3a1.35.0-4+deb12u1+b1_arm64.deb"
-        );
+        assert_eq!(package.deb_file_name(), "busybox-static_1%3a1.35.0-4+deb12u1+b1_arm64.deb");
         assert_eq!(package.source(), "busybox-static 1:1.35.0-4+deb12u1+b1\n");
-        assert_eq!(
-            DebPackage::parse("Package: x\nVersion: 1\n")
-                .unwrap_err()
-                .to_string(),
-            "no Size field"
-        );
+        assert_eq!(DebPackage::parse("Package: x\nVersion: 1\n").unwrap_err().to_string(), "no Size field");
     }
 
     #[test]
@@ -586,15 +502,9 @@ mod tests {
         cached_artifact(&out, "a 2\n", produce).unwrap();
         assert_eq!(runs.get(), 2);
         assert!(cached_artifact(&out, "a 3\n", |_| bail!("no network")).is_err());
-        assert!(
-            !out.with_extension("source").exists(),
-            "a failed refresh leaves no stamp"
-        );
+        assert!(!out.with_extension("source").exists(), "a failed refresh leaves no stamp");
         cached_artifact(&out, "a 3\n", produce).unwrap();
-        assert_eq!(
-            (runs.get(), std::fs::read(&out).unwrap()),
-            (3, b"made".to_vec())
-        );
+        assert_eq!((runs.get(), std::fs::read(&out).unwrap()), (3, b"made".to_vec()));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -604,58 +514,26 @@ mod tests {
         let script = std::fs::read_to_string(init_script()).unwrap();
         assert!(script.starts_with("#!/bin/sh\n"));
         for marker in [INIT_REACHED, REBOOTING, POWERING_OFF] {
-            assert!(
-                script.contains(&format!("echo \"{marker}")),
-                "/init does not print {marker:?}"
-            );
+            assert!(script.contains(&format!("echo \"{marker}")), "/init does not print {marker:?}");
         }
         for switch in ["mtecheck=1", "reboottest=1", "autopoweroff=1"] {
-            assert!(
-                script.contains(&format!("*\" {switch} \"*)")),
-                "/init ignores {switch}"
-            );
+            assert!(script.contains(&format!("*\" {switch} \"*)")), "/init ignores {switch}");
         }
-        for applet in script
-            .split_whitespace()
-            .filter(|w| ["usleep", "setsid", "cttyhack", "uname"].contains(w))
-        {
-            assert!(
-                APPLETS.contains(&applet),
-                "/init uses {applet}, which is not linked"
-            );
+        for applet in script.split_whitespace().filter(|w| ["usleep", "setsid", "cttyhack", "uname"].contains(w)) {
+            assert!(APPLETS.contains(&applet), "/init uses {applet}, which is not linked");
         }
     }
 
     #[test]
     fn initramfs_has_devices_busybox_links_init_and_mte_check() {
-        let fs =
-            initramfs_contents(b"bb".to_vec(), b"mc".to_vec(), b"#!/bin/sh\n".to_vec()).unwrap();
-        let find = |path: &str| {
-            fs.entries()
-                .iter()
-                .find(|e| e.path == path)
-                .unwrap_or_else(|| panic!("{path}"))
-        };
-        assert_eq!(
-            find("dev/console").kind,
-            EntryKind::CharDevice { major: 5, minor: 1 }
-        );
-        assert_eq!(
-            find("dev/null").kind,
-            EntryKind::CharDevice { major: 1, minor: 3 }
-        );
-        assert_eq!(
-            (find("init").permissions, &find("init").kind),
-            (0o755, &EntryKind::File(b"#!/bin/sh\n".to_vec()))
-        );
+        let fs = initramfs_contents(b"bb".to_vec(), b"mc".to_vec(), b"#!/bin/sh\n".to_vec()).unwrap();
+        let find = |path: &str| fs.entries().iter().find(|e| e.path == path).unwrap_or_else(|| panic!("{path}"));
+        assert_eq!(find("dev/console").kind, EntryKind::CharDevice { major: 5, minor: 1 });
+        assert_eq!(find("dev/null").kind, EntryKind::CharDevice { major: 1, minor: 3 });
+        assert_eq!((find("init").permissions, &find("init").kind), (0o755, &EntryKind::File(b"#!/bin/sh\n".to_vec())));
         assert_eq!(find("bin/mte-check").kind, EntryKind::File(b"mc".to_vec()));
-        for applet in [
-            "sh", "mount", "poweroff", "reboot", "grep", "cttyhack", "setsid",
-        ] {
-            assert_eq!(
-                find(&format!("bin/{applet}")).kind,
-                EntryKind::Symlink("busybox".into())
-            );
+        for applet in ["sh", "mount", "poweroff", "reboot", "grep", "cttyhack", "setsid"] {
+            assert_eq!(find(&format!("bin/{applet}")).kind, EntryKind::Symlink("busybox".into()));
         }
         fs.to_newc().unwrap();
     }
@@ -668,14 +546,8 @@ mod tests {
     fn boots_directly_under_qemu_and_passes_mte_check() {
         let kernel = default_kernel().unwrap();
         let initramfs = default_initramfs().unwrap();
-        let boot = boot_directly_under_qemu(
-            &kernel,
-            &initramfs,
-            MTE_CHECK_APPEND,
-            2,
-            Duration::from_secs(300),
-        )
-        .unwrap();
+        let boot =
+            boot_directly_under_qemu(&kernel, &initramfs, MTE_CHECK_APPEND, 2, Duration::from_secs(300)).unwrap();
         println!("{}", boot.output);
         println!(
             "exit {:?} after {:.1} s; init reached after {:?}",
@@ -686,11 +558,7 @@ mod tests {
         assert_eq!(boot.exit_code, Some(0));
         assert!(boot.init_reached.is_some());
         assert!(boot.output.contains(MTE_CHECK_PASSED));
-        assert!(
-            boot.output
-                .contains("mte-hypervisor guest: mte on 2 of 2 CPUs")
-        );
+        assert!(boot.output.contains("mte-hypervisor guest: mte on 2 of 2 CPUs"));
         assert!(boot.output.contains(POWERING_OFF));
     }
 }
-

@@ -48,12 +48,12 @@ pub fn preloader_words(nt_fw_config: u64, entry: u64) -> Vec<u32> {
         assert!(address & 0xffff == 0 && address >> 32 == 0, "{address:#x}: MOVZ LSL #16 reach");
     }
     vec![
-        mov_reg(1, 0),                           // mov  x1, x0          x1 = the hardware DTB (HW_CONFIG)
+        mov_reg(1, 0),                              // mov  x1, x0          x1 = the hardware DTB (HW_CONFIG)
         movz_lsl16(0, (nt_fw_config >> 16) as u32), // movz x0, #hi, lsl 16 x0 = NT_FW_CONFIG
-        movz_lsl16(4, (entry >> 16) as u32),     // movz x4, #hi, lsl 16 x4 = BL33 entry (the hypervisor)
-        mov_reg(2, XZR),                         // mov  x2, xzr         x2, x3 = 0 as TF-A leaves them
-        mov_reg(3, XZR),                         // mov  x3, xzr
-        br(4),                                   // br   x4
+        movz_lsl16(4, (entry >> 16) as u32),        // movz x4, #hi, lsl 16 x4 = BL33 entry (the hypervisor)
+        mov_reg(2, XZR),                            // mov  x2, xzr         x2, x3 = 0 as TF-A leaves them
+        mov_reg(3, XZR),                            // mov  x3, xzr
+        br(4),                                      // br   x4
     ]
 }
 
@@ -226,7 +226,10 @@ pub fn check_quirks(run: &Captured) -> Result<(), String> {
     }
     // Both reserved ranges, in either order.
     for range in ["0x40000000-0x4000ffff (64 KiB)", "0x50000000-0x500fffff (1 MiB)"] {
-        let found = run.output.lines().any(|l| (l.starts_with("  reserved   ") || l.starts_with("             ")) && l.ends_with(range));
+        let found = run
+            .output
+            .lines()
+            .any(|l| (l.starts_with("  reserved   ") || l.starts_with("             ")) && l.ends_with(range));
         if !found {
             return Err(format!("summary lacks reserved range {range}"));
         }
@@ -265,7 +268,8 @@ mod tests {
     /// When LLVM's assembler is installed, the pre-loader must match it byte for byte.
     #[test]
     fn preloader_matches_llvm_mc() {
-        let source = "mov x1, x0\nmovz x0, #0x7000, lsl #16\nmovz x4, #0x7020, lsl #16\nmov x2, xzr\nmov x3, xzr\nbr x4\n";
+        let source =
+            "mov x1, x0\nmovz x0, #0x7000, lsl #16\nmovz x4, #0x7020, lsl #16\nmov x2, xzr\nmov x3, xzr\nbr x4\n";
         let mut child = match std::process::Command::new("llvm-mc")
             .args(["-triple=aarch64", "-show-encoding"])
             .stdin(std::process::Stdio::piped())
@@ -301,8 +305,16 @@ mod tests {
         assert!(dts.contains("\tchosen {\n\t};"), "{dts}");
         assert!(!dts.contains("stdout-path"));
         assert!(!dts.contains("clock-frequency"));
-        assert!(dts.contains("memory@40000000 {\n\t\tdevice_type = \"memory\";\n\t\treg = <0x0 0x40000000 0x0 0x20000000>;"));
-        assert!(dts.contains("memory@60000000 {\n\t\tdevice_type = \"memory\";\n\t\treg = <0x0 0x60000000 0x0 0x20000000>;"));
+        assert!(
+            dts.contains(
+                "memory@40000000 {\n\t\tdevice_type = \"memory\";\n\t\treg = <0x0 0x40000000 0x0 0x20000000>;"
+            )
+        );
+        assert!(
+            dts.contains(
+                "memory@60000000 {\n\t\tdevice_type = \"memory\";\n\t\treg = <0x0 0x60000000 0x0 0x20000000>;"
+            )
+        );
         assert!(dts.contains("vram@50000000 {\n\t\t\treg = <0x0 0x50000000 0x0 0x100000>;\n\t\t\tno-map;"));
         if crate::fvp::have_tool("dtc") {
             let out = std::env::temp_dir().join(format!("xtask-quirks-{}.dtb", std::process::id()));

@@ -78,48 +78,23 @@ impl Initramfs {
 
     /// A symlink (`rwxrwxrwx`, as Linux creates them) at `path` pointing to `target`.
     pub fn symlink(&mut self, path: &str, target: &str) -> Result<&mut Self> {
-        ensure!(
-            !target.is_empty() && !target.contains('\0'),
-            "bad symlink target {target:?} for {path}"
-        );
+        ensure!(!target.is_empty() && !target.contains('\0'), "bad symlink target {target:?} for {path}");
         self.push(path, 0o777, EntryKind::Symlink(target.to_string()))
     }
 
-    pub fn char_device(
-        &mut self,
-        path: &str,
-        permissions: u32,
-        major: u32,
-        minor: u32,
-    ) -> Result<&mut Self> {
+    pub fn char_device(&mut self, path: &str, permissions: u32, major: u32, minor: u32) -> Result<&mut Self> {
         self.push(path, permissions, EntryKind::CharDevice { major, minor })
     }
 
     fn push(&mut self, path: &str, permissions: u32, kind: EntryKind) -> Result<&mut Self> {
         check_path(path)?;
-        ensure!(
-            permissions <= 0o7777,
-            "{path}: permissions {permissions:#o} have more than 12 bits"
-        );
+        ensure!(permissions <= 0o7777, "{path}: permissions {permissions:#o} have more than 12 bits");
         if let Some((parent, _)) = path.rsplit_once('/') {
-            let is_dir = self
-                .entries
-                .iter()
-                .any(|e| e.path == parent && e.kind == EntryKind::Directory);
-            ensure!(
-                is_dir,
-                "{path}: add its directory {parent} first (the kernel does not create it)"
-            );
+            let is_dir = self.entries.iter().any(|e| e.path == parent && e.kind == EntryKind::Directory);
+            ensure!(is_dir, "{path}: add its directory {parent} first (the kernel does not create it)");
         }
-        ensure!(
-            self.paths.insert(path.to_string()),
-            "{path} appears twice in the initramfs"
-        );
-        self.entries.push(Entry {
-            path: path.to_string(),
-            permissions,
-            kind,
-        });
+        ensure!(self.paths.insert(path.to_string()), "{path} appears twice in the initramfs");
+        self.entries.push(Entry { path: path.to_string(), permissions, kind });
         Ok(self)
     }
 
@@ -138,21 +113,13 @@ impl Initramfs {
                 inode,
                 mode: type_bits | entry.permissions,
                 nlink,
-                size: u32::try_from(data.len())
-                    .with_context(|| format!("{} is 4 GiB or larger", entry.path))?,
+                size: u32::try_from(data.len()).with_context(|| format!("{} is 4 GiB or larger", entry.path))?,
                 rdev_major,
                 rdev_minor,
             };
             push_entry(&mut archive, &entry.path, &header, data);
         }
-        let trailer = Header {
-            inode: 0,
-            mode: 0,
-            nlink: 1,
-            size: 0,
-            rdev_major: 0,
-            rdev_minor: 0,
-        };
+        let trailer = Header { inode: 0, mode: 0, nlink: 1, size: 0, rdev_major: 0, rdev_minor: 0 };
         push_entry(&mut archive, TRAILER_NAME, &trailer, &[]);
         Ok(archive)
     }
@@ -181,18 +148,11 @@ fn check_path(path: &str) -> Result<()> {
         || path.contains('\0')
         || path.starts_with('/')
         || path.ends_with('/')
-        || path
-            .split('/')
-            .any(|part| part.is_empty() || part == "." || part == "..");
+        || path.split('/').any(|part| part.is_empty() || part == "." || part == "..");
     if bad {
-        bail!(
-            "bad initramfs path {path:?}: use a relative path like bin/sh, without . or .. parts"
-        );
+        bail!("bad initramfs path {path:?}: use a relative path like bin/sh, without . or .. parts");
     }
-    ensure!(
-        path != TRAILER_NAME,
-        "initramfs path {TRAILER_NAME} is reserved for the end of the archive"
-    );
+    ensure!(path != TRAILER_NAME, "initramfs path {TRAILER_NAME} is reserved for the end of the archive");
     Ok(())
 }
 
@@ -277,19 +237,14 @@ mod tests {
             sh\0\0\0\0busybox\0\
             07070100000000000000000000000000000000000000010000000000000000000000000000000000000000000000000000000B00000000\
             TRAILER!!!\0\0\0\0";
-        assert_eq!(
-            String::from_utf8_lossy(&archive),
-            String::from_utf8_lossy(expected)
-        );
+        assert_eq!(String::from_utf8_lossy(&archive), String::from_utf8_lossy(expected));
     }
 
     #[test]
     fn gzip_decompresses_to_the_archive() {
         let fs = sample();
         let mut unpacked = Vec::new();
-        GzDecoder::new(&fs.to_gzip().unwrap()[..])
-            .read_to_end(&mut unpacked)
-            .unwrap();
+        GzDecoder::new(&fs.to_gzip().unwrap()[..]).read_to_end(&mut unpacked).unwrap();
         assert_eq!(unpacked, fs.to_newc().unwrap());
         assert_eq!(fs.to_gzip().unwrap(), fs.to_gzip().unwrap(), "reproducible");
     }
@@ -298,51 +253,22 @@ mod tests {
     fn rejects_bad_paths_missing_parents_and_duplicates() {
         let mut fs = sample();
         for (path, message) in [
-            (
-                "/bin",
-                "bad initramfs path \"/bin\": use a relative path like bin/sh, without . or .. parts",
-            ),
-            (
-                "a/../b",
-                "bad initramfs path \"a/../b\": use a relative path like bin/sh, without . or .. parts",
-            ),
-            (
-                "dev/",
-                "bad initramfs path \"dev/\": use a relative path like bin/sh, without . or .. parts",
-            ),
-            (
-                "",
-                "bad initramfs path \"\": use a relative path like bin/sh, without . or .. parts",
-            ),
-            (
-                "TRAILER!!!",
-                "initramfs path TRAILER!!! is reserved for the end of the archive",
-            ),
-            (
-                "bin/sh",
-                "bin/sh: add its directory bin first (the kernel does not create it)",
-            ),
-            (
-                "sh/x",
-                "sh/x: add its directory sh first (the kernel does not create it)",
-            ),
+            ("/bin", "bad initramfs path \"/bin\": use a relative path like bin/sh, without . or .. parts"),
+            ("a/../b", "bad initramfs path \"a/../b\": use a relative path like bin/sh, without . or .. parts"),
+            ("dev/", "bad initramfs path \"dev/\": use a relative path like bin/sh, without . or .. parts"),
+            ("", "bad initramfs path \"\": use a relative path like bin/sh, without . or .. parts"),
+            ("TRAILER!!!", "initramfs path TRAILER!!! is reserved for the end of the archive"),
+            ("bin/sh", "bin/sh: add its directory bin first (the kernel does not create it)"),
+            ("sh/x", "sh/x: add its directory sh first (the kernel does not create it)"),
             ("init", "init appears twice in the initramfs"),
         ] {
-            assert_eq!(
-                fs.dir(path, 0o755).unwrap_err().to_string(),
-                message,
-                "{path}"
-            );
+            assert_eq!(fs.dir(path, 0o755).unwrap_err().to_string(), message, "{path}");
         }
         assert_eq!(
             fs.file("x", 0o10_000, Vec::new()).unwrap_err().to_string(),
             "x: permissions 0o10000 have more than 12 bits"
         );
-        assert_eq!(
-            fs.entries().len(),
-            4,
-            "failed additions leave nothing behind"
-        );
+        assert_eq!(fs.entries().len(), 4, "failed additions leave nothing behind");
     }
 
     /// GNU cpio must list what we write with the right types, modes and device numbers;
@@ -357,37 +283,17 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let archive = dir.join("initramfs.cpio");
         std::fs::write(&archive, sample().to_newc().unwrap()).unwrap();
-        let list = Command::new("cpio")
-            .args(["-t", "-v", "--quiet", "-F"])
-            .arg(&archive)
-            .output()
-            .unwrap();
+        let list = Command::new("cpio").args(["-t", "-v", "--quiet", "-F"]).arg(&archive).output().unwrap();
         let _ = std::fs::remove_dir_all(&dir);
-        assert!(
-            list.status.success(),
-            "{}",
-            String::from_utf8_lossy(&list.stderr)
-        );
+        assert!(list.status.success(), "{}", String::from_utf8_lossy(&list.stderr));
         let listing = String::from_utf8_lossy(&list.stdout);
-        let lines: Vec<Vec<&str>> = listing
-            .lines()
-            .map(|l| l.split_whitespace().collect())
-            .collect();
+        let lines: Vec<Vec<&str>> = listing.lines().map(|l| l.split_whitespace().collect()).collect();
         assert_eq!(lines.len(), 4, "{listing}");
-        assert_eq!(
-            (lines[0][0], lines[0].last().copied()),
-            ("drwxr-xr-x", Some("dev"))
-        );
+        assert_eq!((lines[0][0], lines[0].last().copied()), ("drwxr-xr-x", Some("dev")));
         // crw------- 1 root root 5, 1 <date> dev/console
-        assert_eq!(
-            (lines[1][0], lines[1][4], lines[1][5]),
-            ("crw-------", "5,", "1")
-        );
+        assert_eq!((lines[1][0], lines[1][4], lines[1][5]), ("crw-------", "5,", "1"));
         assert_eq!(lines[1].last().copied(), Some("dev/console"));
-        assert_eq!(
-            (lines[2][0], lines[2][4], lines[2].last().copied()),
-            ("-rwxr-xr-x", "10", Some("init"))
-        );
+        assert_eq!((lines[2][0], lines[2][4], lines[2].last().copied()), ("-rwxr-xr-x", "10", Some("init")));
         assert_eq!(lines[3][0], "lrwxrwxrwx");
         assert_eq!(&lines[3][lines[3].len() - 3..], ["sh", "->", "busybox"]);
     }

@@ -143,14 +143,13 @@ pub fn ensure_qemu() -> Result<()> {
         _ => bail!("{QEMU} not found; {install_hint}"),
     };
     let text = String::from_utf8_lossy(&output.stdout);
-    let major = text
-        .split("version ")
-        .nth(1)
-        .and_then(|v| v.split('.').next())
-        .and_then(|m| m.trim().parse::<u32>().ok());
+    let major =
+        text.split("version ").nth(1).and_then(|v| v.split('.').next()).and_then(|m| m.trim().parse::<u32>().ok());
     match major {
         Some(m) if m >= MIN_QEMU_MAJOR => Ok(()),
-        _ => bail!("{} is too old for MTE (need {MIN_QEMU_MAJOR}.x); {install_hint}", text.lines().next().unwrap_or("")),
+        _ => {
+            bail!("{} is too old for MTE (need {MIN_QEMU_MAJOR}.x); {install_hint}", text.lines().next().unwrap_or(""))
+        }
     }
 }
 

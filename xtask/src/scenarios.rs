@@ -247,7 +247,14 @@ fn check_fvp_bundle() -> Result<()> {
 }
 
 /// Prints a scenario's verdict line (and the end of its log on failure).
-fn report(name: &str, run: &Captured, verdict: Result<(), String>, log: &std::path::Path, passed: &mut u32, failed: &mut u32) {
+fn report(
+    name: &str,
+    run: &Captured,
+    verdict: Result<(), String>,
+    log: &std::path::Path,
+    passed: &mut u32,
+    failed: &mut u32,
+) {
     match verdict {
         Ok(()) => {
             *passed += 1;
@@ -274,12 +281,23 @@ fn run_unit_tests() -> Result<bool> {
     Ok(status.success())
 }
 
-/// Clippy with warnings as errors, for the bare-metal build and the host-side code.
+/// Clippy with warnings as errors, for the bare-metal build, both guests and the
+/// host-side code, and `cargo fmt --check` (rustfmt.toml) for everything.
 fn run_lints() -> Result<bool> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let target = Command::new(&cargo)
         .current_dir(workspace_root())
-        .args(["clippy", "--package", "hypervisor", "--package", "boot", "--package", "test-guest", "--target", build::TARGET])
+        .args([
+            "clippy",
+            "--package",
+            "hypervisor",
+            "--package",
+            "boot",
+            "--package",
+            "test-guest",
+            "--target",
+            build::TARGET,
+        ])
         .args(["--", "-D", "warnings"])
         .status()
         .context("running cargo clippy")?;
@@ -290,10 +308,24 @@ fn run_lints() -> Result<bool> {
         .context("running cargo clippy")?;
     let linux_guest = Command::new(&cargo)
         .current_dir(workspace_root())
-        .args(["clippy", "--package", "mte-check", "--target", crate::guest_images::GUEST_TARGET, "--", "-D", "warnings"])
+        .args([
+            "clippy",
+            "--package",
+            "mte-check",
+            "--target",
+            crate::guest_images::GUEST_TARGET,
+            "--",
+            "-D",
+            "warnings",
+        ])
         .status()
         .context("running cargo clippy")?;
-    Ok(target.success() && host.success() && linux_guest.success())
+    let format = Command::new(&cargo)
+        .current_dir(workspace_root())
+        .args(["fmt", "--all", "--", "--check"])
+        .status()
+        .context("running cargo fmt")?;
+    Ok(target.success() && host.success() && linux_guest.success() && format.success())
 }
 
 pub fn run_all(options: &TestOptions) -> Result<i32> {
@@ -302,7 +334,7 @@ pub fn run_all(options: &TestOptions) -> Result<i32> {
     let mut failed = 0u32;
     if !options.no_unit {
         type Step = fn() -> Result<bool>;
-        let steps: [(&str, Step); 2] = [("host-unit-tests", run_unit_tests), ("clippy", run_lints)];
+        let steps: [(&str, Step); 2] = [("host-unit-tests", run_unit_tests), ("lints", run_lints)];
         for (name, step) in steps {
             if step()? {
                 println!("PASS {name}");
@@ -314,10 +346,8 @@ pub fn run_all(options: &TestOptions) -> Result<i32> {
         }
     }
 
-    let selected: Vec<Scenario> = scenarios()
-        .into_iter()
-        .filter(|s| options.filter.as_deref().is_none_or(|f| s.name.contains(f)))
-        .collect();
+    let selected: Vec<Scenario> =
+        scenarios().into_iter().filter(|s| options.filter.as_deref().is_none_or(|f| s.name.contains(f))).collect();
     let normal = build::build(&BuildOptions { log: "info".into(), ..Default::default() })?;
     let fault = match selected.iter().any(|s| s.build == Build::InjectEl2Fault) {
         true => Some(build::build(&BuildOptions {
@@ -403,7 +433,8 @@ pub fn run_all(options: &TestOptions) -> Result<i32> {
     if options.filter.as_deref().is_none_or(|f| "linux-console-shell".contains(f)) {
         let kernel = crate::guest_images::default_kernel()?;
         let initrd = crate::guest_images::default_initramfs()?;
-        let guest = crate::vm_scenarios::LinuxGuest { kernel: &kernel, initrd: &initrd, append: "", vcpus: 2, memory: "512M" };
+        let guest =
+            crate::vm_scenarios::LinuxGuest { kernel: &kernel, initrd: &initrd, append: "", vcpus: 2, memory: "512M" };
         let mut machine = Machine::new(&normal.flat, 2, "1G", true);
         machine.bundle = Some(crate::vm_scenarios::linux_bundle("linux-console-shell", &guest)?);
         let log = logs.join("linux-console-shell.log");

@@ -4,9 +4,7 @@
 use std::ops::Range;
 
 use crate::child::{ChildEnd, run_in_child};
-use crate::mte::{
-    self, GRANULE, HWCAP2_MTE, SEGV_MTEAERR, SEGV_MTESERR, TagCheckMode, TaggedMapping, page_size,
-};
+use crate::mte::{self, GRANULE, HWCAP2_MTE, SEGV_MTEAERR, SEGV_MTESERR, TagCheckMode, TaggedMapping, page_size};
 
 /// Size of the test mapping, in pages.
 const PAGES: usize = 4;
@@ -42,10 +40,7 @@ impl Report {
             println!("mte-check: PASS ({} checks)", self.run);
             0
         } else {
-            println!(
-                "mte-check: FAIL ({} of {} checks failed)",
-                self.failed, self.run
-            );
+            println!("mte-check: FAIL ({} of {} checks failed)", self.failed, self.run);
             1
         }
     }
@@ -63,8 +58,7 @@ pub fn run_all() -> i32 {
     if !report.record("hwcap2-mte", hwcap_result) {
         return report.finish();
     }
-    let sync = mte::enable_tag_checks(TagCheckMode::Sync)
-        .map_err(|e| format!("PR_SET_TAGGED_ADDR_CTRL: {e}"));
+    let sync = mte::enable_tag_checks(TagCheckMode::Sync).map_err(|e| format!("PR_SET_TAGGED_ADDR_CTRL: {e}"));
     if !report.record("prctl-sync", sync) {
         return report.finish();
     }
@@ -77,10 +71,7 @@ pub fn run_all() -> i32 {
         }
     };
     report.record("mmap-prot-mte", Ok(()));
-    report.record(
-        "fresh-tags-zero",
-        expect_tags(&mapping, 0..mapping.len(), 0),
-    );
+    report.record("fresh-tags-zero", expect_tags(&mapping, 0..mapping.len(), 0));
 
     // A range inside page 1 that starts and ends off page boundaries: tags are per
     // 16-byte granule, not per page (what QEMU 7.2 got wrong).
@@ -89,22 +80,10 @@ pub fn run_all() -> i32 {
     report.record("irg-stg", tagged);
     report.record("tagged-access", tagged_access(&mapping, range.clone(), tag));
     let wrong = tag % 15 + 1;
-    report.record(
-        "sync-mismatched-load",
-        sync_fault(&mapping, range.start + 5 * GRANULE + 8, wrong, Access::Load),
-    );
-    report.record(
-        "sync-untagged-store",
-        sync_fault(&mapping, range.end - GRANULE, 0, Access::Store),
-    );
-    report.record(
-        "async-mismatched-store",
-        async_fault(&mapping, range.start, wrong),
-    );
-    report.record(
-        "fork-keeps-tags",
-        fork_keeps_tags(&mapping, 2 * page..3 * page),
-    );
+    report.record("sync-mismatched-load", sync_fault(&mapping, range.start + 5 * GRANULE + 8, wrong, Access::Load));
+    report.record("sync-untagged-store", sync_fault(&mapping, range.end - GRANULE, 0, Access::Store));
+    report.record("async-mismatched-store", async_fault(&mapping, range.start, wrong));
+    report.record("fork-keeps-tags", fork_keeps_tags(&mapping, 2 * page..3 * page));
     report.finish()
 }
 
@@ -114,16 +93,8 @@ fn expect_tags(mapping: &TaggedMapping, range: Range<usize>, tag: u8) -> Result<
     if wrong.is_empty() {
         return Ok(());
     }
-    let shown: Vec<String> = wrong
-        .iter()
-        .map(|(offset, found)| format!("+{offset:#x} has {found}"))
-        .collect();
-    Err(format!(
-        "expected tag {tag} in +{:#x}..+{:#x}: {}",
-        range.start,
-        range.end,
-        shown.join(", ")
-    ))
+    let shown: Vec<String> = wrong.iter().map(|(offset, found)| format!("+{offset:#x} has {found}")).collect();
+    Err(format!("expected tag {tag} in +{:#x}..+{:#x}: {}", range.start, range.end, shown.join(", ")))
 }
 
 /// IRG picks a non-zero random tag; STG sets it on `range` only. Returns the tag even
@@ -131,10 +102,7 @@ fn expect_tags(mapping: &TaggedMapping, range: Range<usize>, tag: u8) -> Result<
 fn tag_range(mapping: &TaggedMapping, range: Range<usize>) -> (u8, Result<(), String>) {
     let tag = mte::random_tag(mapping.addr(range.start));
     if tag == 0 {
-        return (
-            tag,
-            Err("IRG returned tag 0 although the include mask excludes it".into()),
-        );
+        return (tag, Err("IRG returned tag 0 although the include mask excludes it".into()));
     }
     mapping.store_tags(range.start, range.len(), tag);
     let result = expect_tags(mapping, range.clone(), tag)
@@ -154,8 +122,7 @@ fn tagged_access(mapping: &TaggedMapping, range: Range<usize>, tag: u8) -> Resul
             unsafe { base.add(i).write_volatile(0x5eed_0000_0000_0000 | i as u64) };
         }
         // SAFETY: as above.
-        let intact = (0..words)
-            .all(|i| unsafe { base.add(i).read_volatile() } == 0x5eed_0000_0000_0000 | i as u64);
+        let intact = (0..words).all(|i| unsafe { base.add(i).read_volatile() } == 0x5eed_0000_0000_0000 | i as u64);
         if intact { 0 } else { 1 }
     })
     .map_err(|e| format!("fork: {e}"))?;
@@ -174,12 +141,7 @@ enum Access {
 
 /// An access at `offset` through logical tag `tag` (not the memory's) raises SIGSEGV
 /// with `SEGV_MTESERR` at that address.
-fn sync_fault(
-    mapping: &TaggedMapping,
-    offset: usize,
-    tag: u8,
-    access: Access,
-) -> Result<(), String> {
+fn sync_fault(mapping: &TaggedMapping, offset: usize, tag: u8, access: Access) -> Result<(), String> {
     let end = run_in_child(Some(mapping.addr(offset)), || {
         let ptr = mapping.tagged_ptr::<u64>(offset, tag);
         match access {
@@ -193,16 +155,9 @@ fn sync_fault(
     })
     .map_err(|e| format!("fork: {e}"))?;
     match end {
-        ChildEnd::Faulted {
-            si_code: SEGV_MTESERR,
-            at_expected_address: true,
-        } => Ok(()),
-        ChildEnd::Exited(1) => Err(format!(
-            "access with tag {tag} to memory tagged otherwise did not fault"
-        )),
-        other => Err(format!(
-            "expected SIGSEGV/SEGV_MTESERR ({SEGV_MTESERR}) at the access, got {other}"
-        )),
+        ChildEnd::Faulted { si_code: SEGV_MTESERR, at_expected_address: true } => Ok(()),
+        ChildEnd::Exited(1) => Err(format!("access with tag {tag} to memory tagged otherwise did not fault")),
+        other => Err(format!("expected SIGSEGV/SEGV_MTESERR ({SEGV_MTESERR}) at the access, got {other}")),
     }
 }
 
@@ -223,15 +178,10 @@ fn async_fault(mapping: &TaggedMapping, offset: usize, tag: u8) -> Result<(), St
     })
     .map_err(|e| format!("fork: {e}"))?;
     match end {
-        ChildEnd::Faulted {
-            si_code: SEGV_MTEAERR,
-            ..
-        } => Ok(()),
+        ChildEnd::Faulted { si_code: SEGV_MTEAERR, .. } => Ok(()),
         ChildEnd::Exited(1) => Err("mismatched store in async mode was never reported".into()),
         ChildEnd::Exited(2) => Err("PR_SET_TAGGED_ADDR_CTRL with PR_MTE_TCF_ASYNC failed".into()),
-        other => Err(format!(
-            "expected SIGSEGV/SEGV_MTEAERR ({SEGV_MTEAERR}), got {other}"
-        )),
+        other => Err(format!("expected SIGSEGV/SEGV_MTEAERR ({SEGV_MTEAERR}), got {other}")),
     }
 }
 
@@ -241,8 +191,7 @@ fn async_fault(mapping: &TaggedMapping, offset: usize, tag: u8) -> Result<(), St
 fn fork_keeps_tags(mapping: &TaggedMapping, range: Range<usize>) -> Result<(), String> {
     let tag = mte::random_tag(mapping.addr(range.start));
     mapping.store_tags(range.start, range.len(), tag);
-    expect_tags(mapping, range.clone(), tag)
-        .map_err(|why| format!("in the parent before fork: {why}"))?;
+    expect_tags(mapping, range.clone(), tag).map_err(|why| format!("in the parent before fork: {why}"))?;
     let end = run_in_child(None, || {
         if expect_tags(mapping, range.clone(), tag).is_err() {
             return 2;
@@ -264,23 +213,16 @@ fn fork_keeps_tags(mapping: &TaggedMapping, range: Range<usize>) -> Result<(), S
     match end {
         ChildEnd::Exited(0) => {}
         ChildEnd::Exited(2) => {
-            return Err(format!(
-                "the child does not see tag {tag} on the shared page"
-            ));
+            return Err(format!("the child does not see tag {tag} on the shared page"));
         }
         ChildEnd::Exited(3) => {
-            return Err(format!(
-                "tag {tag} lost when the child copied the page on write"
-            ));
+            return Err(format!("tag {tag} lost when the child copied the page on write"));
         }
         ChildEnd::Exited(4) => return Err("the child reads back other data than it wrote".into()),
         ChildEnd::Faulted { si_code, .. } => {
-            return Err(format!(
-                "the child's first write faulted (si_code {si_code}): tags lost on copy-on-write"
-            ));
+            return Err(format!("the child's first write faulted (si_code {si_code}): tags lost on copy-on-write"));
         }
         other => return Err(format!("child: {other}")),
     }
-    expect_tags(mapping, range, tag)
-        .map_err(|why| format!("in the parent after the child wrote: {why}"))
+    expect_tags(mapping, range, tag).map_err(|why| format!("in the parent after the child wrote: {why}"))
 }

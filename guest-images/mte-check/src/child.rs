@@ -29,10 +29,7 @@ pub enum ChildEnd {
     Exited(i32),
     /// SIGSEGV with this `si_code`; `at_expected_address` is false when `si_addr` was
     /// not the expected address (always true when none was given).
-    Faulted {
-        si_code: i32,
-        at_expected_address: bool,
-    },
+    Faulted { si_code: i32, at_expected_address: bool },
     /// Killed by another signal.
     Signaled(i32),
 }
@@ -41,10 +38,7 @@ impl fmt::Display for ChildEnd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Self::Exited(status) => write!(f, "child exited with status {status}"),
-            Self::Faulted {
-                si_code,
-                at_expected_address,
-            } => {
+            Self::Faulted { si_code, at_expected_address } => {
                 write!(f, "SIGSEGV with si_code {si_code}")?;
                 if !at_expected_address {
                     write!(f, " at an unexpected address")?;
@@ -59,10 +53,7 @@ impl fmt::Display for ChildEnd {
 /// Forks; the child installs the SIGSEGV reporter, runs `body` and exits with its
 /// status (0..=63). `expected_fault_addr` is what a synchronous fault's `si_addr` must be
 /// (tag bits are ignored). Returns how the child ended.
-pub fn run_in_child(
-    expected_fault_addr: Option<usize>,
-    body: impl FnOnce() -> i32,
-) -> io::Result<ChildEnd> {
+pub fn run_in_child(expected_fault_addr: Option<usize>, body: impl FnOnce() -> i32) -> io::Result<ChildEnd> {
     // Buffered output would otherwise be written twice.
     io::stdout().flush()?;
     io::stderr().flush()?;
@@ -72,10 +63,7 @@ pub fn run_in_child(
         return Err(io::Error::last_os_error());
     }
     if pid == 0 {
-        EXPECTED_FAULT_ADDR.store(
-            expected_fault_addr.map_or(0, |a| a & ADDRESS_MASK),
-            Ordering::SeqCst,
-        );
+        EXPECTED_FAULT_ADDR.store(expected_fault_addr.map_or(0, |a| a & ADDRESS_MASK), Ordering::SeqCst);
         let status = match install_sigsegv_reporter() {
             Ok(()) => body().clamp(0, MAX_BODY_STATUS),
             Err(_) => MAX_BODY_STATUS,
@@ -99,17 +87,12 @@ pub fn run_in_child(
         return Ok(ChildEnd::Signaled(libc::WTERMSIG(status)));
     }
     let code = libc::WEXITSTATUS(status);
-    Ok(
-        if code > MAX_BODY_STATUS && code < FAULT_STATUS + 2 * WRONG_ADDRESS {
-            let offset = code - FAULT_STATUS;
-            ChildEnd::Faulted {
-                si_code: offset % WRONG_ADDRESS,
-                at_expected_address: offset < WRONG_ADDRESS,
-            }
-        } else {
-            ChildEnd::Exited(code)
-        },
-    )
+    Ok(if code > MAX_BODY_STATUS && code < FAULT_STATUS + 2 * WRONG_ADDRESS {
+        let offset = code - FAULT_STATUS;
+        ChildEnd::Faulted { si_code: offset % WRONG_ADDRESS, at_expected_address: offset < WRONG_ADDRESS }
+    } else {
+        ChildEnd::Exited(code)
+    })
 }
 
 fn install_sigsegv_reporter() -> io::Result<()> {
@@ -131,9 +114,7 @@ extern "C" fn on_sigsegv(_signal: c_int, info: *mut siginfo_t, _context: *mut c_
     let (si_code, addr) = unsafe { ((*info).si_code, (*info).si_addr().addr()) };
     let expected = EXPECTED_FAULT_ADDR.load(Ordering::SeqCst);
     let wrong_address = expected != 0 && addr & ADDRESS_MASK != expected;
-    let status = FAULT_STATUS
-        + si_code.clamp(0, WRONG_ADDRESS - 1)
-        + if wrong_address { WRONG_ADDRESS } else { 0 };
+    let status = FAULT_STATUS + si_code.clamp(0, WRONG_ADDRESS - 1) + if wrong_address { WRONG_ADDRESS } else { 0 };
     // SAFETY: _exit is async-signal-safe and ends the child here.
     unsafe { libc::_exit(status) };
 }

@@ -69,9 +69,7 @@ pub fn enable_tag_checks(mode: TagCheckMode) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     if read_back as c_ulong != control {
-        return Err(io::Error::other(format!(
-            "PR_GET_TAGGED_ADDR_CTRL reads {read_back:#x}, set {control:#x}"
-        )));
+        return Err(io::Error::other(format!("PR_GET_TAGGED_ADDR_CTRL reads {read_back:#x}, set {control:#x}")));
     }
     Ok(())
 }
@@ -126,8 +124,7 @@ impl TaggedMapping {
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let base =
-            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned NULL"))?;
+        let base = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned NULL"))?;
         Ok(Self { base, len })
     }
 
@@ -137,11 +134,7 @@ impl TaggedMapping {
 
     /// The untagged address of byte `offset`.
     pub fn addr(&self, offset: usize) -> usize {
-        assert!(
-            offset < self.len,
-            "offset {offset:#x} outside the {:#x}-byte mapping",
-            self.len
-        );
+        assert!(offset < self.len, "offset {offset:#x} outside the {:#x}-byte mapping", self.len);
         self.base.as_ptr().addr() + offset
     }
 
@@ -170,10 +163,7 @@ impl TaggedMapping {
     /// `STG`: sets the allocation tag of every granule of `[offset, offset + len)` (both
     /// multiples of the granule) to `tag`. Pointers with another tag stop working there.
     pub fn store_tags(&self, offset: usize, len: usize, tag: u8) {
-        assert!(
-            offset.is_multiple_of(GRANULE) && len.is_multiple_of(GRANULE),
-            "unaligned tag range"
-        );
+        assert!(offset.is_multiple_of(GRANULE) && len.is_multiple_of(GRANULE), "unaligned tag range");
         assert!(offset + len <= self.len, "tag range outside the mapping");
         for granule in (offset..offset + len).step_by(GRANULE) {
             let addr = with_tag(self.addr(granule), tag);
@@ -192,13 +182,7 @@ impl TaggedMapping {
 
     /// Offsets of the granules of `[offset, offset + len)` whose tag is not `tag`, with
     /// their tags (at most `limit` of them).
-    pub fn tags_differing(
-        &self,
-        offset: usize,
-        len: usize,
-        tag: u8,
-        limit: usize,
-    ) -> Vec<(usize, u8)> {
+    pub fn tags_differing(&self, offset: usize, len: usize, tag: u8, limit: usize) -> Vec<(usize, u8)> {
         (offset..offset + len)
             .step_by(GRANULE)
             .map(|granule| (granule, self.load_tag(granule)))

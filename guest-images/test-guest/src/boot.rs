@@ -306,11 +306,7 @@ pub unsafe fn probe_store(addr: u64, value: u64) -> Probe {
         }
         insn
     });
-    Probe {
-        insn,
-        value: 0,
-        fault,
-    }
+    Probe { insn, value: 0, fault }
 }
 
 /// Reads a system register with one `MRS`, expecting that it may be UNDEFINED.
@@ -409,11 +405,7 @@ extern "C" fn el1_trap(index: u64, frame: *mut TrapFrame) {
         hypercall::exit(EXIT_UNEXPECTED_EXCEPTION);
     }
     REPORTING.store(true, Ordering::SeqCst);
-    let exception = Exception {
-        esr,
-        far,
-        elr: frame.elr,
-    };
+    let exception = Exception { esr, far, elr: frame.elr };
     println!(
         "FAIL {}: unexpected exception: {} {} SPSR=0x{:x}",
         crate::scenarios::current_name(),
@@ -424,10 +416,7 @@ extern "C" fn el1_trap(index: u64, frame: *mut TrapFrame) {
     for (i, pair) in frame.x.chunks(4).enumerate() {
         let mut line = crate::console::Text::<128>::new();
         for (j, value) in pair.iter().enumerate() {
-            let _ = core::fmt::Write::write_fmt(
-                &mut line,
-                format_args!(" x{:<2}=0x{:016x}", i * 4 + j, value),
-            );
+            let _ = core::fmt::Write::write_fmt(&mut line, format_args!(" x{:<2}=0x{:016x}", i * 4 + j, value));
         }
         println!("  regs:{}", line);
     }

@@ -15,11 +15,7 @@ pub struct Text<const N: usize> {
 
 impl<const N: usize> Text<N> {
     pub const fn new() -> Self {
-        Self {
-            buf: [0; N],
-            len: 0,
-            truncated: false,
-        }
+        Self { buf: [0; N], len: 0, truncated: false }
     }
 
     pub fn as_str(&self) -> &str {
@@ -103,10 +99,7 @@ impl fmt::Write for LineWriter {
 /// Prints one line (without a trailing newline: the hypervisor makes each
 /// HV_WRITE a line of its own).
 pub fn print_line(args: fmt::Arguments<'_>) {
-    let mut writer = LineWriter {
-        buf: [0; MAX_WRITE as usize],
-        len: 0,
-    };
+    let mut writer = LineWriter { buf: [0; MAX_WRITE as usize], len: 0 };
     let _ = fmt::write(&mut writer, args);
     writer.flush();
 }

@@ -38,11 +38,7 @@ fn hvc(function: u32, a1: u64, a2: u64, a3: u64) -> i64 {
 }
 
 fn check(ret: i64) -> Result<u64, HvError> {
-    if ret < 0 {
-        Err(HvError(ret))
-    } else {
-        Ok(ret as u64)
-    }
+    if ret < 0 { Err(HvError(ret)) } else { Ok(ret as u64) }
 }
 
 /// HV_WRITE: prints `text` as one console line (split every `MAX_WRITE` bytes).
@@ -112,11 +108,7 @@ impl Stats {
 
 impl core::fmt::Display for Stats {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        fn one(
-            f: &mut core::fmt::Formatter<'_>,
-            name: &str,
-            v: Result<u64, HvError>,
-        ) -> core::fmt::Result {
+        fn one(f: &mut core::fmt::Formatter<'_>, name: &str, v: Result<u64, HvError>) -> core::fmt::Result {
             match v {
                 Ok(v) => write!(f, "{name}={v}"),
                 Err(HvError(e)) => write!(f, "{name}=error({e})"),

@@ -44,13 +44,7 @@ mod guest {
 
     /// Called by `_start` with the entry registers x0-x4, MMU off.
     #[unsafe(no_mangle)]
-    extern "C" fn guest_main(
-        arg: u64,
-        ram_base: u64,
-        ram_size: u64,
-        shared_base: u64,
-        shared_size: u64,
-    ) -> ! {
+    extern "C" fn guest_main(arg: u64, ram_base: u64, ram_size: u64, shared_base: u64, shared_size: u64) -> ! {
         #[cfg(feature = "semihosting-console")]
         let entry_regs = [arg, ram_base, ram_size, shared_base, shared_size];
         #[cfg(feature = "semihosting-console")]
@@ -61,11 +55,7 @@ mod guest {
         let scenario = scenarios::find(arg);
         let cpu_mte = mte::available();
         let mte = cpu_mte && scenario.is_some_and(|s| s.mte == Mte::Required);
-        let ram_mem = if mte {
-            MemType::Tagged
-        } else {
-            MemType::Normal
-        };
+        let ram_mem = if mte { MemType::Tagged } else { MemType::Normal };
 
         let (image_start, image_end) = (layout::image_start(), layout::image_end());
         let (regions, count) = memory_map(ram_base, ram_size, shared_base, shared_size, ram_mem);
@@ -85,32 +75,20 @@ mod guest {
             ram_size >> 20,
             entry_regs
         );
-        let ram_ok = ram_base == image_start
-            && ram_size != 0
-            && image_end <= ram_base.saturating_add(ram_size);
+        let ram_ok = ram_base == image_start && ram_size != 0 && image_end <= ram_base.saturating_add(ram_size);
         if !ram_ok {
             fail!(
                 "image [0x{image_start:x}, 0x{image_end:x}) is not inside RAM at 0x{ram_base:x} of 0x{ram_size:x} bytes"
             );
         }
         if scenario.mte == Mte::Required && !cpu_mte {
-            fail!(
-                "the CPU offers no MTE2 (ID_AA64PFR1_EL1.MTE = {}), the scenario needs it",
-                mte::cpu_level()
-            );
+            fail!("the CPU offers no MTE2 (ID_AA64PFR1_EL1.MTE = {}), the scenario needs it", mte::cpu_level());
         }
         if mte {
             mte::init();
         }
 
-        let env = Env {
-            ram_base,
-            ram_size,
-            shared_base,
-            shared_size,
-            image_start,
-            image_end,
-        };
+        let env = Env { ram_base, ram_size, shared_base, shared_size, image_start, image_end };
         let detail = (scenario.run)(&env);
         println!("PASS {name}: {detail}");
         hypercall::exit(0)
@@ -127,12 +105,7 @@ mod guest {
         ram_mem: MemType,
     ) -> ([Region; 6], usize) {
         let (image_start, image_end) = (layout::image_start(), layout::image_end());
-        let image = Region {
-            base: image_start,
-            size: image_end - image_start,
-            mem: ram_mem,
-            executable: true,
-        };
+        let image = Region { base: image_start, size: image_end - image_start, mem: ram_mem, executable: true };
         let mut regions = [image; 6];
         let mut count = 1;
         let mut add = |region: Region| {
@@ -140,28 +113,13 @@ mod guest {
             count += 1;
         };
         if ram_size != 0 {
-            add(Region {
-                base: ram_base,
-                size: ram_size,
-                mem: ram_mem,
-                executable: true,
-            });
+            add(Region { base: ram_base, size: ram_size, mem: ram_mem, executable: true });
         }
         if shared_base != 0 && shared_size != 0 {
-            add(Region {
-                base: shared_base,
-                size: shared_size.min(SHARED_MAP_LIMIT),
-                mem: ram_mem,
-                executable: false,
-            });
+            add(Region { base: shared_base, size: shared_size.min(SHARED_MAP_LIMIT), mem: ram_mem, executable: false });
         }
         for base in scenarios::BAD_WINDOWS {
-            add(Region {
-                base,
-                size: BAD_WINDOW_SIZE,
-                mem: MemType::Normal,
-                executable: false,
-            });
+            add(Region { base, size: BAD_WINDOW_SIZE, mem: MemType::Normal, executable: false });
         }
         (regions, count)
     }

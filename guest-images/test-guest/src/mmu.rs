@@ -52,10 +52,7 @@ impl core::fmt::Display for MapError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::OutOfRange { base, size } => {
-                write!(
-                    f,
-                    "[0x{base:x}, +0x{size:x}) is beyond the 39-bit address space"
-                )
+                write!(f, "[0x{base:x}, +0x{size:x}) is beyond the 39-bit address space")
             }
             Self::OutOfTables => write!(f, "more than {L2_TABLES} GiB-sized spans to map"),
         }
@@ -106,11 +103,8 @@ struct TablesCell(UnsafeCell<Tables>);
 // SAFETY: the tables are only touched by `enable`, once, on the guest's only CPU.
 unsafe impl Sync for TablesCell {}
 
-static TABLES: TablesCell = TablesCell(UnsafeCell::new(Tables {
-    l1: Table([0; 512]),
-    l2: [const { Table([0; 512]) }; L2_TABLES],
-    l2_used: 0,
-}));
+static TABLES: TablesCell =
+    TablesCell(UnsafeCell::new(Tables { l1: Table([0; 512]), l2: [const { Table([0; 512]) }; L2_TABLES], l2_used: 0 }));
 
 impl Tables {
     fn map(&mut self, region: &Region) -> Result<(), MapError> {
@@ -121,10 +115,7 @@ impl Tables {
             .and_then(|end| end.checked_add(BLOCK_SIZE - 1))
             .map(|end| end & !(BLOCK_SIZE - 1))
             .filter(|&end| end <= VA_LIMIT)
-            .ok_or(MapError::OutOfRange {
-                base: region.base,
-                size: region.size,
-            })?;
+            .ok_or(MapError::OutOfRange { base: region.base, size: region.size })?;
         let mut attrs = VALID | ((region.mem as u64) << ATTR_INDEX_SHIFT) | SH_INNER | AF | UXN;
         if !region.executable {
             attrs |= PXN;

@@ -39,13 +39,7 @@ pub fn init() {
     sysreg::set_tfsre0_el1(0);
     // SAFETY: clearing PSTATE.TCO only re-enables tag checks for this code, whose
     // untagged pointers match the (zero) tags of the memory Rust uses.
-    unsafe {
-        asm!(
-            ".arch_extension memtag",
-            "msr tco, #0",
-            options(nomem, nostack, preserves_flags)
-        )
-    };
+    unsafe { asm!(".arch_extension memtag", "msr tco, #0", options(nomem, nostack, preserves_flags)) };
 }
 
 /// `addr` with its tag bits [59:56] replaced by `tag`.

@@ -141,25 +141,13 @@ impl fmt::Display for Spsr {
         let is_set = |bit: u32| (spsr >> bit) & 1 == 1;
         f.write_str(self.mode_name())?;
         if self.is_aarch32() {
-            write!(
-                f,
-                ", AIF={:03b}, NZCV={:04b}",
-                self.daif() & 0b111,
-                self.nzcv()
-            )?;
+            write!(f, ", AIF={:03b}, NZCV={:04b}", self.daif() & 0b111, self.nzcv())?;
             if is_set(5) {
                 f.write_str(", T32")?;
             }
         } else {
             write!(f, ", DAIF={:04b}, NZCV={:04b}", self.daif(), self.nzcv())?;
-            for (bit, name) in [
-                (25, "TCO"),
-                (24, "DIT"),
-                (23, "UAO"),
-                (22, "PAN"),
-                (13, "ALLINT"),
-                (12, "SSBS"),
-            ] {
+            for (bit, name) in [(25, "TCO"), (24, "DIT"), (23, "UAO"), (22, "PAN"), (13, "ALLINT"), (12, "SSBS")] {
                 if is_set(bit) {
                     write!(f, ", {name}")?;
                 }
@@ -212,11 +200,7 @@ impl fmt::Display for CrashReport<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let frame = self.frame;
         let esr = Esr(frame.esr);
-        writeln!(
-            f,
-            "=== HYPERVISOR CRASH on CPU {}: {} ===",
-            self.cpu, self.kind
-        )?;
+        writeln!(f, "=== HYPERVISOR CRASH on CPU {}: {} ===", self.cpu, self.kind)?;
 
         f.write_str("ESR_EL2 ")?;
         esr.write_description(f)?;
@@ -227,13 +211,7 @@ impl fmt::Display for CrashReport<'_> {
         } else {
             f.write_str("FAR_EL2 (not valid for this exception)")?;
         }
-        writeln!(
-            f,
-            "  ELR_EL2 {:#018x}  SPSR_EL2 {:#018x} ({})",
-            frame.elr,
-            frame.spsr,
-            Spsr(frame.spsr)
-        )?;
+        writeln!(f, "  ELR_EL2 {:#018x}  SPSR_EL2 {:#018x} ({})", frame.elr, frame.spsr, Spsr(frame.spsr))?;
 
         if let Some(hpfar) = self.hpfar {
             write!(f, "HPFAR_EL2 {hpfar:#018x} ")?;
@@ -311,13 +289,9 @@ mod tests {
     #[test]
     fn crash_report_for_data_abort_at_el2() {
         let frame = sample_frame(0x9600_0045);
-        let report = CrashReport {
-            cpu: 2,
-            kind: "synchronous exception from EL2 (SP_ELx)",
-            frame: &frame,
-            hpfar: None,
-        }
-        .to_string();
+        let report =
+            CrashReport { cpu: 2, kind: "synchronous exception from EL2 (SP_ELx)", frame: &frame, hpfar: None }
+                .to_string();
         let lines: Vec<&str> = report.lines().collect();
         let mut expected = vec![
             "=== HYPERVISOR CRASH on CPU 2: synchronous exception from EL2 (SP_ELx) ===",
@@ -334,18 +308,11 @@ mod tests {
     #[test]
     fn crash_report_hides_far_when_not_valid() {
         let frame = sample_frame(0x5a00_0000);
-        let report = CrashReport {
-            cpu: 0,
-            kind: "synchronous exception from EL1 (AArch64)",
-            frame: &frame,
-            hpfar: None,
-        }
-        .to_string();
+        let report =
+            CrashReport { cpu: 0, kind: "synchronous exception from EL1 (AArch64)", frame: &frame, hpfar: None }
+                .to_string();
         let lines: Vec<&str> = report.lines().collect();
-        assert_eq!(
-            lines[1],
-            "ESR_EL2 0x5a000000: HVC from AArch64 (IL=32-bit): imm16=0x0000"
-        );
+        assert_eq!(lines[1], "ESR_EL2 0x5a000000: HVC from AArch64 (IL=32-bit): imm16=0x0000");
         assert_eq!(
             lines[2],
             "FAR_EL2 (not valid for this exception)  ELR_EL2 0x0000000040212344  \
@@ -380,10 +347,7 @@ mod tests {
             "FAR_EL2 0x0000dead0000beef  ELR_EL2 0x0000000040212344  \
              SPSR_EL2 0x0000000080000005 (EL1h, DAIF=0000, NZCV=1000)"
         );
-        assert_eq!(
-            lines[3],
-            "HPFAR_EL2 0x0000000000090000 (faulting IPA 0x0000000009000eef)"
-        );
+        assert_eq!(lines[3], "HPFAR_EL2 0x0000000000090000 (faulting IPA 0x0000000009000eef)");
         assert_eq!(lines[4], REGISTER_LINES[0]);
         assert_eq!(lines.len(), 4 + 8 + 1);
     }
@@ -391,10 +355,7 @@ mod tests {
     #[test]
     fn faulting_ipa_combines_hpfar_page_and_far_offset() {
         // NS (bit 63) and the low nibble of HPFAR are not part of the IPA.
-        assert_eq!(
-            faulting_ipa((1 << 63) | 0x0009_000f, 0xffff_0000_1234_5678),
-            0x0900_0678
-        );
+        assert_eq!(faulting_ipa((1 << 63) | 0x0009_000f, 0xffff_0000_1234_5678), 0x0900_0678);
         // A 52-bit IPA: FIPA bit 43 holds IPA bit 51.
         assert_eq!(faulting_ipa(1 << 43, 0), 1 << 51);
     }

@@ -76,9 +76,7 @@ impl Esr {
     /// exception class.
     pub const fn data_abort(self) -> Option<DataAbort> {
         match self.ec() {
-            ExceptionClass::DataAbortLowerEl | ExceptionClass::DataAbortSameEl => {
-                Some(DataAbort::from_iss(self.iss()))
-            }
+            ExceptionClass::DataAbortLowerEl | ExceptionClass::DataAbortSameEl => Some(DataAbort::from_iss(self.iss())),
             _ => None,
         }
     }
@@ -145,15 +143,11 @@ impl Esr {
     /// FnV, that the address it would have reported is not valid.
     pub const fn far_is_valid(self) -> bool {
         match self.ec() {
-            ExceptionClass::DataAbortLowerEl | ExceptionClass::DataAbortSameEl => {
-                !DataAbort::from_iss(self.iss()).fnv
-            }
+            ExceptionClass::DataAbortLowerEl | ExceptionClass::DataAbortSameEl => !DataAbort::from_iss(self.iss()).fnv,
             ExceptionClass::InstructionAbortLowerEl | ExceptionClass::InstructionAbortSameEl => {
                 !InstructionAbort::from_iss(self.iss()).fnv
             }
-            ExceptionClass::PcAlignment
-            | ExceptionClass::WatchpointLowerEl
-            | ExceptionClass::WatchpointSameEl => true,
+            ExceptionClass::PcAlignment | ExceptionClass::WatchpointLowerEl | ExceptionClass::WatchpointSameEl => true,
             _ => false,
         }
     }
@@ -226,11 +220,7 @@ impl From<u64> for Esr {
 fn write_serror_syndrome(f: &mut fmt::Formatter<'_>, iss: u32) -> fmt::Result {
     let iss = u64::from(iss);
     if bit(iss, 24) {
-        return write!(
-            f,
-            "implementation defined syndrome {:#08x}",
-            bits(iss, 23, 0)
-        );
+        return write!(f, "implementation defined syndrome {:#08x}", bits(iss, 23, 0));
     }
     match bits(iss, 5, 0) {
         0x00 => return f.write_str("uncategorized"),
@@ -510,17 +500,11 @@ impl FaultStatus {
             Self::Permission { .. } => "permission fault",
             Self::SyncExternalAbort => "synchronous external abort",
             Self::SyncTagCheck => "synchronous tag check fault",
-            Self::SyncExternalAbortOnWalk { .. } => {
-                "synchronous external abort on translation table walk"
-            }
+            Self::SyncExternalAbortOnWalk { .. } => "synchronous external abort on translation table walk",
             Self::SyncParityOrEcc => "synchronous parity/ECC error",
-            Self::SyncParityOrEccOnWalk { .. } => {
-                "synchronous parity/ECC error on translation table walk"
-            }
+            Self::SyncParityOrEccOnWalk { .. } => "synchronous parity/ECC error on translation table walk",
             Self::Alignment => "alignment fault",
-            Self::GranuleProtectionOnWalk { .. } => {
-                "granule protection fault on translation table walk"
-            }
+            Self::GranuleProtectionOnWalk { .. } => "granule protection fault on translation table walk",
             Self::GranuleProtection => "granule protection fault",
             Self::TlbConflict => "TLB conflict abort",
             Self::UnsupportedAtomicUpdate => "unsupported atomic hardware update fault",
@@ -536,11 +520,7 @@ impl FaultStatus {
     /// standalone form can read "translation fault, level 3" while the ESR
     /// line, whose parts are already comma-separated, reads "translation
     /// fault level 3".
-    fn write_with_level_separator(
-        self,
-        f: &mut fmt::Formatter<'_>,
-        separator: &str,
-    ) -> fmt::Result {
+    fn write_with_level_separator(self, f: &mut fmt::Formatter<'_>, separator: &str) -> fmt::Result {
         f.write_str(self.description())?;
         if let Self::Reserved(code) = self {
             write!(f, " {code:#04x}")?;
@@ -564,11 +544,7 @@ impl fmt::Display for FaultStatus {
 /// the zero register.
 fn write_register(f: &mut fmt::Formatter<'_>, index: u8, is_64bit: bool) -> fmt::Result {
     let prefix = if is_64bit { 'x' } else { 'w' };
-    if index == 31 {
-        write!(f, "{prefix}zr")
-    } else {
-        write!(f, "{prefix}{index}")
-    }
+    if index == 31 { write!(f, "{prefix}zr") } else { write!(f, "{prefix}{index}") }
 }
 
 /// The ISS of a data abort (EC 0x24/0x25).
@@ -746,11 +722,7 @@ impl SysRegAccess {
             crn: bits(iss, 13, 10) as u8,
             rt: bits(iss, 9, 5) as u8,
             crm: bits(iss, 4, 1) as u8,
-            direction: if bit(iss, 0) {
-                SysRegDirection::Read
-            } else {
-                SysRegDirection::Write
-            },
+            direction: if bit(iss, 0) { SysRegDirection::Read } else { SysRegDirection::Write },
         }
     }
 
@@ -766,15 +738,7 @@ impl SysRegAccess {
 /// `SYS #0, C7, C6, #1, x2` for system instructions.
 impl fmt::Display for SysRegAccess {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Self {
-            op0,
-            op1,
-            crn,
-            crm,
-            op2,
-            rt,
-            direction,
-        } = *self;
+        let Self { op0, op1, crn, crm, op2, rt, direction } = *self;
         let is_instruction = op0 == 1;
         match (direction, is_instruction) {
             (SysRegDirection::Write, false) => {
@@ -855,11 +819,7 @@ mod tests {
                 0x02 | 0x0b | 0x0f | 0x10 | 0x14 | 0x23 | 0x29..=0x2b | 0x2e | 0x36 | 0x37
                     | 0x39 | 0x3b | 0x3d..=0x3f
             );
-            assert_eq!(
-                matches!(ec, ExceptionClass::Other(_)),
-                unallocated,
-                "{code:#x}"
-            );
+            assert_eq!(matches!(ec, ExceptionClass::Other(_)), unallocated, "{code:#x}");
         }
     }
 
@@ -895,14 +855,8 @@ mod tests {
             assert_eq!(ExceptionClass::from_code(code), class);
         }
         assert_eq!(ExceptionClass::from_code(0x3f), ExceptionClass::Other(0x3f));
-        assert_eq!(
-            ExceptionClass::Other(0x3f).name(),
-            "unallocated exception class"
-        );
-        assert_eq!(
-            ExceptionClass::DataAbortSameEl.to_string(),
-            "data abort from the same EL"
-        );
+        assert_eq!(ExceptionClass::Other(0x3f).name(), "unallocated exception class");
+        assert_eq!(ExceptionClass::DataAbortSameEl.to_string(), "data abort from the same EL");
     }
 
     #[test]
@@ -958,10 +912,7 @@ mod tests {
         assert_eq!(text(0x02), "address size fault, level 2");
         assert_eq!(text(0x11), "synchronous tag check fault");
         assert_eq!(text(0x10), "synchronous external abort");
-        assert_eq!(
-            text(0x15),
-            "synchronous external abort on translation table walk, level 1"
-        );
+        assert_eq!(text(0x15), "synchronous external abort on translation table walk, level 1");
         assert_eq!(text(0x21), "alignment fault");
         assert_eq!(text(0x30), "TLB conflict abort");
         assert_eq!(text(0x31), "unsupported atomic hardware update fault");
@@ -1015,11 +966,7 @@ mod tests {
     /// level 3 -> 0x07. Sum: 0x93810047.
     #[test]
     fn guest_mmio_word_store_with_valid_syndrome() {
-        let composed = compose(
-            0x24,
-            true,
-            (1 << 24) | (0b10 << 22) | (1 << 16) | (1 << 6) | 0b000111,
-        );
+        let composed = compose(0x24, true, (1 << 24) | (0b10 << 22) | (1 << 16) | (1 << 6) | 0b000111);
         assert_eq!(composed, 0x9381_0047);
         let esr = Esr(0x9381_0047);
         assert_eq!(esr.ec(), ExceptionClass::DataAbortLowerEl);
@@ -1055,19 +1002,12 @@ mod tests {
     /// 0x00200000 | 0x00020000 | 0x8000 | 0x06 = 0x93a28006.
     #[test]
     fn guest_sign_extending_load() {
-        let composed = compose(
-            0x24,
-            true,
-            (1 << 24) | (0b10 << 22) | (1 << 21) | (2 << 16) | (1 << 15) | 0b000110,
-        );
+        let composed = compose(0x24, true, (1 << 24) | (0b10 << 22) | (1 << 21) | (2 << 16) | (1 << 15) | 0b000110);
         assert_eq!(composed, 0x93a2_8006);
         let abort = Esr(0x93a2_8006).data_abort().unwrap();
         assert!(abort.isv && abort.sse && abort.sf && !abort.wnr);
         assert_eq!((abort.sas, abort.srt), (4, 2));
-        assert_eq!(
-            abort.to_string(),
-            "read, translation fault level 2, ISV=1 (4-byte, x2, sign-extended)"
-        );
+        assert_eq!(abort.to_string(), "read, translation fault level 2, ISV=1 (4-byte, x2, sign-extended)");
     }
 
     /// A guest `stlr xzr, [x0]`: SAS=0b11 (doubleword), SRT=31 (zero
@@ -1075,11 +1015,8 @@ mod tests {
     /// 0x93000000 | 0x00c00000 | 0x001f0000 | 0xc000 | 0x47 = 0x93dfc047.
     #[test]
     fn guest_store_release_of_zero_register() {
-        let composed = compose(
-            0x24,
-            true,
-            (1 << 24) | (0b11 << 22) | (31 << 16) | (1 << 15) | (1 << 14) | (1 << 6) | 0b000111,
-        );
+        let composed =
+            compose(0x24, true, (1 << 24) | (0b11 << 22) | (31 << 16) | (1 << 15) | (1 << 14) | (1 << 6) | 0b000111);
         assert_eq!(composed, 0x93df_c047);
         assert_eq!(
             Esr(0x93df_c047).data_abort().unwrap().to_string(),
@@ -1109,10 +1046,7 @@ mod tests {
         let abort = esr.data_abort().unwrap();
         assert!(abort.fnv && abort.s1ptw);
         assert!(!esr.far_is_valid());
-        assert_eq!(
-            abort.to_string(),
-            "read, translation fault level 1, on stage 1 table walk, FAR not valid, ISV=0"
-        );
+        assert_eq!(abort.to_string(), "read, translation fault level 1, on stage 1 table walk, FAR not valid, ISV=0");
     }
 
     /// 0x86000007: 0x86 >> 2 = 0b100001 -> EC=0x21 (instruction abort, same
@@ -1143,10 +1077,7 @@ mod tests {
         assert_eq!(compose(0x20, true, 0x0f), 0x8200_000f);
         let esr = Esr(0x8200_000f);
         assert_eq!(esr.ec(), ExceptionClass::InstructionAbortLowerEl);
-        assert_eq!(
-            esr.instruction_abort().unwrap().ifsc,
-            FaultStatus::Permission { level: 3 }
-        );
+        assert_eq!(esr.instruction_abort().unwrap().ifsc, FaultStatus::Permission { level: 3 });
         assert_eq!(
             esr.to_string(),
             "ESR 0x8200000f: instruction abort from a lower EL (IL=32-bit): \
@@ -1163,10 +1094,7 @@ mod tests {
         assert_eq!(esr.ec(), ExceptionClass::Hvc64);
         assert_eq!(esr.imm16(), Some(0));
         assert!(!esr.far_is_valid());
-        assert_eq!(
-            esr.to_string(),
-            "ESR 0x5a000000: HVC from AArch64 (IL=32-bit): imm16=0x0000"
-        );
+        assert_eq!(esr.to_string(), "ESR 0x5a000000: HVC from AArch64 (IL=32-bit): imm16=0x0000");
         // `hvc #0x4711`.
         assert_eq!(Esr(0x5a00_4711).imm16(), Some(0x4711));
     }
@@ -1179,10 +1107,7 @@ mod tests {
         let esr = Esr(0x5e00_0000);
         assert_eq!(esr.ec(), ExceptionClass::Smc64);
         assert_eq!(esr.imm16(), Some(0));
-        assert_eq!(
-            esr.to_string(),
-            "ESR 0x5e000000: SMC from AArch64 (IL=32-bit): imm16=0x0000"
-        );
+        assert_eq!(esr.to_string(), "ESR 0x5e000000: SMC from AArch64 (IL=32-bit): imm16=0x0000");
         // An AArch32 SMC (EC 0x13) reports no immediate.
         assert_eq!(Esr(compose(0x13, true, 0)).imm16(), None);
     }
@@ -1196,10 +1121,7 @@ mod tests {
         assert!(esr.il());
         assert_eq!(esr.instruction_length(), 4);
         assert_eq!(esr.iss(), 0);
-        assert_eq!(
-            esr.to_string(),
-            "ESR 0x02000000: unknown reason (IL=32-bit)"
-        );
+        assert_eq!(esr.to_string(), "ESR 0x02000000: unknown reason (IL=32-bit)");
         assert_eq!(Esr(0).instruction_length(), 2);
     }
 
@@ -1219,15 +1141,7 @@ mod tests {
         let access = esr.sys_reg_access().unwrap();
         assert_eq!(
             access,
-            SysRegAccess {
-                op0: 3,
-                op1: 0,
-                crn: 12,
-                crm: 11,
-                op2: 5,
-                rt: 1,
-                direction: SysRegDirection::Write,
-            }
+            SysRegAccess { op0: 3, op1: 0, crn: 12, crm: 11, op2: 5, rt: 1, direction: SysRegDirection::Write }
         );
         assert!(access.is_register(3, 0, 12, 11, 5));
         assert_eq!(
@@ -1268,14 +1182,8 @@ mod tests {
         assert_eq!(Esr(0x0600_0002).wfx(), Some(WfxKind::Wfit));
         assert_eq!(Esr(0x0600_0003).wfx(), Some(WfxKind::Wfet));
         assert_eq!(Esr(0x5a00_0000).wfx(), None);
-        assert_eq!(
-            Esr(0x0600_0001).to_string(),
-            "ESR 0x06000001: trapped WFI/WFE (IL=32-bit): WFE"
-        );
-        assert_eq!(
-            Esr(0x0400_0000).to_string(),
-            "ESR 0x04000000: trapped WFI/WFE (IL=16-bit): WFI"
-        );
+        assert_eq!(Esr(0x0600_0001).to_string(), "ESR 0x06000001: trapped WFI/WFE (IL=32-bit): WFE");
+        assert_eq!(Esr(0x0400_0000).to_string(), "ESR 0x04000000: trapped WFI/WFE (IL=16-bit): WFI");
     }
 
     /// 0xbe000000: 0xbe >> 2 = 0b101111 -> EC=0x2f (SError), IL=1, ISS=0:
@@ -1286,10 +1194,7 @@ mod tests {
         let esr = Esr(0xbe00_0000);
         assert_eq!(esr.ec(), ExceptionClass::SError);
         assert!(!esr.far_is_valid());
-        assert_eq!(
-            esr.to_string(),
-            "ESR 0xbe000000: SError (IL=32-bit): uncategorized"
-        );
+        assert_eq!(esr.to_string(), "ESR 0xbe000000: SError (IL=32-bit): uncategorized");
     }
 
     /// A RAS SError: IDS=0, AET=0b000 (uncontainable), DFSC=0b010001
@@ -1313,10 +1218,7 @@ mod tests {
         assert_eq!(compose(0x3c, true, 0x3e8), 0xf200_03e8);
         let esr = Esr(0xf200_03e8);
         assert_eq!(esr.breakpoint_comment(), Some(0x3e8));
-        assert_eq!(
-            esr.to_string(),
-            "ESR 0xf20003e8: BRK instruction (IL=32-bit): comment=0x03e8"
-        );
+        assert_eq!(esr.to_string(), "ESR 0xf20003e8: BRK instruction (IL=32-bit): comment=0x03e8");
     }
 
     /// FAR is written only for aborts, PC alignment faults and watchpoints.

@@ -12,7 +12,4 @@ pub mod dump;
 pub mod esr;
 
 pub use dump::{CrashReport, Spsr, TrapFrame, faulting_ipa};
-pub use esr::{
-    DataAbort, Esr, ExceptionClass, FaultStatus, InstructionAbort, SysRegAccess, SysRegDirection,
-    WfxKind,
-};
+pub use esr::{DataAbort, Esr, ExceptionClass, FaultStatus, InstructionAbort, SysRegAccess, SysRegDirection, WfxKind};

@@ -110,9 +110,9 @@ mod tests {
     fn no_frame_overlaps_an_exclusion() {
         let ram = [PhysRange { base: 0x4000_0000, size: 0x100_0000 }];
         let excluded = [
-            PhysRange { base: 0x4020_0000, size: 0x5_3000 },  // image
-            PhysRange { base: 0x40E0_0100, size: 0x2000 },    // DTB (unaligned)
-            PhysRange { base: 0x4000_0000, size: 0x1_0000 },  // /memreserve/
+            PhysRange { base: 0x4020_0000, size: 0x5_3000 }, // image
+            PhysRange { base: 0x40E0_0100, size: 0x2000 },   // DTB (unaligned)
+            PhysRange { base: 0x4000_0000, size: 0x1_0000 }, // /memreserve/
         ];
         let free = free_ranges(&ram, &excluded).unwrap();
         let mut frames = PhysFrameAllocator::new(&free);

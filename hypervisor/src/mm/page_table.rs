@@ -299,7 +299,8 @@ impl<M: TableMemory> PageTable<M> {
             let block = entry_size(level);
             let index = index_at(va, level);
             let entry = self.memory.table_mut(table)[index];
-            let can_use_block = level >= 1 && va.is_multiple_of(block) && pa.is_multiple_of(block) && remaining >= block;
+            let can_use_block =
+                level >= 1 && va.is_multiple_of(block) && pa.is_multiple_of(block) && remaining >= block;
             if can_use_block {
                 if entry & DESC_VALID != 0 {
                     return Err(MapError::AlreadyMapped { va });
@@ -389,10 +390,7 @@ mod tests {
             (1 << 2) | (0b11 << 6) | (0b11 << 8) | (1 << 10)
         );
         // Device: AttrIndx=0, non-shareable field ignored, always XN.
-        assert_eq!(
-            el2_leaf_attributes(MemoryKind::Device, Access::ReadWrite),
-            (1 << 6) | (1 << 10) | (1 << 54)
-        );
+        assert_eq!(el2_leaf_attributes(MemoryKind::Device, Access::ReadWrite), (1 << 6) | (1 << 10) | (1 << 54));
         assert_eq!(MAIR_EL2_VALUE, 0x00F0_FF04);
     }
 

@@ -36,8 +36,7 @@ pub fn free_ranges(
         let start = align_up(bank.base, PAGE_SIZE);
         let end = align_down(bank.base.saturating_add(bank.size), PAGE_SIZE);
         if end > start {
-            free.try_push(PhysRange { base: start, size: end - start })
-                .map_err(|_| RangeError::TooManyRanges)?;
+            free.try_push(PhysRange { base: start, size: end - start }).map_err(|_| RangeError::TooManyRanges)?;
         }
     }
     for excluded in exclusions {
@@ -71,11 +70,7 @@ pub fn free_ranges(
 /// Takes `size` bytes aligned to `align` from the largest free range that can hold
 /// them (from its top, so low memory stays for guests that want it), shrinking the
 /// free map accordingly. Used to carve the heap before the frame allocator exists.
-pub fn carve(
-    free: &mut ArrayVec<PhysRange, MAX_FREE_RANGES>,
-    size: u64,
-    align: u64,
-) -> Option<PhysRange> {
+pub fn carve(free: &mut ArrayVec<PhysRange, MAX_FREE_RANGES>, size: u64, align: u64) -> Option<PhysRange> {
     let index = free
         .iter()
         .enumerate()

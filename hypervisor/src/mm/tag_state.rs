@@ -110,10 +110,9 @@ pub enum TagStateError {
 impl fmt::Display for TagStateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            Self::BadRange { base, size } => write!(
-                f,
-                "tag state: range {base:#x}+{size:#x} is not a page or an aligned 2 MiB block"
-            ),
+            Self::BadRange { base, size } => {
+                write!(f, "tag state: range {base:#x}+{size:#x} is not a page or an aligned 2 MiB block")
+            }
             Self::NotRam { pa } => write!(f, "tag state: frame at {pa:#x} is not RAM"),
         }
     }
@@ -309,9 +308,7 @@ impl TagStateMap {
                 continue;
             }
             let start = i;
-            while i < span.frames
-                && !test_bit(&self.sanitised, span.first_bit + i, Ordering::Acquire)
-            {
+            while i < span.frames && !test_bit(&self.sanitised, span.first_bit + i, Ordering::Acquire) {
                 i += 1;
             }
             let run = i - start;
@@ -606,14 +603,8 @@ mod tests {
         let out = map.sanitise_once(0x4020_0000, BLOCK_SIZE, |_, _| {}).unwrap();
         assert_eq!(out.frames_zeroed, 512);
         assert_eq!(map.is_sanitised(0x1_0000_1000), Ok(false));
-        assert_eq!(
-            map.is_sanitised(0x1_0000_0000),
-            Err(TagStateError::NotRam { pa: 0x1_0000_0000 })
-        );
-        assert_eq!(
-            map.is_sanitised(0x1_0000_2000),
-            Err(TagStateError::NotRam { pa: 0x1_0000_2000 })
-        );
+        assert_eq!(map.is_sanitised(0x1_0000_0000), Err(TagStateError::NotRam { pa: 0x1_0000_0000 }));
+        assert_eq!(map.is_sanitised(0x1_0000_2000), Err(TagStateError::NotRam { pa: 0x1_0000_2000 }));
         // Bit index and frame number agree modulo 64 in every bank.
         for bank in &map.banks {
             assert_eq!(bank.first_bit % 64, (bank.first_frame % 64) as usize);
@@ -629,10 +620,7 @@ mod tests {
             assert!(!map.was_used_before(pa));
         }
         let gap = BANK0.end();
-        assert_eq!(
-            map.sanitise_once(gap, PAGE_SIZE, never_zero),
-            Err(TagStateError::NotRam { pa: gap })
-        );
+        assert_eq!(map.sanitise_once(gap, PAGE_SIZE, never_zero), Err(TagStateError::NotRam { pa: gap }));
         let top = align_down(u64::MAX, BLOCK_SIZE);
         assert_eq!(
             map.sanitise_once(top - BLOCK_SIZE, BLOCK_SIZE, never_zero),
@@ -654,10 +642,7 @@ mod tests {
 
         // Ranges spanning a gap are refused as a whole: nothing is changed.
         let across = BANK0.end() - PAGE_SIZE;
-        assert_eq!(
-            map.mark_sanitised(across, 2 * PAGE_SIZE),
-            Err(TagStateError::NotRam { pa: gap })
-        );
+        assert_eq!(map.mark_sanitised(across, 2 * PAGE_SIZE), Err(TagStateError::NotRam { pa: gap }));
         assert_eq!(map.is_sanitised(across), Ok(false));
         map.sanitise_once(across, PAGE_SIZE, |_, _| {}).unwrap();
         assert_eq!(map.clear(across, 2 * PAGE_SIZE), Err(TagStateError::NotRam { pa: gap }));
@@ -693,12 +678,9 @@ mod tests {
         assert!(map.sanitise_once(b + BLOCK_SIZE, BLOCK_SIZE, |_, _| {}).is_ok());
 
         // mark/clear take any page-aligned, non-empty, non-wrapping range.
-        for (base, size) in [
-            (b, 0),
-            (b + 1, PAGE_SIZE),
-            (b, PAGE_SIZE + 1),
-            (align_down(u64::MAX, PAGE_SIZE), 2 * PAGE_SIZE),
-        ] {
+        for (base, size) in
+            [(b, 0), (b + 1, PAGE_SIZE), (b, PAGE_SIZE + 1), (align_down(u64::MAX, PAGE_SIZE), 2 * PAGE_SIZE)]
+        {
             assert_eq!(map.mark_sanitised(base, size), Err(TagStateError::BadRange { base, size }));
             assert_eq!(map.clear(base, size), Err(TagStateError::BadRange { base, size }));
         }
@@ -712,20 +694,9 @@ mod tests {
         let page = block + 5 * PAGE_SIZE;
 
         let first = map.sanitise_once(page, PAGE_SIZE, |_, _| {}).unwrap();
-        assert_eq!(
-            first,
-            SanitiseOutcome {
-                frames_zeroed: 1,
-                zero_calls: 1,
-                took_lock: true,
-                ..Default::default()
-            }
-        );
+        assert_eq!(first, SanitiseOutcome { frames_zeroed: 1, zero_calls: 1, took_lock: true, ..Default::default() });
         let before = map.counters();
-        assert_eq!(
-            (before.lock_acquisitions, before.fast_path_hits, before.frames_zeroed),
-            (1, 0, 1)
-        );
+        assert_eq!((before.lock_acquisitions, before.fast_path_hits, before.frames_zeroed), (1, 0, 1));
 
         let again = map.sanitise_once(page, PAGE_SIZE, never_zero).unwrap();
         assert_eq!(again, SanitiseOutcome { frames_already_sanitised: 1, ..Default::default() });
@@ -745,18 +716,14 @@ mod tests {
         // Stronger than a counter: with the shard lock held by someone else, the fast
         // path still completes. (If it tried to lock, the worker would spin until we
         // give up waiting and release the lock, and the assertion would fail, not hang.)
-        let shard =
-            &map.shards[((block >> PAGE_SHIFT >> CHUNK_FRAMES_SHIFT) as usize) % LOCK_SHARDS].0;
+        let shard = &map.shards[((block >> PAGE_SHIFT >> CHUNK_FRAMES_SHIFT) as usize) % LOCK_SHARDS].0;
         let guard = shard.lock();
         let (tx, rx) = mpsc::channel();
         thread::scope(|s| {
             s.spawn(|| tx.send(map.sanitise_once(page, PAGE_SIZE, never_zero)).unwrap());
             let result = rx.recv_timeout(Duration::from_secs(10));
             drop(guard);
-            assert!(
-                matches!(result, Ok(Ok(SanitiseOutcome { took_lock: false, .. }))),
-                "{result:?}"
-            );
+            assert!(matches!(result, Ok(Ok(SanitiseOutcome { took_lock: false, .. }))), "{result:?}");
         });
     }
 
@@ -771,11 +738,7 @@ mod tests {
         let out = map.sanitise_once(block, BLOCK_SIZE, recorder(&mut calls)).unwrap();
         assert_eq!(
             calls,
-            [
-                (block, 3 * PAGE_SIZE),
-                (block + 5 * PAGE_SIZE, 5 * PAGE_SIZE),
-                (block + 11 * PAGE_SIZE, 501 * PAGE_SIZE),
-            ]
+            [(block, 3 * PAGE_SIZE), (block + 5 * PAGE_SIZE, 5 * PAGE_SIZE), (block + 11 * PAGE_SIZE, 501 * PAGE_SIZE),]
         );
         assert_eq!(
             out,
@@ -811,10 +774,7 @@ mod tests {
         let mut calls = Vec::new();
         let out = map.sanitise_once(block, BLOCK_SIZE, recorder(&mut calls)).unwrap();
         assert_eq!(calls, [(page, PAGE_SIZE)]);
-        assert_eq!(
-            (out.frames_already_sanitised, out.frames_zeroed, out.frames_recycled),
-            (511, 1, 1)
-        );
+        assert_eq!((out.frames_already_sanitised, out.frames_zeroed, out.frames_recycled), (511, 1, 1));
 
         // A clear spanning three chunks takes three locks, one at a time.
         let locks = map.counters().lock_acquisitions;
@@ -844,10 +804,7 @@ mod tests {
         let mut calls = Vec::new();
         map.sanitise_once(next + 2 * PAGE_SIZE, PAGE_SIZE, recorder(&mut calls)).unwrap();
         map.sanitise_once(next, BLOCK_SIZE, recorder(&mut calls)).unwrap();
-        assert_eq!(
-            calls,
-            [(next + 2 * PAGE_SIZE, PAGE_SIZE), (next + 3 * PAGE_SIZE, 509 * PAGE_SIZE)]
-        );
+        assert_eq!(calls, [(next + 2 * PAGE_SIZE, PAGE_SIZE), (next + 3 * PAGE_SIZE, 509 * PAGE_SIZE)]);
         assert_eq!(map.counters().frames_zeroed, 510);
     }
 
@@ -869,10 +826,7 @@ mod tests {
         assert_eq!(reused, 256);
         let mut recycled = 0;
         for i in 0..512 {
-            recycled += map
-                .sanitise_once(vm_b + i * PAGE_SIZE, PAGE_SIZE, |_, _| {})
-                .unwrap()
-                .frames_recycled;
+            recycled += map.sanitise_once(vm_b + i * PAGE_SIZE, PAGE_SIZE, |_, _| {}).unwrap().frames_recycled;
         }
         assert_eq!(recycled, 256);
         assert_eq!(map.counters().frames_recycled, 256);
@@ -1046,13 +1000,7 @@ mod tests {
     /// guest writes [`GUEST_TAG`] to every granule. After everyone has returned, every
     /// granule must still hold the guest's tag: no sanitiser may have zeroed after a
     /// mapper was allowed to map.
-    fn run_race(
-        s: &dyn Sanitiser,
-        vms: usize,
-        rounds: usize,
-        window: Window,
-        stop_at_first: bool,
-    ) -> RaceReport {
+    fn run_race(s: &dyn Sanitiser, vms: usize, rounds: usize, window: Window, stop_at_first: bool) -> RaceReport {
         let tags = FakeTags::new(RACE_BASE, rounds);
         let sync: Vec<RoundSync> = (0..rounds).map(|_| RoundSync::default()).collect();
         let barrier = Barrier::new(vms);
@@ -1062,8 +1010,7 @@ mod tests {
 
         thread::scope(|scope| {
             for vm in 0..vms {
-                let (tags, sync, barrier, stop, early, report) =
-                    (&tags, &sync, &barrier, &stop, &early, &report);
+                let (tags, sync, barrier, stop, early, report) = (&tags, &sync, &barrier, &stop, &early, &report);
                 scope.spawn(move || {
                     for round in 0..rounds {
                         let pa = RACE_BASE + round as u64 * PAGE_SIZE;
@@ -1127,16 +1074,11 @@ mod tests {
 
     #[test]
     fn seed_race_real_map_free_running() {
-        for (vms, window) in
-            [(2, Window::Yield(2)), (2, Window::Spin(20_000)), (4, Window::Spin(20_000))]
-        {
-            let map =
-                TagStateMap::new(&[PhysRange::new(RACE_BASE, RACE_ROUNDS as u64 * PAGE_SIZE)]);
+        for (vms, window) in [(2, Window::Yield(2)), (2, Window::Spin(20_000)), (4, Window::Spin(20_000))] {
+            let map = TagStateMap::new(&[PhysRange::new(RACE_BASE, RACE_ROUNDS as u64 * PAGE_SIZE)]);
             let report = run_race(&map, vms, RACE_ROUNDS, window, false);
             let c = map.counters();
-            println!(
-                "seed race, TagStateMap, {vms} VMs, free running, {window:?}: {report:?} {c:?}"
-            );
+            println!("seed race, TagStateMap, {vms} VMs, free running, {window:?}: {report:?} {c:?}");
             assert_eq!(report.rounds, RACE_ROUNDS);
             assert_eq!(report.violations, 0);
             // Exactly once per frame, and every other fault either hit the fast path
@@ -1149,8 +1091,7 @@ mod tests {
     #[test]
     fn seed_race_real_map_forced_worst_case() {
         let map = TagStateMap::new(&[PhysRange::new(RACE_BASE, RACE_ROUNDS as u64 * PAGE_SIZE)]);
-        let report =
-            run_race(&map, 2, RACE_ROUNDS, Window::Rendezvous { patience: Some(PATIENCE) }, false);
+        let report = run_race(&map, 2, RACE_ROUNDS, Window::Rendezvous { patience: Some(PATIENCE) }, false);
         let c = map.counters();
         println!("seed race, TagStateMap, forced worst case: {report:?} {c:?}");
         assert_eq!(report.rounds, RACE_ROUNDS);
@@ -1171,19 +1112,12 @@ mod tests {
         let broken = TestThenSetNoLock(Flags::new(RACE_BASE, RACE_ROUNDS));
         let report = run_race(&broken, 2, RACE_ROUNDS, forced, true);
         println!("seed race, TestThenSetNoLock, forced: {report:?}");
-        assert_eq!(
-            report.first_violation,
-            Some(0),
-            "harness failed to catch the unlocked test-then-set"
-        );
+        assert_eq!(report.first_violation, Some(0), "harness failed to catch the unlocked test-then-set");
 
         // Deterministic: every forced round is caught, not just a lucky one.
         let broken = TestThenSetNoLock(Flags::new(RACE_BASE, 200));
         let report = run_race(&broken, 2, 200, forced, false);
-        assert_eq!(
-            (report.rounds, report.violations, report.writer_finished_before_zero),
-            (200, 200, 200)
-        );
+        assert_eq!((report.rounds, report.violations, report.writer_finished_before_zero), (200, 200, 200));
 
         // For information only: how often the free-running race catches it.
         let broken = TestThenSetNoLock(Flags::new(RACE_BASE, RACE_ROUNDS));
@@ -1201,10 +1135,7 @@ mod tests {
 
         let broken = SetBeforeZero(Flags::new(RACE_BASE, 200));
         let report = run_race(&broken, 2, 200, forced, false);
-        assert_eq!(
-            (report.rounds, report.violations, report.writer_finished_before_zero),
-            (200, 200, 200)
-        );
+        assert_eq!((report.rounds, report.violations, report.writer_finished_before_zero), (200, 200, 200));
 
         let broken = SetBeforeZero(Flags::new(RACE_BASE, RACE_ROUNDS));
         let report = run_race(&broken, 2, RACE_ROUNDS, Window::Yield(2), false);
@@ -1237,8 +1168,7 @@ mod tests {
         let zeroed = AtomicU64::new(0);
         thread::scope(|scope| {
             for t in 0..THREADS {
-                let (barrier, contended, zeroed, chunks_of) =
-                    (&barrier, &contended, &zeroed, &chunks_of);
+                let (barrier, contended, zeroed, chunks_of) = (&barrier, &contended, &zeroed, &chunks_of);
                 scope.spawn(move || {
                     barrier.wait();
                     for _ in 0..passes {
@@ -1289,9 +1219,7 @@ mod tests {
         let map = TagStateMap::new(&[PhysRange::new(base, THREADS as u64 * 64 * BLOCK_SIZE)]);
         let (_, zeroed) = fault_in_chunks(&map, base, |t| vec![t as u64 * 64], 1);
         let c = map.counters();
-        println!(
-            "contention, {THREADS} threads on disjoint chunks aliasing one lock (128 MiB apart): {c:?}"
-        );
+        println!("contention, {THREADS} threads on disjoint chunks aliasing one lock (128 MiB apart): {c:?}");
         assert_eq!(
             (c.lock_acquisitions, c.frames_zeroed, zeroed),
             (THREADS as u64 * 512, THREADS as u64 * 512, THREADS as u64 * 512)
@@ -1308,8 +1236,7 @@ mod tests {
         let cleared = AtomicU64::new(0);
         thread::scope(|scope| {
             for t in 0..THREADS {
-                let (map, barrier, per_call_zeroed, cleared) =
-                    (&map, &barrier, &per_call_zeroed, &cleared);
+                let (map, barrier, per_call_zeroed, cleared) = (&map, &barrier, &per_call_zeroed, &cleared);
                 scope.spawn(move || {
                     for round in 0..ROUNDS {
                         barrier.wait();
@@ -1317,20 +1244,13 @@ mod tests {
                         // Even rounds: page by page, each VM starting elsewhere.
                         if round % 2 == 1 {
                             let out = map.sanitise_once(base, BLOCK_SIZE, fake_zero_cost).unwrap();
-                            per_call_zeroed
-                                .fetch_add(u64::from(out.frames_zeroed), Ordering::Relaxed);
+                            per_call_zeroed.fetch_add(u64::from(out.frames_zeroed), Ordering::Relaxed);
                         } else {
                             for i in 0..512 {
                                 let page = (t as u64 * 64 + i) % 512;
-                                let out = map
-                                    .sanitise_once(
-                                        base + page * PAGE_SIZE,
-                                        PAGE_SIZE,
-                                        fake_zero_cost,
-                                    )
-                                    .unwrap();
-                                per_call_zeroed
-                                    .fetch_add(u64::from(out.frames_zeroed), Ordering::Relaxed);
+                                let out =
+                                    map.sanitise_once(base + page * PAGE_SIZE, PAGE_SIZE, fake_zero_cost).unwrap();
+                                per_call_zeroed.fetch_add(u64::from(out.frames_zeroed), Ordering::Relaxed);
                             }
                         }
                         if barrier.wait().is_leader() {

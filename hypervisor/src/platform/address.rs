@@ -26,20 +26,14 @@ impl CellSizes {
     /// The cell sizes `bus` declares for its children, defaulting to the
     /// devicetree specification's 2 address cells and 1 size cell.
     pub fn of_children(bus: &Node<'_>) -> Result<Self, PlatformError> {
-        Ok(Self {
-            address: cell_count(bus, "#address-cells", 2)?,
-            size: cell_count(bus, "#size-cells", 1)?,
-        })
+        Ok(Self { address: cell_count(bus, "#address-cells", 2)?, size: cell_count(bus, "#size-cells", 1)? })
     }
 
     /// The cell sizes that apply to `node`'s own `reg`: its parent's.
     pub fn for_reg_of(node: NodeRef<'_, '_>) -> Result<Self, PlatformError> {
         match node.parent() {
             Some(parent) => Self::of_children(parent.node),
-            None => Ok(Self {
-                address: 2,
-                size: 1,
-            }),
+            None => Ok(Self { address: 2, size: 1 }),
         }
     }
 
@@ -49,20 +43,14 @@ impl CellSizes {
 }
 
 /// Reads a cell-count property, rejecting values too wide to compute with.
-fn cell_count(
-    node: &Node<'_>,
-    property: &'static str,
-    default: u32,
-) -> Result<usize, PlatformError> {
+fn cell_count(node: &Node<'_>, property: &'static str, default: u32) -> Result<usize, PlatformError> {
     let count = match node.property(property) {
         None => default,
-        Some(_) => node
-            .u32_property(property)
-            .ok_or(PlatformError::MalformedProperty {
-                node: node.error_name(),
-                property,
-                problem: "must be a single cell",
-            })?,
+        Some(_) => node.u32_property(property).ok_or(PlatformError::MalformedProperty {
+            node: node.error_name(),
+            property,
+            problem: "must be a single cell",
+        })?,
     };
     if count > MAX_CELLS {
         return Err(PlatformError::MalformedProperty {
@@ -83,9 +71,7 @@ pub struct BusRegion {
 
 /// The raw entries of `node`'s `reg` (empty if it has none), checked to be a
 /// whole number of `(address, size)` tuples.
-pub fn bus_regions<'a>(
-    node: NodeRef<'_, 'a>,
-) -> Result<impl Iterator<Item = BusRegion> + 'a, PlatformError> {
+pub fn bus_regions<'a>(node: NodeRef<'_, 'a>) -> Result<impl Iterator<Item = BusRegion> + 'a, PlatformError> {
     let sizes = CellSizes::for_reg_of(node)?;
     let reg = node.node.property("reg").unwrap_or_default();
     let entry_bytes = sizes.entry_bytes();
@@ -97,14 +83,12 @@ pub fn bus_regions<'a>(
         });
     }
     // `max(1)` only matters for an empty `reg` under 0/0 cells: no entries.
-    Ok(reg
-        .chunks_exact(entry_bytes.max(1))
-        .filter_map(move |entry| {
-            Some(BusRegion {
-                address: read_cells(entry, 0, sizes.address)?,
-                size: read_cells(entry, sizes.address * 4, sizes.size)?,
-            })
-        }))
+    Ok(reg.chunks_exact(entry_bytes.max(1)).filter_map(move |entry| {
+        Some(BusRegion {
+            address: read_cells(entry, 0, sizes.address)?,
+            size: read_cells(entry, sizes.address * 4, sizes.size)?,
+        })
+    }))
 }
 
 /// Every `reg` entry of `node` as a CPU physical range, in property order.
@@ -119,10 +103,7 @@ where
 }
 
 /// The `index`-th `reg` entry of `node` as a CPU physical range, if present.
-pub fn physical_region(
-    node: NodeRef<'_, '_>,
-    index: usize,
-) -> Result<Option<PhysRange>, PlatformError> {
+pub fn physical_region(node: NodeRef<'_, '_>, index: usize) -> Result<Option<PhysRange>, PlatformError> {
     match bus_regions(node)?.nth(index) {
         Some(region) => translate_region(node, region).map(Some),
         None => Ok(None),
@@ -130,13 +111,8 @@ pub fn physical_region(
 }
 
 /// Translates a `reg` entry of `node` to the root's (CPU physical) space.
-pub fn translate_region(
-    node: NodeRef<'_, '_>,
-    region: BusRegion,
-) -> Result<PhysRange, PlatformError> {
-    let overflow = || PlatformError::AddressOverflow {
-        node: node.node.error_name(),
-    };
+pub fn translate_region(node: NodeRef<'_, '_>, region: BusRegion) -> Result<PhysRange, PlatformError> {
+    let overflow = || PlatformError::AddressOverflow { node: node.node.error_name() };
     let base = translate_to_root(node, region.address)?;
     let size = u64::try_from(region.size).map_err(|_| overflow())?;
     PhysRange::checked(base, size).ok_or_else(overflow)
@@ -153,9 +129,7 @@ pub fn translate_to_root(node: NodeRef<'_, '_>, address: u128) -> Result<u64, Pl
         address = translate_through_bus(node.node, current.node, above.node, address)?;
         bus = Some(above);
     }
-    u64::try_from(address).map_err(|_| PlatformError::AddressOverflow {
-        node: node.node.error_name(),
-    })
+    u64::try_from(address).map_err(|_| PlatformError::AddressOverflow { node: node.node.error_name() })
 }
 
 /// Maps `address` from `bus`'s child space into `above`'s child space.
@@ -165,11 +139,7 @@ fn translate_through_bus(
     above: &Node<'_>,
     address: u128,
 ) -> Result<u128, PlatformError> {
-    let untranslatable = PlatformError::Untranslatable {
-        node: device.error_name(),
-        bus: bus.error_name(),
-        address,
-    };
+    let untranslatable = PlatformError::Untranslatable { node: device.error_name(), bus: bus.error_name(), address };
     let ranges = bus.property("ranges").ok_or(untranslatable)?;
     if ranges.is_empty() {
         return Ok(address);
@@ -189,17 +159,12 @@ fn translate_through_bus(
         let parent_base = read_cells(entry, child.address * 4, parent_address_cells);
         let size_offset = (child.address + parent_address_cells) * 4;
         let size = read_cells(entry, size_offset, child.size).unwrap_or_default();
-        let Some(offset) = address
-            .checked_sub(child_base)
-            .filter(|&offset| offset < size)
-        else {
+        let Some(offset) = address.checked_sub(child_base).filter(|&offset| offset < size) else {
             continue;
         };
         return parent_base
             .and_then(|parent_base| parent_base.checked_add(offset))
-            .ok_or(PlatformError::AddressOverflow {
-                node: device.error_name(),
-            });
+            .ok_or(PlatformError::AddressOverflow { node: device.error_name() });
     }
     Err(untranslatable)
 }
@@ -252,10 +217,7 @@ mod tests {
         let blob = nested_bus_tree(Some(&[0, 1, 0, 0x10_0000]));
         assert_eq!(
             device_regions(&blob).unwrap(),
-            [
-                PhysRange::new(0x4000_2000, 0x100),
-                PhysRange::new(0x4000_3000, 0x10)
-            ]
+            [PhysRange::new(0x4000_2000, 0x100), PhysRange::new(0x4000_3000, 0x10)]
         );
     }
 
@@ -263,13 +225,7 @@ mod tests {
     fn empty_ranges_is_identity() {
         let blob = nested_bus_tree(Some(&[]));
         // The sub-bus passes 0x2000 through unchanged, but bus@0 only maps <1 x>.
-        assert!(matches!(
-            device_regions(&blob),
-            Err(PlatformError::Untranslatable {
-                address: 0x2000,
-                ..
-            })
-        ));
+        assert!(matches!(device_regions(&blob), Err(PlatformError::Untranslatable { address: 0x2000, .. })));
     }
 
     #[test]
@@ -289,25 +245,13 @@ mod tests {
     #[test]
     fn address_outside_every_range_is_untranslatable() {
         let blob = nested_bus_tree(Some(&[0, 1, 0, 0x2800]));
-        assert!(matches!(
-            device_regions(&blob),
-            Err(PlatformError::Untranslatable {
-                address: 0x3000,
-                ..
-            })
-        ));
+        assert!(matches!(device_regions(&blob), Err(PlatformError::Untranslatable { address: 0x3000, .. })));
     }
 
     #[test]
     fn malformed_ranges_length_is_reported() {
         let blob = nested_bus_tree(Some(&[0, 1, 0]));
-        assert!(matches!(
-            device_regions(&blob),
-            Err(PlatformError::MalformedProperty {
-                property: "ranges",
-                ..
-            })
-        ));
+        assert!(matches!(device_regions(&blob), Err(PlatformError::MalformedProperty { property: "ranges", .. })));
     }
 
     #[test]
@@ -318,10 +262,7 @@ mod tests {
             .find_path("/bus@8000000/motherboard-bus@8000000/iofpga-bus@300000000/serial@90000")
             .unwrap()
             .expect("FVP UART0 node");
-        assert_eq!(
-            physical_region(uart.as_ref(), 0).unwrap(),
-            Some(PhysRange::new(0x1c09_0000, 0x1000))
-        );
+        assert_eq!(physical_region(uart.as_ref(), 0).unwrap(), Some(PhysRange::new(0x1c09_0000, 0x1000)));
         assert_eq!(physical_region(uart.as_ref(), 1).unwrap(), None);
     }
 
@@ -336,13 +277,7 @@ mod tests {
         let blob = builder.finish();
         let tree = DeviceTree::parse(&blob).unwrap();
         let root = tree.find_path("/").unwrap().unwrap();
-        assert_eq!(
-            CellSizes::of_children(&root.node).unwrap(),
-            CellSizes {
-                address: 2,
-                size: 1
-            }
-        );
+        assert_eq!(CellSizes::of_children(&root.node).unwrap(), CellSizes { address: 2, size: 1 });
         let wide = tree.find_path("/wide").unwrap().unwrap();
         assert!(CellSizes::of_children(&wide.node).is_err());
     }

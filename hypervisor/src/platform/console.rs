@@ -24,19 +24,13 @@ fn stdout_node<'a>(tree: &DeviceTree<'a>) -> Result<Option<Located<'a>>, Platfor
     let Some(chosen) = tree.find_path("/chosen")? else {
         return Ok(None);
     };
-    let Some(stdout_path) = chosen
-        .node
-        .str_property("stdout-path")
-        .or_else(|| chosen.node.str_property("linux,stdout-path"))
+    let Some(stdout_path) =
+        chosen.node.str_property("stdout-path").or_else(|| chosen.node.str_property("linux,stdout-path"))
     else {
         return Ok(None);
     };
     let target = stdout_path.split(':').next().unwrap_or(stdout_path);
-    if target.starts_with('/') {
-        tree.find_path(target)
-    } else {
-        tree.find_alias(target)
-    }
+    if target.starts_with('/') { tree.find_path(target) } else { tree.find_alias(target) }
 }
 
 fn uart(tree: &DeviceTree<'_>, node: NodeRef<'_, '_>) -> Result<Uart, PlatformError> {
@@ -114,27 +108,14 @@ mod tests {
 
     #[test]
     fn without_stdout_path_the_first_enabled_pl011_wins() {
-        let expected = Uart {
-            base: 0x3000,
-            size: 0x1000,
-            intid: Some(34),
-            compatible_pl011: true,
-        };
+        let expected = Uart { base: 0x3000, size: 0x1000, intid: Some(34), compatible_pl011: true };
         assert_eq!(console_of(None), Some(expected));
     }
 
     #[test]
     fn stdout_path_alias_with_options_is_followed() {
         let uart = console_of(Some("serial1:115200n8")).unwrap();
-        assert_eq!(
-            uart,
-            Uart {
-                base: 0x4000,
-                size: 0x100,
-                intid: None,
-                compatible_pl011: false
-            }
-        );
+        assert_eq!(uart, Uart { base: 0x4000, size: 0x100, intid: None, compatible_pl011: false });
     }
 
     #[test]

@@ -11,16 +11,8 @@ use super::{Cpu, MAX_CPUS, Psci, PsciCompat, PsciConduit, push_within_capacity};
 pub(super) fn cpus(tree: &DeviceTree<'_>) -> Result<ArrayVec<Cpu, MAX_CPUS>, PlatformError> {
     let mut cpus = ArrayVec::new();
     tree.for_each_node(|found| {
-        if found.is_grandchild_of_root_under("cpus")
-            && found.node.str_property("device_type") == Some("cpu")
-        {
-            push_within_capacity(
-                &mut cpus,
-                Cpu {
-                    mpidr: mpidr(found)?,
-                },
-                "CPUs",
-            )?;
+        if found.is_grandchild_of_root_under("cpus") && found.node.str_property("device_type") == Some("cpu") {
+            push_within_capacity(&mut cpus, Cpu { mpidr: mpidr(found)? }, "CPUs")?;
         }
         Ok(())
     })?;
@@ -33,38 +25,26 @@ pub(super) fn cpus(tree: &DeviceTree<'_>) -> Result<ArrayVec<Cpu, MAX_CPUS>, Pla
 /// A CPU node's `reg`: its MPIDR affinity, one or two cells per `/cpus`'s
 /// `#address-cells`.
 fn mpidr(cpu: NodeRef<'_, '_>) -> Result<u64, PlatformError> {
-    let malformed = |problem| PlatformError::MalformedProperty {
-        node: cpu.node.error_name(),
-        property: "reg",
-        problem,
-    };
+    let malformed =
+        |problem| PlatformError::MalformedProperty { node: cpu.node.error_name(), property: "reg", problem };
     let cells = CellSizes::for_reg_of(cpu)?.address;
     if !(1..=2).contains(&cells) {
         return Err(malformed("/cpus #address-cells must be 1 or 2"));
     }
-    let reg = cpu
-        .node
-        .property("reg")
-        .ok_or(malformed("CPU node has no reg"))?;
+    let reg = cpu.node.property("reg").ok_or(malformed("CPU node has no reg"))?;
     let value = read_cells(reg, 0, cells).ok_or(malformed("shorter than /cpus #address-cells"))?;
     u64::try_from(value).map_err(|_| malformed("wider than 64 bits"))
 }
 
 /// `compatible` strings of PSCI nodes and the version each promises.
-const PSCI_COMPATIBLES: [(&str, PsciCompat); 3] = [
-    ("arm,psci-1.0", PsciCompat::V1_0),
-    ("arm,psci-0.2", PsciCompat::V0_2),
-    ("arm,psci", PsciCompat::V0_1),
-];
+const PSCI_COMPATIBLES: [(&str, PsciCompat); 3] =
+    [("arm,psci-1.0", PsciCompat::V1_0), ("arm,psci-0.2", PsciCompat::V0_2), ("arm,psci", PsciCompat::V0_1)];
 
 /// The first enabled PSCI node: the highest version among its `compatible`
 /// strings and the `method` conduit (`"smc"` or `"hvc"`).
 pub(super) fn psci(tree: &DeviceTree<'_>) -> Result<Option<Psci>, PlatformError> {
     let found = tree.find_node(|found| {
-        found.node.is_enabled()
-            && PSCI_COMPATIBLES
-                .iter()
-                .any(|(compatible, _)| found.node.is_compatible(compatible))
+        found.node.is_enabled() && PSCI_COMPATIBLES.iter().any(|(compatible, _)| found.node.is_compatible(compatible))
     })?;
     let Some(found) = found else {
         return Ok(None);
@@ -87,10 +67,7 @@ pub(super) fn psci(tree: &DeviceTree<'_>) -> Result<Option<Psci>, PlatformError>
             });
         }
     };
-    Ok(Some(Psci {
-        conduit,
-        version_compatible,
-    }))
+    Ok(Some(Psci { conduit, version_compatible }))
 }
 
 #[cfg(test)]
@@ -98,11 +75,7 @@ mod tests {
     use super::*;
     use crate::platform::test_support::FdtBuilder;
 
-    fn tree(
-        cpu_address_cells: u32,
-        cpu_regs: &[&[u32]],
-        psci: Option<(&[&str], Option<&str>)>,
-    ) -> std::vec::Vec<u8> {
+    fn tree(cpu_address_cells: u32, cpu_regs: &[&[u32]], psci: Option<(&[&str], Option<&str>)>) -> std::vec::Vec<u8> {
         let mut builder = FdtBuilder::new();
         builder.begin_node("");
         if let Some((compatibles, method)) = psci {
@@ -137,31 +110,20 @@ mod tests {
 
         let blob = tree(2, &[&[0x1, 0x0]], None);
         let found = cpus(&DeviceTree::parse(&blob).unwrap()).unwrap();
-        assert_eq!(
-            found.as_slice(),
-            [Cpu {
-                mpidr: 0x1_0000_0000
-            }]
-        );
+        assert_eq!(found.as_slice(), [Cpu { mpidr: 0x1_0000_0000 }]);
     }
 
     #[test]
     fn no_cpus_and_too_many_cpus_are_errors() {
         let blob = tree(1, &[], None);
-        assert_eq!(
-            cpus(&DeviceTree::parse(&blob).unwrap()).unwrap_err(),
-            PlatformError::NoCpus
-        );
+        assert_eq!(cpus(&DeviceTree::parse(&blob).unwrap()).unwrap_err(), PlatformError::NoCpus);
 
         let regs: std::vec::Vec<[u32; 1]> = (0..=MAX_CPUS as u32).map(|mpidr| [mpidr]).collect();
         let regs: std::vec::Vec<&[u32]> = regs.iter().map(|reg| reg.as_slice()).collect();
         let blob = tree(1, &regs, None);
         assert_eq!(
             cpus(&DeviceTree::parse(&blob).unwrap()).unwrap_err(),
-            PlatformError::CapacityExceeded {
-                what: "CPUs",
-                capacity: MAX_CPUS
-            }
+            PlatformError::CapacityExceeded { what: "CPUs", capacity: MAX_CPUS }
         );
     }
 
@@ -170,35 +132,19 @@ mod tests {
         let blob = tree(2, &[&[0x1]], None);
         assert!(matches!(
             cpus(&DeviceTree::parse(&blob).unwrap()),
-            Err(PlatformError::MalformedProperty {
-                property: "reg",
-                ..
-            })
+            Err(PlatformError::MalformedProperty { property: "reg", .. })
         ));
     }
 
     #[test]
     fn psci_picks_the_highest_version_and_the_conduit() {
-        let blob = tree(
-            1,
-            &[&[0]],
-            Some((&["arm,psci", "arm,psci-0.2"], Some("hvc"))),
-        );
+        let blob = tree(1, &[&[0]], Some((&["arm,psci", "arm,psci-0.2"], Some("hvc"))));
         assert_eq!(
             psci(&DeviceTree::parse(&blob).unwrap()).unwrap(),
-            Some(Psci {
-                conduit: PsciConduit::Hvc,
-                version_compatible: PsciCompat::V0_2
-            })
+            Some(Psci { conduit: PsciConduit::Hvc, version_compatible: PsciCompat::V0_2 })
         );
         let blob = tree(1, &[&[0]], Some((&["arm,psci"], Some("smc"))));
-        assert_eq!(
-            psci(&DeviceTree::parse(&blob).unwrap())
-                .unwrap()
-                .unwrap()
-                .version_compatible,
-            PsciCompat::V0_1
-        );
+        assert_eq!(psci(&DeviceTree::parse(&blob).unwrap()).unwrap().unwrap().version_compatible, PsciCompat::V0_1);
         let blob = tree(1, &[&[0]], None);
         assert_eq!(psci(&DeviceTree::parse(&blob).unwrap()).unwrap(), None);
     }
@@ -209,10 +155,7 @@ mod tests {
             let blob = tree(1, &[&[0]], Some((&["arm,psci-1.0"], method)));
             assert!(matches!(
                 psci(&DeviceTree::parse(&blob).unwrap()),
-                Err(PlatformError::MalformedProperty {
-                    property: "method",
-                    ..
-                })
+                Err(PlatformError::MalformedProperty { property: "method", .. })
             ));
         }
     }

@@ -85,11 +85,7 @@ impl<'a> DeviceTree<'a> {
     /// Checks the header and walks the entire structure block once, so every
     /// later walk works on a well-formed token stream.
     pub fn parse(blob: &'a [u8]) -> Result<Self, PlatformError> {
-        let header = blob
-            .get(..HEADER_LEN)
-            .ok_or(PlatformError::HeaderTruncated {
-                available: blob.len(),
-            })?;
+        let header = blob.get(..HEADER_LEN).ok_or(PlatformError::HeaderTruncated { available: blob.len() })?;
         let field = |index: usize| be_u32_at(header, index * 4).unwrap_or(0);
         let field_usize = |index: usize| usize::try_from(field(index)).unwrap_or(usize::MAX);
 
@@ -100,16 +96,10 @@ impl<'a> DeviceTree<'a> {
         if total_size < HEADER_LEN {
             return Err(PlatformError::TotalSizeTooSmall { total_size });
         }
-        let blob = blob.get(..total_size).ok_or(PlatformError::BlobTruncated {
-            total_size,
-            available: blob.len(),
-        })?;
+        let blob = blob.get(..total_size).ok_or(PlatformError::BlobTruncated { total_size, available: blob.len() })?;
         let (version, last_compatible) = (field(5), field(6));
         if version < 17 || last_compatible > 17 {
-            return Err(PlatformError::UnsupportedVersion {
-                version,
-                last_compatible,
-            });
+            return Err(PlatformError::UnsupportedVersion { version, last_compatible });
         }
 
         let tree = Self {
@@ -117,9 +107,7 @@ impl<'a> DeviceTree<'a> {
             strings: block(blob, field_usize(3), field_usize(8), "strings")?,
             reservations: blob
                 .get(field_usize(4)..)
-                .ok_or(PlatformError::BlockOutOfBounds {
-                    block: "memory reservation",
-                })?,
+                .ok_or(PlatformError::BlockOutOfBounds { block: "memory reservation" })?,
             total_size,
         };
         tree.walk(|_| Ok(ControlFlow::Continue(())))?;
@@ -134,11 +122,7 @@ impl<'a> DeviceTree<'a> {
     /// The `/memreserve/` entries as `(address, size)`, stopping at the
     /// all-zero terminator.
     pub fn memory_reservations(&self) -> MemoryReservations<'a> {
-        MemoryReservations {
-            block: self.reservations,
-            offset: 0,
-            finished: false,
-        }
+        MemoryReservations { block: self.reservations, offset: 0, finished: false }
     }
 
     /// Calls `visit` for every node, depth first in blob order.
@@ -155,13 +139,7 @@ impl<'a> DeviceTree<'a> {
     where
         F: FnMut(NodeRef<'_, 'a>) -> bool,
     {
-        self.walk(|node| {
-            Ok(if matches(node) {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            })
-        })
+        self.walk(|node| Ok(if matches(node) { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }))
     }
 
     /// The first enabled node listing `compatible` in its `compatible` property.
@@ -214,29 +192,16 @@ impl<'a> DeviceTree<'a> {
     where
         F: FnMut(NodeRef<'_, 'a>) -> Result<ControlFlow<()>, PlatformError>,
     {
-        let mut cursor = Cursor {
-            block: self.structure,
-            offset: 0,
-        };
+        let mut cursor = Cursor { block: self.structure, offset: 0 };
         let mut ancestors: ArrayVec<Node<'a>, MAX_DEPTH> = ArrayVec::new();
         cursor.skip_nops();
-        cursor.expect_token(
-            TOKEN_BEGIN_NODE,
-            "structure block does not start with a node",
-        )?;
+        cursor.expect_token(TOKEN_BEGIN_NODE, "structure block does not start with a node")?;
         loop {
             let node = cursor.node_after_begin_token(self.strings)?;
-            if visit(NodeRef {
-                node: &node,
-                ancestors: &ancestors,
-            })?
-            .is_break()
-            {
+            if visit(NodeRef { node: &node, ancestors: &ancestors })?.is_break() {
                 return Ok(Some(Located { node, ancestors }));
             }
-            ancestors
-                .try_push(node)
-                .map_err(|_| PlatformError::TreeTooDeep { limit: MAX_DEPTH })?;
+            ancestors.try_push(node).map_err(|_| PlatformError::TreeTooDeep { limit: MAX_DEPTH })?;
             if cursor.close_nodes_until_next_begin(&mut ancestors)? {
                 return Ok(None);
             }
@@ -245,16 +210,8 @@ impl<'a> DeviceTree<'a> {
 }
 
 /// The sub-slice `offset..offset + len` of `blob`, or an error naming `name`.
-fn block<'a>(
-    blob: &'a [u8],
-    offset: usize,
-    len: usize,
-    name: &'static str,
-) -> Result<&'a [u8], PlatformError> {
-    offset
-        .checked_add(len)
-        .and_then(|end| blob.get(offset..end))
-        .ok_or(PlatformError::BlockOutOfBounds { block: name })
+fn block<'a>(blob: &'a [u8], offset: usize, len: usize, name: &'static str) -> Result<&'a [u8], PlatformError> {
+    offset.checked_add(len).and_then(|end| blob.get(offset..end)).ok_or(PlatformError::BlockOutOfBounds { block: name })
 }
 
 /// Iterator over the memory reservation block; see
@@ -272,11 +229,8 @@ impl Iterator for MemoryReservations<'_> {
         if self.finished {
             return None;
         }
-        let entry = be_u64_at(self.block, self.offset).zip(
-            self.offset
-                .checked_add(8)
-                .and_then(|at| be_u64_at(self.block, at)),
-        );
+        let entry =
+            be_u64_at(self.block, self.offset).zip(self.offset.checked_add(8).and_then(|at| be_u64_at(self.block, at)));
         self.offset = self.offset.saturating_add(16);
         match entry {
             None => {
@@ -300,10 +254,7 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn malformed(&self, problem: &'static str) -> PlatformError {
-        PlatformError::MalformedStructure {
-            offset: self.offset,
-            problem,
-        }
+        PlatformError::MalformedStructure { offset: self.offset, problem }
     }
 
     fn peek_token(&self) -> Option<u32> {
@@ -311,9 +262,7 @@ impl<'a> Cursor<'a> {
     }
 
     fn next_token(&mut self) -> Result<u32, PlatformError> {
-        let token = self
-            .peek_token()
-            .ok_or(self.malformed("structure block ends inside a node"))?;
+        let token = self.peek_token().ok_or(self.malformed("structure block ends inside a node"))?;
         self.offset += 4;
         Ok(token)
     }
@@ -323,10 +272,7 @@ impl<'a> Cursor<'a> {
         if self.next_token()? == expected {
             Ok(())
         } else {
-            Err(PlatformError::MalformedStructure {
-                offset: at,
-                problem,
-            })
+            Err(PlatformError::MalformedStructure { offset: at, problem })
         }
     }
 
@@ -343,10 +289,7 @@ impl<'a> Cursor<'a> {
             .checked_add(len)
             .filter(|&end| end <= self.block.len())
             .ok_or(self.malformed("payload runs past the end of the structure block"))?;
-        self.offset = end
-            .checked_add(3)
-            .ok_or(self.malformed("offset overflow"))?
-            & !3;
+        self.offset = end.checked_add(3).ok_or(self.malformed("offset overflow"))? & !3;
         Ok(())
     }
 
@@ -354,12 +297,10 @@ impl<'a> Cursor<'a> {
     /// already been consumed. Stops in front of the first child or `FDT_END_NODE`.
     fn node_after_begin_token(&mut self, strings: &'a [u8]) -> Result<Node<'a>, PlatformError> {
         let name_bytes = self.block.get(self.offset..).unwrap_or_default();
-        let name_len = name_bytes
-            .iter()
-            .position(|&byte| byte == 0)
-            .ok_or(self.malformed("node name is not NUL-terminated"))?;
-        let name = core::str::from_utf8(&name_bytes[..name_len])
-            .map_err(|_| self.malformed("node name is not UTF-8"))?;
+        let name_len =
+            name_bytes.iter().position(|&byte| byte == 0).ok_or(self.malformed("node name is not NUL-terminated"))?;
+        let name =
+            core::str::from_utf8(&name_bytes[..name_len]).map_err(|_| self.malformed("node name is not UTF-8"))?;
         self.skip_padded(name_len + 1)?;
 
         let properties_start = self.offset;
@@ -373,15 +314,8 @@ impl<'a> Cursor<'a> {
                 _ => break,
             }
         }
-        let properties = self
-            .block
-            .get(properties_start..self.offset)
-            .unwrap_or_default();
-        Ok(Node {
-            name,
-            properties,
-            strings,
-        })
+        let properties = self.block.get(properties_start..self.offset).unwrap_or_default();
+        Ok(Node { name, properties, strings })
     }
 
     /// Validates one property (after its `FDT_PROP` token) and moves past it.
@@ -430,10 +364,7 @@ impl<'a> Cursor<'a> {
                     });
                 }
                 _ => {
-                    return Err(PlatformError::MalformedStructure {
-                        offset: at,
-                        problem: "unknown token",
-                    });
+                    return Err(PlatformError::MalformedStructure { offset: at, problem: "unknown token" });
                 }
             }
         }
@@ -477,18 +408,12 @@ impl<'a> Node<'a> {
 
     /// Iterates over the node's properties in blob order.
     pub fn properties(&self) -> Properties<'a> {
-        Properties {
-            block: self.properties,
-            offset: 0,
-            strings: self.strings,
-        }
+        Properties { block: self.properties, offset: 0, strings: self.strings }
     }
 
     /// The raw value of property `name`.
     pub fn property(&self, name: &str) -> Option<&'a [u8]> {
-        self.properties()
-            .find(|property| property.name == name)
-            .map(|property| property.value)
+        self.properties().find(|property| property.name == name).map(|property| property.value)
     }
 
     pub fn has_property(&self, name: &str) -> bool {
@@ -498,9 +423,7 @@ impl<'a> Node<'a> {
     /// A one-cell property such as `#address-cells` or `phandle`; `None` if
     /// absent or not exactly 4 bytes long.
     pub fn u32_property(&self, name: &str) -> Option<u32> {
-        self.property(name)
-            .filter(|value| value.len() == 4)
-            .and_then(|value| be_u32_at(value, 0))
+        self.property(name).filter(|value| value.len() == 4).and_then(|value| be_u32_at(value, 0))
     }
 
     /// The first string of a string (list) property.
@@ -517,21 +440,16 @@ impl<'a> Node<'a> {
     }
 
     pub fn is_compatible(&self, compatible: &str) -> bool {
-        self.string_list_property("compatible")
-            .is_some_and(|mut list| list.any(|entry| entry == compatible))
+        self.string_list_property("compatible").is_some_and(|mut list| list.any(|entry| entry == compatible))
     }
 
     /// Absent `status`, `"okay"` and the legacy `"ok"` all mean enabled.
     pub fn is_enabled(&self) -> bool {
-        matches!(
-            self.str_property("status"),
-            None | Some("okay") | Some("ok")
-        )
+        matches!(self.str_property("status"), None | Some("okay") | Some("ok"))
     }
 
     pub fn phandle(&self) -> Option<u32> {
-        self.u32_property("phandle")
-            .or_else(|| self.u32_property("linux,phandle"))
+        self.u32_property("phandle").or_else(|| self.u32_property("linux,phandle"))
     }
 
     /// Whether this node is named by one `/`-separated component of a path.
@@ -602,10 +520,7 @@ impl<'r, 'a> NodeRef<'r, 'a> {
         for ancestor in self.ancestors.iter().take(MAX_DEPTH) {
             ancestors.push(*ancestor);
         }
-        Located {
-            node: *self.node,
-            ancestors,
-        }
+        Located { node: *self.node, ancestors }
     }
 }
 
@@ -618,10 +533,7 @@ pub struct Located<'a> {
 
 impl<'a> Located<'a> {
     pub fn as_ref(&self) -> NodeRef<'_, 'a> {
-        NodeRef {
-            node: &self.node,
-            ancestors: &self.ancestors,
-        }
+        NodeRef { node: &self.node, ancestors: &self.ancestors }
     }
 }
 
@@ -673,23 +585,14 @@ mod tests {
         assert_eq!(serial.ancestors.len(), 2);
         assert_eq!(serial.ancestors[1].name, "soc");
 
-        assert_eq!(
-            tree.find_path("/soc/serial").unwrap().unwrap().node.name,
-            "serial@1000"
-        );
+        assert_eq!(tree.find_path("/soc/serial").unwrap().unwrap().node.name, "serial@1000");
         assert_eq!(tree.find_path("/").unwrap().unwrap().node.name, "");
         assert!(tree.find_path("/soc/serial@3000").unwrap().is_none());
         assert!(tree.find_path("soc").unwrap().is_none());
 
-        assert_eq!(
-            tree.find_alias("serial0").unwrap().unwrap().node.name,
-            "serial@1000"
-        );
+        assert_eq!(tree.find_alias("serial0").unwrap().unwrap().node.name, "serial@1000");
         assert!(tree.find_alias("serial1").unwrap().is_none());
-        assert_eq!(
-            tree.find_phandle(7).unwrap().unwrap().node.name,
-            "serial@1000"
-        );
+        assert_eq!(tree.find_phandle(7).unwrap().unwrap().node.name, "serial@1000");
         assert!(tree.find_phandle(8).unwrap().is_none());
     }
 
@@ -707,10 +610,7 @@ mod tests {
         .unwrap();
         assert_eq!(enabled, 1);
         let soc = tree.find_compatible("simple-bus").unwrap().unwrap();
-        assert_eq!(
-            soc.node.string_list_property("compatible").unwrap().count(),
-            2
-        );
+        assert_eq!(soc.node.string_list_property("compatible").unwrap().count(), 2);
     }
 
     #[test]
@@ -738,10 +638,7 @@ mod tests {
         let near_end = (blob.len() as u32 - 8).to_be_bytes();
         unterminated_reservations[16..20].copy_from_slice(&near_end);
         let tree = DeviceTree::parse(&unterminated_reservations).unwrap();
-        assert_eq!(
-            tree.memory_reservations().last(),
-            Some(Err(PlatformError::MalformedReservationBlock))
-        );
+        assert_eq!(tree.memory_reservations().last(), Some(Err(PlatformError::MalformedReservationBlock)));
     }
 
     #[test]
@@ -754,10 +651,7 @@ mod tests {
             builder.end_node();
         }
         let blob = builder.finish();
-        assert_eq!(
-            DeviceTree::parse(&blob).unwrap_err(),
-            PlatformError::TreeTooDeep { limit: MAX_DEPTH }
-        );
+        assert_eq!(DeviceTree::parse(&blob).unwrap_err(), PlatformError::TreeTooDeep { limit: MAX_DEPTH });
     }
 
     #[test]

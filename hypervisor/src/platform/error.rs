@@ -64,37 +64,23 @@ pub enum PlatformError {
     BlockOutOfBounds { block: &'static str },
     /// The structure block's token stream is inconsistent at `offset`
     /// (relative to the structure block).
-    MalformedStructure {
-        offset: usize,
-        problem: &'static str,
-    },
+    MalformedStructure { offset: usize, problem: &'static str },
     /// Nodes nested deeper than the parser's fixed ancestor stack.
     TreeTooDeep { limit: usize },
     /// The memory reservation block runs past the end of the blob before its
     /// terminating all-zero entry.
     MalformedReservationBlock,
     /// A property has the wrong size or an unusable value.
-    MalformedProperty {
-        node: NodeName,
-        property: &'static str,
-        problem: &'static str,
-    },
+    MalformedProperty { node: NodeName, property: &'static str, problem: &'static str },
     /// An address in `reg` cannot be mapped to a CPU physical address because
     /// `bus` has no `ranges` property or no `ranges` entry covers it.
-    Untranslatable {
-        node: NodeName,
-        bus: NodeName,
-        address: u128,
-    },
+    Untranslatable { node: NodeName, bus: NodeName, address: u128 },
     /// A translated address or range does not fit in 64 bits.
     AddressOverflow { node: NodeName },
     /// More entries of one kind than the fixed-capacity table holds.
     CapacityExceeded { what: &'static str, capacity: usize },
     /// An interrupt of `node` could not be followed to its controller.
-    UnresolvedInterrupt {
-        node: NodeName,
-        problem: &'static str,
-    },
+    UnresolvedInterrupt { node: NodeName, problem: &'static str },
     /// No `/memory` node with a non-empty `reg`.
     NoMemory,
     /// No `/cpus/cpu@*` node with `device_type = "cpu"`.
@@ -112,29 +98,19 @@ pub enum PlatformError {
 impl fmt::Display for PlatformError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::HeaderTruncated { available } => write!(
-                f,
-                "device tree header truncated: {available} bytes available, 40 needed"
-            ),
-            Self::BadMagic { found } => write!(
-                f,
-                "not a flattened device tree: magic is {found:#010x}, expected 0xd00dfeed"
-            ),
-            Self::BlobTruncated {
-                total_size,
-                available,
-            } => write!(
-                f,
-                "device tree truncated: header says {total_size} bytes, only {available} available"
-            ),
-            Self::TotalSizeTooSmall { total_size } => write!(
-                f,
-                "device tree header claims a total size of {total_size} bytes, smaller than the header"
-            ),
-            Self::UnsupportedVersion {
-                version,
-                last_compatible,
-            } => write!(
+            Self::HeaderTruncated { available } => {
+                write!(f, "device tree header truncated: {available} bytes available, 40 needed")
+            }
+            Self::BadMagic { found } => {
+                write!(f, "not a flattened device tree: magic is {found:#010x}, expected 0xd00dfeed")
+            }
+            Self::BlobTruncated { total_size, available } => {
+                write!(f, "device tree truncated: header says {total_size} bytes, only {available} available")
+            }
+            Self::TotalSizeTooSmall { total_size } => {
+                write!(f, "device tree header claims a total size of {total_size} bytes, smaller than the header")
+            }
+            Self::UnsupportedVersion { version, last_compatible } => write!(
                 f,
                 "unsupported device tree version {version} (last compatible {last_compatible}); \
                  version 17 is required"
@@ -142,52 +118,35 @@ impl fmt::Display for PlatformError {
             Self::BlockOutOfBounds { block } => {
                 write!(f, "device tree {block} block lies outside the blob")
             }
-            Self::MalformedStructure { offset, problem } => write!(
-                f,
-                "malformed device tree structure block at offset {offset:#x}: {problem}"
-            ),
+            Self::MalformedStructure { offset, problem } => {
+                write!(f, "malformed device tree structure block at offset {offset:#x}: {problem}")
+            }
             Self::TreeTooDeep { limit } => {
                 write!(f, "device tree nodes are nested deeper than {limit} levels")
             }
-            Self::MalformedReservationBlock => write!(
-                f,
-                "device tree memory reservation block is not terminated by an empty entry"
-            ),
-            Self::MalformedProperty {
-                node,
-                property,
-                problem,
-            } => {
-                write!(
-                    f,
-                    "malformed `{property}` property in device tree node {node}: {problem}"
-                )
+            Self::MalformedReservationBlock => {
+                write!(f, "device tree memory reservation block is not terminated by an empty entry")
+            }
+            Self::MalformedProperty { node, property, problem } => {
+                write!(f, "malformed `{property}` property in device tree node {node}: {problem}")
             }
             Self::Untranslatable { node, bus, address } => write!(
                 f,
                 "cannot translate address {address:#x} of device tree node {node}: \
                  bus {bus} has no `ranges` entry covering it"
             ),
-            Self::AddressOverflow { node } => write!(
-                f,
-                "an address range of device tree node {node} does not fit in 64 bits"
-            ),
-            Self::CapacityExceeded { what, capacity } => write!(
-                f,
-                "device tree describes more {what} than the {capacity} this hypervisor supports"
-            ),
+            Self::AddressOverflow { node } => {
+                write!(f, "an address range of device tree node {node} does not fit in 64 bits")
+            }
+            Self::CapacityExceeded { what, capacity } => {
+                write!(f, "device tree describes more {what} than the {capacity} this hypervisor supports")
+            }
             Self::UnresolvedInterrupt { node, problem } => {
-                write!(
-                    f,
-                    "cannot resolve an interrupt of device tree node {node}: {problem}"
-                )
+                write!(f, "cannot resolve an interrupt of device tree node {node}: {problem}")
             }
             Self::NoMemory => write!(f, "device tree has no /memory node with a usable `reg`"),
             Self::NoCpus => {
-                write!(
-                    f,
-                    "device tree has no /cpus/cpu@* node with device_type \"cpu\""
-                )
+                write!(f, "device tree has no /cpus/cpu@* node with device_type \"cpu\"")
             }
             Self::MissingGicV3 => write!(
                 f,
@@ -233,10 +192,6 @@ mod tests {
         let text = error.to_string();
         assert!(text.contains("serial@90000"), "{text}");
         assert!(text.contains("`reg`"), "{text}");
-        assert!(
-            PlatformError::MissingGicV3
-                .to_string()
-                .contains("arm,gic-v3")
-        );
+        assert!(PlatformError::MissingGicV3.to_string().contains("arm,gic-v3"));
     }
 }

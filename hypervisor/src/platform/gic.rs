@@ -6,17 +6,13 @@ use super::address::{for_each_physical_region, physical_region};
 use super::devicetree::{DeviceTree, Located, Node};
 use super::error::PlatformError;
 use super::interrupts::{DeviceInterrupts, Ppi};
-use super::{
-    Gic, MAX_REDISTRIBUTOR_REGIONS, PhysRange, Timer, optional_u32_property, push_within_capacity,
-};
+use super::{Gic, MAX_REDISTRIBUTOR_REGIONS, PhysRange, Timer, optional_u32_property, push_within_capacity};
 
 /// Reads the first enabled `arm,gic-v3` node. Its `reg` is the distributor,
 /// then `#redistributor-regions` redistributor regions, then optionally the
 /// GICv2-compatible CPU interface frames, which we do not use.
 pub(super) fn gic(tree: &DeviceTree<'_>) -> Result<Gic, PlatformError> {
-    let found = tree
-        .find_compatible("arm,gic-v3")?
-        .ok_or(PlatformError::MissingGicV3)?;
+    let found = tree.find_compatible("arm,gic-v3")?.ok_or(PlatformError::MissingGicV3)?;
     let node = &found.node;
     let region_count = redistributor_region_count(node)?;
 
@@ -27,21 +23,14 @@ pub(super) fn gic(tree: &DeviceTree<'_>) -> Result<Gic, PlatformError> {
         if index == 0 {
             distributor = Some(range);
         } else if index <= region_count {
-            push_within_capacity(
-                &mut redistributor_regions,
-                range,
-                "GICv3 redistributor regions",
-            )?;
+            push_within_capacity(&mut redistributor_regions, range, "GICv3 redistributor regions")?;
         }
         index += 1;
         Ok(())
     })?;
     let distributor = distributor.ok_or(malformed_reg(node, "has no distributor region"))?;
     if redistributor_regions.len() < region_count {
-        return Err(malformed_reg(
-            node,
-            "has fewer entries than #redistributor-regions",
-        ));
+        return Err(malformed_reg(node, "has fewer entries than #redistributor-regions"));
     }
 
     Ok(Gic {
@@ -54,11 +43,7 @@ pub(super) fn gic(tree: &DeviceTree<'_>) -> Result<Gic, PlatformError> {
 }
 
 fn malformed_reg(node: &Node<'_>, problem: &'static str) -> PlatformError {
-    PlatformError::MalformedProperty {
-        node: node.error_name(),
-        property: "reg",
-        problem,
-    }
+    PlatformError::MalformedProperty { node: node.error_name(), property: "reg", problem }
 }
 
 /// `#redistributor-regions`, 1 when absent.
@@ -70,12 +55,10 @@ fn redistributor_region_count(node: &Node<'_>) -> Result<usize, PlatformError> {
             property: "#redistributor-regions",
             problem: "must be at least 1",
         }),
-        Some(count) if count as usize > MAX_REDISTRIBUTOR_REGIONS => {
-            Err(PlatformError::CapacityExceeded {
-                what: "GICv3 redistributor regions",
-                capacity: MAX_REDISTRIBUTOR_REGIONS,
-            })
-        }
+        Some(count) if count as usize > MAX_REDISTRIBUTOR_REGIONS => Err(PlatformError::CapacityExceeded {
+            what: "GICv3 redistributor regions",
+            capacity: MAX_REDISTRIBUTOR_REGIONS,
+        }),
         Some(count) => Ok(count as usize),
     }
 }
@@ -101,19 +84,14 @@ fn redistributor_stride(node: &Node<'_>) -> Result<Option<u64>, PlatformError> {
 }
 
 /// The GIC's own `interrupts`: the maintenance interrupt, which must be a PPI.
-fn maintenance_interrupt(
-    tree: &DeviceTree<'_>,
-    gic: &Located<'_>,
-) -> Result<Option<Ppi>, PlatformError> {
+fn maintenance_interrupt(tree: &DeviceTree<'_>, gic: &Located<'_>) -> Result<Option<Ppi>, PlatformError> {
     let Some(interrupts) = DeviceInterrupts::of(tree, gic.as_ref())? else {
         return Ok(None);
     };
     let Some(resolved) = interrupts.resolve(0)? else {
         return Ok(None);
     };
-    let ppi = resolved
-        .on_gic_v3()
-        .and_then(|interrupt| interrupt.as_ppi());
+    let ppi = resolved.on_gic_v3().and_then(|interrupt| interrupt.as_ppi());
     ppi.map(Some).ok_or(PlatformError::MalformedProperty {
         node: gic.node.error_name(),
         property: "interrupts",
@@ -127,18 +105,14 @@ fn its_frame(tree: &DeviceTree<'_>) -> Result<Option<PhysRange>, PlatformError> 
         return Ok(None);
     };
     let frame = physical_region(its.as_ref(), 0)?;
-    frame
-        .map(Some)
-        .ok_or(malformed_reg(&its.node, "ITS node has no register frame"))
+    frame.map(Some).ok_or(malformed_reg(&its.node, "ITS node has no register frame"))
 }
 
 /// Reads the first enabled `arm,armv8-timer` (or `arm,armv7-timer`) node.
 pub(super) fn timer(tree: &DeviceTree<'_>) -> Result<Timer, PlatformError> {
     let found = match tree.find_compatible("arm,armv8-timer")? {
         Some(found) => found,
-        None => tree
-            .find_compatible("arm,armv7-timer")?
-            .ok_or(PlatformError::MissingTimer)?,
+        None => tree.find_compatible("arm,armv7-timer")?.ok_or(PlatformError::MissingTimer)?,
     };
     let missing = PlatformError::MalformedProperty {
         node: found.node.error_name(),
@@ -161,18 +135,12 @@ pub(super) fn timer(tree: &DeviceTree<'_>) -> Result<Timer, PlatformError> {
 }
 
 /// Timer interrupt `index` as a PPI; `None` past the end of the list.
-fn timer_ppi(
-    interrupts: &DeviceInterrupts<'_, '_>,
-    index: usize,
-) -> Result<Option<Ppi>, PlatformError> {
+fn timer_ppi(interrupts: &DeviceInterrupts<'_, '_>, index: usize) -> Result<Option<Ppi>, PlatformError> {
     let Some(resolved) = interrupts.resolve(index)? else {
         return Ok(None);
     };
-    let ppi = resolved
-        .on_gic_v3()
-        .and_then(|interrupt| interrupt.as_ppi());
-    ppi.map(Some)
-        .ok_or(PlatformError::TimerInterruptNotPpi { index })
+    let ppi = resolved.on_gic_v3().and_then(|interrupt| interrupt.as_ppi());
+    ppi.map(Some).ok_or(PlatformError::TimerInterruptNotPpi { index })
 }
 
 #[cfg(test)]
@@ -182,10 +150,7 @@ mod tests {
     use crate::platform::test_support::FdtBuilder;
 
     /// A root with a GICv3 (phandle 1) and a timer whose interrupts are `timer_interrupts`.
-    fn tree(
-        gic_extra: impl FnOnce(&mut FdtBuilder),
-        timer_interrupts: &[u32],
-    ) -> std::vec::Vec<u8> {
+    fn tree(gic_extra: impl FnOnce(&mut FdtBuilder), timer_interrupts: &[u32]) -> std::vec::Vec<u8> {
         let mut builder = FdtBuilder::new();
         builder.begin_node("");
         builder.property_u32s("#address-cells", &[2]);
@@ -216,10 +181,7 @@ mod tests {
                 gic.property_u32s("redistributor-stride", &[0, 0x4_0000]);
                 gic.property_u32s(
                     "reg",
-                    &[
-                        0, 0x800_0000, 0, 0x1_0000, 0, 0x810_0000, 0, 0x10_0000, 0, 0x900_0000, 0,
-                        0x20_0000,
-                    ],
+                    &[0, 0x800_0000, 0, 0x1_0000, 0, 0x810_0000, 0, 0x10_0000, 0, 0x900_0000, 0, 0x20_0000],
                 );
             },
             &TIMER_PPIS,
@@ -229,10 +191,7 @@ mod tests {
         assert_eq!(gic.distributor, PhysRange::new(0x800_0000, 0x1_0000));
         assert_eq!(
             gic.redistributor_regions.as_slice(),
-            [
-                PhysRange::new(0x810_0000, 0x10_0000),
-                PhysRange::new(0x900_0000, 0x20_0000)
-            ]
+            [PhysRange::new(0x810_0000, 0x10_0000), PhysRange::new(0x900_0000, 0x20_0000)]
         );
         assert_eq!(gic.redistributor_stride, Some(0x4_0000));
         assert_eq!(gic.maintenance_irq, None);
@@ -244,21 +203,12 @@ mod tests {
         let blob = tree(
             |gic| {
                 gic.property_u32s("#redistributor-regions", &[2]);
-                gic.property_u32s(
-                    "reg",
-                    &[0, 0x800_0000, 0, 0x1_0000, 0, 0x810_0000, 0, 0x10_0000],
-                );
+                gic.property_u32s("reg", &[0, 0x800_0000, 0, 0x1_0000, 0, 0x810_0000, 0, 0x10_0000]);
             },
             &TIMER_PPIS,
         );
         let tree = DeviceTree::parse(&blob).unwrap();
-        assert!(matches!(
-            gic(&tree),
-            Err(PlatformError::MalformedProperty {
-                property: "reg",
-                ..
-            })
-        ));
+        assert!(matches!(gic(&tree), Err(PlatformError::MalformedProperty { property: "reg", .. })));
     }
 
     #[test]
@@ -270,32 +220,20 @@ mod tests {
             &TIMER_PPIS,
         );
         let tree = DeviceTree::parse(&blob).unwrap();
-        assert!(matches!(
-            gic(&tree),
-            Err(PlatformError::CapacityExceeded { capacity: 8, .. })
-        ));
+        assert!(matches!(gic(&tree), Err(PlatformError::CapacityExceeded { capacity: 8, .. })));
     }
 
     #[test]
     fn maintenance_interrupt_must_be_a_ppi() {
         let blob = tree(
             |gic| {
-                gic.property_u32s(
-                    "reg",
-                    &[0, 0x800_0000, 0, 0x1_0000, 0, 0x810_0000, 0, 0x10_0000],
-                );
+                gic.property_u32s("reg", &[0, 0x800_0000, 0, 0x1_0000, 0, 0x810_0000, 0, 0x10_0000]);
                 gic.property_u32s("interrupts", &[0, 9, 4]);
             },
             &TIMER_PPIS,
         );
         let tree = DeviceTree::parse(&blob).unwrap();
-        assert!(matches!(
-            gic(&tree),
-            Err(PlatformError::MalformedProperty {
-                property: "interrupts",
-                ..
-            })
-        ));
+        assert!(matches!(gic(&tree), Err(PlatformError::MalformedProperty { property: "interrupts", .. })));
     }
 
     #[test]
@@ -303,13 +241,7 @@ mod tests {
         let blob = tree(|_| {}, &TIMER_PPIS);
         let tree = DeviceTree::parse(&blob).unwrap();
         let timer = timer(&tree).unwrap();
-        assert_eq!(
-            timer.secure_phys,
-            Ppi {
-                intid: 29,
-                trigger: TriggerType::Level
-            }
-        );
+        assert_eq!(timer.secure_phys, Ppi { intid: 29, trigger: TriggerType::Level });
         assert_eq!(timer.hyp_phys.intid, 26);
         assert_eq!(timer.hyp_virt, None);
         assert_eq!(timer.clock_frequency, None);
@@ -321,22 +253,13 @@ mod tests {
         interrupts[6] = 0; // the virtual timer becomes SPI 11
         let blob = tree(|_| {}, &interrupts);
         let tree = DeviceTree::parse(&blob).unwrap();
-        assert_eq!(
-            timer(&tree).unwrap_err(),
-            PlatformError::TimerInterruptNotPpi { index: 2 }
-        );
+        assert_eq!(timer(&tree).unwrap_err(), PlatformError::TimerInterruptNotPpi { index: 2 });
     }
 
     #[test]
     fn timer_with_too_few_interrupts_is_rejected() {
         let blob = tree(|_| {}, &TIMER_PPIS[..9]);
         let tree = DeviceTree::parse(&blob).unwrap();
-        assert!(matches!(
-            timer(&tree),
-            Err(PlatformError::MalformedProperty {
-                property: "interrupts",
-                ..
-            })
-        ));
+        assert!(matches!(timer(&tree), Err(PlatformError::MalformedProperty { property: "interrupts", .. })));
     }
 }

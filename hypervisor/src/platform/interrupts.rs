@@ -67,43 +67,25 @@ impl GicInterrupt {
             3 if number < 64 => (GicInterruptKind::ExtendedPpi, 1056 + number),
             _ => return None,
         };
-        Some(Self {
-            kind,
-            intid,
-            trigger: trigger_from_flags(flags),
-        })
+        Some(Self { kind, intid, trigger: trigger_from_flags(flags) })
     }
 
     /// This interrupt as a [`Ppi`], if it is one.
     pub fn as_ppi(&self) -> Option<Ppi> {
-        matches!(
-            self.kind,
-            GicInterruptKind::Ppi | GicInterruptKind::ExtendedPpi
-        )
-        .then_some(Ppi {
-            intid: self.intid,
-            trigger: self.trigger,
-        })
+        matches!(self.kind, GicInterruptKind::Ppi | GicInterruptKind::ExtendedPpi)
+            .then_some(Ppi { intid: self.intid, trigger: self.trigger })
     }
 
     /// The INTID if this is a (possibly extended) SPI.
     pub fn spi_intid(&self) -> Option<u32> {
-        matches!(
-            self.kind,
-            GicInterruptKind::Spi | GicInterruptKind::ExtendedSpi
-        )
-        .then_some(self.intid)
+        matches!(self.kind, GicInterruptKind::Spi | GicInterruptKind::ExtendedSpi).then_some(self.intid)
     }
 }
 
 /// Linux `IRQ_TYPE_*` flags: 1/2 are rising/falling edge, 4/8 high/low level.
 /// 0 ("none") is treated as level, the safe choice for a shared line.
 fn trigger_from_flags(flags: u32) -> TriggerType {
-    if flags & 0b0011 != 0 {
-        TriggerType::Edge
-    } else {
-        TriggerType::Level
-    }
+    if flags & 0b0011 != 0 { TriggerType::Edge } else { TriggerType::Level }
 }
 
 /// An interrupt followed to the controller that receives it.
@@ -116,11 +98,7 @@ pub struct ResolvedInterrupt<'a> {
 impl ResolvedInterrupt<'_> {
     /// The decoded interrupt if the controller is a GICv3.
     pub fn on_gic_v3(&self) -> Option<GicInterrupt> {
-        if self.controller.is_compatible("arm,gic-v3") {
-            GicInterrupt::from_specifier(&self.specifier)
-        } else {
-            None
-        }
+        if self.controller.is_compatible("arm,gic-v3") { GicInterrupt::from_specifier(&self.specifier) } else { None }
     }
 }
 
@@ -136,10 +114,7 @@ pub struct DeviceInterrupts<'t, 'a> {
 
 impl<'t, 'a> DeviceInterrupts<'t, 'a> {
     /// Finds `device`'s interrupt parent; `None` if it has no `interrupts`.
-    pub fn of(
-        tree: &'t DeviceTree<'a>,
-        device: NodeRef<'_, 'a>,
-    ) -> Result<Option<Self>, PlatformError> {
+    pub fn of(tree: &'t DeviceTree<'a>, device: NodeRef<'_, 'a>) -> Result<Option<Self>, PlatformError> {
         let Some(interrupts) = device.node.property("interrupts") else {
             return Ok(None);
         };
@@ -179,17 +154,14 @@ impl<'t, 'a> DeviceInterrupts<'t, 'a> {
             specifier.push(be_u32_at(self.interrupts, cell * 4).unwrap_or_default());
         }
         let unit_address = self.device_unit_address();
-        self.follow(self.parent.clone(), unit_address, specifier)
-            .map(Some)
+        self.follow(self.parent.clone(), unit_address, specifier).map(Some)
     }
 
     /// The first cells of the device's `reg`, zero-padded, which an
     /// `interrupt-map` may match on.
     fn device_unit_address(&self) -> Cells {
         let reg = self.device.property("reg").unwrap_or_default();
-        (0..self.parent_address_cells)
-            .map(|cell| be_u32_at(reg, cell * 4).unwrap_or(0))
-            .collect()
+        (0..self.parent_address_cells).map(|cell| be_u32_at(reg, cell * 4).unwrap_or(0)).collect()
     }
 
     fn follow(
@@ -201,17 +173,11 @@ impl<'t, 'a> DeviceInterrupts<'t, 'a> {
         for _ in 0..MAX_HOPS {
             let map = current.node.property("interrupt-map");
             if map.is_none() && current.node.has_property("interrupt-controller") {
-                return Ok(ResolvedInterrupt {
-                    controller: current.node,
-                    specifier,
-                });
+                return Ok(ResolvedInterrupt { controller: current.node, specifier });
             }
             let next = match map {
                 Some(map) => {
-                    let nexus = NexusKey {
-                        unit_address: &unit_address,
-                        specifier: &specifier,
-                    };
+                    let nexus = NexusKey { unit_address: &unit_address, specifier: &specifier };
                     nexus.map(self.tree, &current.node, map, self.device.error_name())?
                 }
                 None => {
@@ -226,52 +192,37 @@ impl<'t, 'a> DeviceInterrupts<'t, 'a> {
     }
 
     fn unresolved(&self, problem: &'static str) -> PlatformError {
-        PlatformError::UnresolvedInterrupt {
-            node: self.device.error_name(),
-            problem,
-        }
+        PlatformError::UnresolvedInterrupt { node: self.device.error_name(), problem }
     }
 }
 
 /// The interrupt parent of `node`: the first node with `#interrupt-cells`
 /// reached by following `interrupt-parent` phandles or, where a node has
 /// none, its parent node (Linux's `of_irq_find_parent`).
-fn interrupt_parent<'a>(
-    tree: &DeviceTree<'a>,
-    node: NodeRef<'_, 'a>,
-) -> Result<Located<'a>, PlatformError> {
-    let unresolved = |problem| PlatformError::UnresolvedInterrupt {
-        node: node.node.error_name(),
-        problem,
-    };
+fn interrupt_parent<'a>(tree: &DeviceTree<'a>, node: NodeRef<'_, 'a>) -> Result<Located<'a>, PlatformError> {
+    let unresolved = |problem| PlatformError::UnresolvedInterrupt { node: node.node.error_name(), problem };
     let mut current = node.to_located();
     for _ in 0..MAX_HOPS {
         let next = match current.node.property("interrupt-parent") {
             Some(_) => {
-                let phandle = current.node.u32_property("interrupt-parent").ok_or(
-                    PlatformError::MalformedProperty {
+                let phandle =
+                    current.node.u32_property("interrupt-parent").ok_or(PlatformError::MalformedProperty {
                         node: current.node.error_name(),
                         property: "interrupt-parent",
                         problem: "must be a single phandle cell",
-                    },
-                )?;
-                tree.find_phandle(phandle)?
-                    .ok_or(unresolved("interrupt-parent names a phandle no node has"))?
+                    })?;
+                tree.find_phandle(phandle)?.ok_or(unresolved("interrupt-parent names a phandle no node has"))?
             }
-            None => current
-                .as_ref()
-                .parent()
-                .ok_or(unresolved("no interrupt-parent anywhere up to the root"))?
-                .to_located(),
+            None => {
+                current.as_ref().parent().ok_or(unresolved("no interrupt-parent anywhere up to the root"))?.to_located()
+            }
         };
         if next.node.has_property("#interrupt-cells") {
             return Ok(next);
         }
         current = next;
     }
-    Err(unresolved(
-        "interrupt-parent chain is longer than 16 hops or cyclic",
-    ))
+    Err(unresolved("interrupt-parent chain is longer than 16 hops or cyclic"))
 }
 
 /// `#interrupt-cells` of `controller`, checked to be usable.
@@ -315,10 +266,7 @@ struct MapParent {
 
 impl NexusKey<'_> {
     fn cells(&self) -> impl Iterator<Item = u32> + '_ {
-        self.unit_address
-            .iter()
-            .chain(self.specifier.iter())
-            .copied()
+        self.unit_address.iter().chain(self.specifier.iter()).copied()
     }
 
     fn len(&self) -> usize {
@@ -334,20 +282,13 @@ impl NexusKey<'_> {
         map: &'a [u8],
         device: super::error::NodeName,
     ) -> Result<(Located<'a>, Cells, Cells), PlatformError> {
-        let malformed = |property, problem| PlatformError::MalformedProperty {
-            node: nexus.error_name(),
-            property,
-            problem,
-        };
+        let malformed =
+            |property, problem| PlatformError::MalformedProperty { node: nexus.error_name(), property, problem };
         let mask = nexus.property("interrupt-map-mask");
         if mask.is_some_and(|mask| mask.len() < self.len() * 4) {
-            return Err(malformed(
-                "interrupt-map-mask",
-                "shorter than unit address + specifier",
-            ));
+            return Err(malformed("interrupt-map-mask", "shorter than unit address + specifier"));
         }
-        let mask_cell =
-            |index: usize| mask.map_or(u32::MAX, |mask| be_u32_at(mask, index * 4).unwrap_or(0));
+        let mask_cell = |index: usize| mask.map_or(u32::MAX, |mask| be_u32_at(mask, index * 4).unwrap_or(0));
         let truncated = || malformed("interrupt-map", "entry runs past the end of the property");
 
         let mut cached: Option<MapParent> = None;
@@ -366,19 +307,15 @@ impl NexusKey<'_> {
                 _ => map_parent(tree, phandle, device)?,
             };
             cached = Some(parent);
-            let unit_address =
-                read_cell_list(map, offset, parent.address_cells).ok_or_else(truncated)?;
+            let unit_address = read_cell_list(map, offset, parent.address_cells).ok_or_else(truncated)?;
             offset += parent.address_cells * 4;
-            let specifier =
-                read_cell_list(map, offset, parent.interrupt_cells).ok_or_else(truncated)?;
+            let specifier = read_cell_list(map, offset, parent.interrupt_cells).ok_or_else(truncated)?;
             offset += parent.interrupt_cells * 4;
             if matches {
-                let located =
-                    tree.find_phandle(phandle)?
-                        .ok_or(PlatformError::UnresolvedInterrupt {
-                            node: device,
-                            problem: "interrupt-map names a phandle no node has",
-                        })?;
+                let located = tree.find_phandle(phandle)?.ok_or(PlatformError::UnresolvedInterrupt {
+                    node: device,
+                    problem: "interrupt-map names a phandle no node has",
+                })?;
                 return Ok((located, unit_address, specifier));
             }
         }
@@ -391,46 +328,27 @@ impl NexusKey<'_> {
 
 /// Looks up the cell counts of an `interrupt-map` parent. As in Linux, a
 /// parent without `#address-cells` contributes no unit-address cells.
-fn map_parent(
-    tree: &DeviceTree<'_>,
-    phandle: u32,
-    device: super::error::NodeName,
-) -> Result<MapParent, PlatformError> {
-    let unresolved = |problem| PlatformError::UnresolvedInterrupt {
-        node: device,
-        problem,
-    };
-    let parent = tree
-        .find_phandle(phandle)?
-        .ok_or(unresolved("interrupt-map names a phandle no node has"))?;
+fn map_parent(tree: &DeviceTree<'_>, phandle: u32, device: super::error::NodeName) -> Result<MapParent, PlatformError> {
+    let unresolved = |problem| PlatformError::UnresolvedInterrupt { node: device, problem };
+    let parent = tree.find_phandle(phandle)?.ok_or(unresolved("interrupt-map names a phandle no node has"))?;
     let interrupt_cells = match parent.node.u32_property("#interrupt-cells") {
         Some(cells @ 1..=4) => cells as usize,
         _ => {
-            return Err(unresolved(
-                "interrupt-map parent's #interrupt-cells is missing or not 1 to 4",
-            ));
+            return Err(unresolved("interrupt-map parent's #interrupt-cells is missing or not 1 to 4"));
         }
     };
     let address_cells = match parent.node.u32_property("#address-cells").unwrap_or(0) {
         cells @ 0..=4 => cells as usize,
         _ => {
-            return Err(unresolved(
-                "interrupt-map parent's #address-cells is larger than 4",
-            ));
+            return Err(unresolved("interrupt-map parent's #address-cells is larger than 4"));
         }
     };
-    Ok(MapParent {
-        phandle,
-        address_cells,
-        interrupt_cells,
-    })
+    Ok(MapParent { phandle, address_cells, interrupt_cells })
 }
 
 /// `count` cells starting at byte `offset`, if all are present.
 fn read_cell_list(bytes: &[u8], offset: usize, count: usize) -> Option<Cells> {
-    (0..count)
-        .map(|index| be_u32_at(bytes, offset + index * 4))
-        .collect()
+    (0..count).map(|index| be_u32_at(bytes, offset + index * 4)).collect()
 }
 
 #[cfg(test)]
@@ -446,50 +364,26 @@ mod tests {
         let Some(interrupts) = DeviceInterrupts::of(&tree, device.as_ref())? else {
             return Ok(None);
         };
-        Ok(interrupts
-            .resolve(0)?
-            .map(|resolved| (String::from(resolved.controller.name), resolved.specifier)))
+        Ok(interrupts.resolve(0)?.map(|resolved| (String::from(resolved.controller.name), resolved.specifier)))
     }
 
     #[test]
     fn decodes_gic_v3_specifiers() {
         let spi = GicInterrupt::from_specifier(&[0, 1, 4]).unwrap();
-        assert_eq!(
-            spi,
-            GicInterrupt {
-                kind: GicInterruptKind::Spi,
-                intid: 33,
-                trigger: TriggerType::Level
-            }
-        );
+        assert_eq!(spi, GicInterrupt { kind: GicInterruptKind::Spi, intid: 33, trigger: TriggerType::Level });
         assert_eq!(spi.as_ppi(), None);
         assert_eq!(spi.spi_intid(), Some(33));
 
         let ppi = GicInterrupt::from_specifier(&[1, 9, 1]).unwrap();
-        assert_eq!(
-            ppi.as_ppi(),
-            Some(Ppi {
-                intid: 25,
-                trigger: TriggerType::Edge
-            })
-        );
+        assert_eq!(ppi.as_ppi(), Some(Ppi { intid: 25, trigger: TriggerType::Edge }));
         assert_eq!(ppi.spi_intid(), None);
 
-        assert_eq!(
-            GicInterrupt::from_specifier(&[2, 0, 4]).unwrap().intid,
-            4096
-        );
-        assert_eq!(
-            GicInterrupt::from_specifier(&[3, 0, 4]).unwrap().intid,
-            1056
-        );
+        assert_eq!(GicInterrupt::from_specifier(&[2, 0, 4]).unwrap().intid, 4096);
+        assert_eq!(GicInterrupt::from_specifier(&[3, 0, 4]).unwrap().intid, 1056);
         assert_eq!(GicInterrupt::from_specifier(&[1, 16, 4]), None);
         assert_eq!(GicInterrupt::from_specifier(&[4, 0, 4]), None);
         assert_eq!(GicInterrupt::from_specifier(&[0, 1]), None);
-        assert_eq!(
-            GicInterrupt::from_specifier(&[1, 13, 8]).unwrap().trigger,
-            TriggerType::Level
-        );
+        assert_eq!(GicInterrupt::from_specifier(&[1, 13, 8]).unwrap().trigger, TriggerType::Level);
     }
 
     #[test]
@@ -509,12 +403,7 @@ mod tests {
         let (controller, specifier) = resolve_first(&blob, path).unwrap().unwrap();
         assert_eq!(controller, "interrupt-controller@2f000000");
         assert_eq!(specifier.as_slice(), [0, 5, 4]);
-        assert_eq!(
-            GicInterrupt::from_specifier(&specifier)
-                .unwrap()
-                .spi_intid(),
-            Some(37)
-        );
+        assert_eq!(GicInterrupt::from_specifier(&specifier).unwrap().spi_intid(), Some(37));
     }
 
     #[test]
@@ -528,10 +417,7 @@ mod tests {
         let path = "/bus@8000000/motherboard-bus@8000000/iofpga-bus@300000000/virtio@200000";
         assert!(matches!(
             resolve_first(&blob, path),
-            Err(PlatformError::UnresolvedInterrupt {
-                problem: "no interrupt-map entry matches the interrupt",
-                ..
-            })
+            Err(PlatformError::UnresolvedInterrupt { problem: "no interrupt-map entry matches the interrupt", .. })
         ));
     }
 
@@ -544,10 +430,7 @@ mod tests {
         builder.end_node();
         builder.end_node();
         let blob = builder.finish();
-        assert!(matches!(
-            resolve_first(&blob, "/device@0"),
-            Err(PlatformError::UnresolvedInterrupt { .. })
-        ));
+        assert!(matches!(resolve_first(&blob, "/device@0"), Err(PlatformError::UnresolvedInterrupt { .. })));
     }
 
     #[test]
@@ -569,9 +452,6 @@ mod tests {
         builder.end_node();
         builder.end_node();
         let blob = builder.finish();
-        assert!(matches!(
-            resolve_first(&blob, "/device@0"),
-            Err(PlatformError::UnresolvedInterrupt { .. })
-        ));
+        assert!(matches!(resolve_first(&blob, "/device@0"), Err(PlatformError::UnresolvedInterrupt { .. })));
     }
 }

@@ -8,9 +8,7 @@ use super::error::{NodeName, PlatformError};
 use super::{MAX_RAM_RANGES, MAX_RESERVED_RANGES, PhysRange, push_within_capacity};
 
 /// Every non-empty `reg` entry of the root's enabled memory nodes, sorted by base.
-pub(super) fn ram(
-    tree: &DeviceTree<'_>,
-) -> Result<ArrayVec<PhysRange, MAX_RAM_RANGES>, PlatformError> {
+pub(super) fn ram(tree: &DeviceTree<'_>) -> Result<ArrayVec<PhysRange, MAX_RAM_RANGES>, PlatformError> {
     let mut ram = ArrayVec::new();
     tree.for_each_node(|found| {
         if found.depth() != 1 || !is_memory_node(found.node) || !found.node.is_enabled() {
@@ -34,16 +32,13 @@ fn is_memory_node(node: &Node<'_>) -> bool {
 /// with a `reg`, sorted by base. Children that only ask for a dynamically
 /// placed `size` have nothing to reserve yet and are skipped; `no-map` is not
 /// distinguished because the hypervisor must not hand out either kind.
-pub(super) fn reserved(
-    tree: &DeviceTree<'_>,
-) -> Result<ArrayVec<PhysRange, MAX_RESERVED_RANGES>, PlatformError> {
+pub(super) fn reserved(tree: &DeviceTree<'_>) -> Result<ArrayVec<PhysRange, MAX_RESERVED_RANGES>, PlatformError> {
     const WHAT: &str = "reserved memory ranges";
     let mut reserved = ArrayVec::new();
     for entry in tree.memory_reservations() {
         let (base, size) = entry?;
-        let range = PhysRange::checked(base, size).ok_or(PlatformError::AddressOverflow {
-            node: NodeName::new("/memreserve/"),
-        })?;
+        let range = PhysRange::checked(base, size)
+            .ok_or(PlatformError::AddressOverflow { node: NodeName::new("/memreserve/") })?;
         push_non_empty(&mut reserved, range, WHAT)?;
     }
     tree.for_each_node(|found| {
@@ -72,10 +67,7 @@ mod tests {
     use super::*;
     use crate::platform::test_support::FdtBuilder;
 
-    fn tree_with_memory(
-        banks: &[(u64, u64)],
-        reserved_children: &[(u64, u64)],
-    ) -> std::vec::Vec<u8> {
+    fn tree_with_memory(banks: &[(u64, u64)], reserved_children: &[(u64, u64)]) -> std::vec::Vec<u8> {
         let mut builder = FdtBuilder::new();
         builder.reserve(0x4000_0000, 0x1000);
         builder.begin_node("");
@@ -84,12 +76,7 @@ mod tests {
         for (index, &(base, size)) in banks.iter().enumerate().rev() {
             builder.begin_node(&format!("memory@{index}"));
             builder.property_strings("device_type", &["memory"]);
-            let cells = [
-                (base >> 32) as u32,
-                base as u32,
-                (size >> 32) as u32,
-                size as u32,
-            ];
+            let cells = [(base >> 32) as u32, base as u32, (size >> 32) as u32, size as u32];
             builder.property_u32s("reg", &cells);
             builder.end_node();
         }
@@ -99,12 +86,7 @@ mod tests {
         builder.property("ranges", &[]);
         for &(base, size) in reserved_children {
             builder.begin_node("region");
-            let cells = [
-                (base >> 32) as u32,
-                base as u32,
-                (size >> 32) as u32,
-                size as u32,
-            ];
+            let cells = [(base >> 32) as u32, base as u32, (size >> 32) as u32, size as u32];
             builder.property_u32s("reg", &cells);
             builder.end_node();
         }
@@ -122,37 +104,22 @@ mod tests {
 
     #[test]
     fn ram_is_sorted_and_skips_empty_banks() {
-        let blob = tree_with_memory(
-            &[
-                (0x4000_0000, 0x1000_0000),
-                (0x1_0000_0000, 0),
-                (0x8000, 0x8000),
-            ],
-            &[],
-        );
+        let blob = tree_with_memory(&[(0x4000_0000, 0x1000_0000), (0x1_0000_0000, 0), (0x8000, 0x8000)], &[]);
         let tree = DeviceTree::parse(&blob).unwrap();
         assert_eq!(
             ram(&tree).unwrap().as_slice(),
-            [
-                PhysRange::new(0x8000, 0x8000),
-                PhysRange::new(0x4000_0000, 0x1000_0000)
-            ]
+            [PhysRange::new(0x8000, 0x8000), PhysRange::new(0x4000_0000, 0x1000_0000)]
         );
     }
 
     #[test]
     fn too_many_ram_banks_is_a_capacity_error() {
-        let banks: std::vec::Vec<_> = (0..=MAX_RAM_RANGES as u64)
-            .map(|i| (i << 32, 0x1000))
-            .collect();
+        let banks: std::vec::Vec<_> = (0..=MAX_RAM_RANGES as u64).map(|i| (i << 32, 0x1000)).collect();
         let blob = tree_with_memory(&banks, &[]);
         let tree = DeviceTree::parse(&blob).unwrap();
         assert_eq!(
             ram(&tree).unwrap_err(),
-            PlatformError::CapacityExceeded {
-                what: "RAM ranges",
-                capacity: MAX_RAM_RANGES
-            }
+            PlatformError::CapacityExceeded { what: "RAM ranges", capacity: MAX_RAM_RANGES }
         );
     }
 
@@ -169,10 +136,7 @@ mod tests {
         let tree = DeviceTree::parse(&blob).unwrap();
         assert_eq!(
             reserved(&tree).unwrap().as_slice(),
-            [
-                PhysRange::new(0x4000_0000, 0x1000),
-                PhysRange::new(0x4800_0000, 0x2000)
-            ]
+            [PhysRange::new(0x4000_0000, 0x1000), PhysRange::new(0x4800_0000, 0x2000)]
         );
     }
 }

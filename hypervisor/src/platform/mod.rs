@@ -183,10 +183,8 @@ impl<'a> Platform<'a> {
     pub fn from_fdt(fdt_addr: u64, blob: &'a [u8]) -> Result<Self, PlatformError> {
         let tree = devicetree::DeviceTree::parse(blob)?;
         let fdt_size = u64::try_from(tree.total_size()).unwrap_or(u64::MAX);
-        let fdt_range =
-            PhysRange::checked(fdt_addr, fdt_size).ok_or(PlatformError::AddressOverflow {
-                node: NodeName::new("/"),
-            })?;
+        let fdt_range = PhysRange::checked(fdt_addr, fdt_size)
+            .ok_or(PlatformError::AddressOverflow { node: NodeName::new("/") })?;
         let root = tree.find_path("/")?;
         let chosen = tree.find_path("/chosen")?;
         Ok(Self {
@@ -213,7 +211,11 @@ impl<'a> Platform<'a> {
 fn initrd(chosen: &devicetree::Node<'_>) -> Result<Option<PhysRange>, PlatformError> {
     fn address(node: &devicetree::Node<'_>, property: &'static str) -> Result<Option<u64>, PlatformError> {
         let Some(bytes) = node.property(property) else { return Ok(None) };
-        let malformed = PlatformError::MalformedProperty { node: node.error_name(), property, problem: "must be one or two 32-bit cells" };
+        let malformed = PlatformError::MalformedProperty {
+            node: node.error_name(),
+            property,
+            problem: "must be one or two 32-bit cells",
+        };
         match bytes.len() {
             4 => devicetree::be_u32_at(bytes, 0).map(|v| Some(u64::from(v))).ok_or(malformed),
             8 => devicetree::be_u64_at(bytes, 0).map(Some).ok_or(malformed),
@@ -239,24 +241,17 @@ fn push_within_capacity<T, const N: usize>(
     item: T,
     what: &'static str,
 ) -> Result<(), PlatformError> {
-    list.try_push(item)
-        .map_err(|_| PlatformError::CapacityExceeded { what, capacity: N })
+    list.try_push(item).map_err(|_| PlatformError::CapacityExceeded { what, capacity: N })
 }
 
 /// A one-cell property that may be absent but must be well-formed if present.
-fn optional_u32_property(
-    node: &devicetree::Node<'_>,
-    property: &'static str,
-) -> Result<Option<u32>, PlatformError> {
+fn optional_u32_property(node: &devicetree::Node<'_>, property: &'static str) -> Result<Option<u32>, PlatformError> {
     match node.property(property) {
         None => Ok(None),
-        Some(_) => node
-            .u32_property(property)
-            .map(Some)
-            .ok_or(PlatformError::MalformedProperty {
-                node: node.error_name(),
-                property,
-                problem: "must be a single 32-bit cell",
-            }),
+        Some(_) => node.u32_property(property).map(Some).ok_or(PlatformError::MalformedProperty {
+            node: node.error_name(),
+            property,
+            problem: "must be a single 32-bit cell",
+        }),
     }
 }

@@ -48,11 +48,7 @@ fn range_lines(f: &mut Formatter<'_>, label: &str, ranges: &[PhysRange]) -> fmt:
         return line(f, label, &"none");
     }
     for (index, range) in ranges.iter().enumerate() {
-        line(
-            f,
-            if index == 0 { label } else { "" },
-            &RangeWithSize(*range),
-        )?;
+        line(f, if index == 0 { label } else { "" }, &RangeWithSize(*range))?;
     }
     Ok(())
 }
@@ -65,12 +61,7 @@ impl Display for RangeWithSize {
         let PhysRange { base, size } = self.0;
         match size {
             0 => write!(f, "{base:#x} (empty)"),
-            _ => write!(
-                f,
-                "{base:#x}-{:#x} ({})",
-                base.saturating_add(size - 1),
-                ByteSize(size)
-            ),
+            _ => write!(f, "{base:#x}-{:#x} ({})", base.saturating_add(size - 1), ByteSize(size)),
         }
     }
 }
@@ -80,17 +71,9 @@ pub(super) struct ByteSize(pub u64);
 
 impl Display for ByteSize {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        const UNITS: [(u64, &str); 4] = [
-            (1 << 40, "TiB"),
-            (1 << 30, "GiB"),
-            (1 << 20, "MiB"),
-            (1 << 10, "KiB"),
-        ];
+        const UNITS: [(u64, &str); 4] = [(1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
         let bytes = self.0;
-        match UNITS
-            .iter()
-            .find(|&&(unit, _)| bytes != 0 && bytes.is_multiple_of(unit))
-        {
+        match UNITS.iter().find(|&&(unit, _)| bytes != 0 && bytes.is_multiple_of(unit)) {
             Some(&(unit, name)) => write!(f, "{} {name}", bytes / unit),
             None => write!(f, "{bytes} B"),
         }
@@ -99,11 +82,7 @@ impl Display for ByteSize {
 
 impl Display for Uart {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        let kind = if self.compatible_pl011 {
-            "PL011"
-        } else {
-            "non-PL011 UART"
-        };
+        let kind = if self.compatible_pl011 { "PL011" } else { "non-PL011 UART" };
         write!(f, "{kind} at {:#x} ({})", self.base, ByteSize(self.size))?;
         match self.intid {
             Some(intid) => write!(f, ", INTID {intid}"),
@@ -193,9 +172,6 @@ mod tests {
     fn ranges_print_inclusive_bounds() {
         let range = RangeWithSize(PhysRange::new(0x8000_0000, 0x8000_0000));
         assert_eq!(range.to_string(), "0x80000000-0xffffffff (2 GiB)");
-        assert_eq!(
-            RangeWithSize(PhysRange::new(0x1000, 0)).to_string(),
-            "0x1000 (empty)"
-        );
+        assert_eq!(RangeWithSize(PhysRange::new(0x1000, 0)).to_string(), "0x1000 (empty)");
     }
 }

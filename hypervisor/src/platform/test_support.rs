@@ -7,15 +7,10 @@ use std::vec::Vec;
 /// Reads `target/test-fixtures/<name>`, failing loudly when it is missing so
 /// a test can never pass by skipping its fixture.
 pub fn fixture(name: &str) -> Vec<u8> {
-    let path = format!(
-        "{}/../target/test-fixtures/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/../target/test-fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
     match std::fs::read(&path) {
         Ok(bytes) => bytes,
-        Err(_) => panic!(
-            "missing DTB fixture {path}: run `cargo xtask test`, which fetches and generates them"
-        ),
+        Err(_) => panic!("missing DTB fixture {path}: run `cargo xtask test`, which fetches and generates them"),
     }
 }
 
@@ -55,8 +50,7 @@ impl FdtBuilder {
     pub fn property(&mut self, name: &str, value: &[u8]) -> &mut Self {
         let name_offset = self.string_offset(name);
         self.token(3);
-        self.structure
-            .extend_from_slice(&(value.len() as u32).to_be_bytes());
+        self.structure.extend_from_slice(&(value.len() as u32).to_be_bytes());
         self.structure.extend_from_slice(&name_offset.to_be_bytes());
         self.structure.extend_from_slice(value);
         self.pad();
@@ -132,11 +126,7 @@ impl FdtBuilder {
 /// returning how many were replaced. Used to knock nodes out of real fixtures
 /// by breaking their `compatible` strings.
 pub fn replace_bytes(blob: &mut [u8], from: &[u8], to: &[u8]) -> usize {
-    assert_eq!(
-        from.len(),
-        to.len(),
-        "replacement must keep the blob layout"
-    );
+    assert_eq!(from.len(), to.len(), "replacement must keep the blob layout");
     let mut replaced = 0;
     let mut index = 0;
     while index + from.len() <= blob.len() {

@@ -18,10 +18,7 @@ fn parse(blob: &[u8]) -> Platform<'_> {
 }
 
 fn level_ppi(intid: u32) -> Ppi {
-    Ppi {
-        intid,
-        trigger: TriggerType::Level,
-    }
+    Ppi { intid, trigger: TriggerType::Level }
 }
 
 #[test]
@@ -42,10 +39,7 @@ fn qemu_memory() {
     let blob = fixture(QEMU);
     let platform = parse(&blob);
     assert_eq!(platform.fdt_range, PhysRange::new(FDT_ADDR, 0x10_0000));
-    assert_eq!(
-        platform.ram.as_slice(),
-        [PhysRange::new(0x4000_0000, 2 * GIB)]
-    );
+    assert_eq!(platform.ram.as_slice(), [PhysRange::new(0x4000_0000, 2 * GIB)]);
     // QEMU's tree has neither /memreserve/ entries nor /reserved-memory.
     assert!(platform.reserved.is_empty());
 }
@@ -55,10 +49,7 @@ fn qemu_gic() {
     let blob = fixture(QEMU);
     let gic = parse(&blob).gic;
     assert_eq!(gic.distributor, PhysRange::new(0x0800_0000, 0x1_0000));
-    assert_eq!(
-        gic.redistributor_regions.as_slice(),
-        [PhysRange::new(0x080a_0000, 0xf6_0000)]
-    );
+    assert_eq!(gic.redistributor_regions.as_slice(), [PhysRange::new(0x080a_0000, 0xf6_0000)]);
     assert_eq!(gic.redistributor_stride, None);
     assert_eq!(gic.maintenance_irq, Some(level_ppi(25)));
     assert_eq!(gic.its, Some(PhysRange::new(0x0808_0000, 0x2_0000)));
@@ -68,15 +59,7 @@ fn qemu_gic() {
 fn qemu_console_via_stdout_path() {
     let blob = fixture(QEMU);
     let uart = parse(&blob).console.expect("console");
-    assert_eq!(
-        uart,
-        Uart {
-            base: 0x0900_0000,
-            size: 0x1000,
-            intid: Some(33),
-            compatible_pl011: true
-        }
-    );
+    assert_eq!(uart, Uart { base: 0x0900_0000, size: 0x1000, intid: Some(33), compatible_pl011: true });
 }
 
 #[test]
@@ -100,13 +83,7 @@ fn qemu_timer() {
 fn qemu_psci_cpus_and_strings() {
     let blob = fixture(QEMU);
     let platform = parse(&blob);
-    assert_eq!(
-        platform.psci,
-        Some(Psci {
-            conduit: PsciConduit::Smc,
-            version_compatible: PsciCompat::V1_0
-        })
-    );
+    assert_eq!(platform.psci, Some(Psci { conduit: PsciConduit::Smc, version_compatible: PsciCompat::V1_0 }));
     let mpidrs: Vec<u64> = platform.cpus.iter().map(|cpu| cpu.mpidr).collect();
     assert_eq!(mpidrs, [0, 1, 2, 3]);
     assert_eq!(platform.model, Some("linux,dummy-virt"));
@@ -117,17 +94,8 @@ fn qemu_psci_cpus_and_strings() {
 fn fvp_memory_and_reservations() {
     let blob = fixture(FVP);
     let platform = parse(&blob);
-    assert_eq!(
-        platform.fdt_range,
-        PhysRange::new(FDT_ADDR, blob.len() as u64)
-    );
-    assert_eq!(
-        platform.ram.as_slice(),
-        [
-            PhysRange::new(0x8000_0000, 2 * GIB),
-            PhysRange::new(0x8_8000_0000, 2 * GIB)
-        ]
-    );
+    assert_eq!(platform.fdt_range, PhysRange::new(FDT_ADDR, blob.len() as u64));
+    assert_eq!(platform.ram.as_slice(), [PhysRange::new(0x8000_0000, 2 * GIB), PhysRange::new(0x8_8000_0000, 2 * GIB)]);
     assert_eq!(
         platform.reserved.as_slice(),
         [
@@ -142,19 +110,8 @@ fn fvp_cpus_and_psci() {
     let blob = fixture(FVP);
     let platform = parse(&blob);
     let mpidrs: Vec<u64> = platform.cpus.iter().map(|cpu| cpu.mpidr).collect();
-    assert_eq!(
-        mpidrs,
-        [
-            0x0, 0x100, 0x200, 0x300, 0x1_0000, 0x1_0100, 0x1_0200, 0x1_0300
-        ]
-    );
-    assert_eq!(
-        platform.psci,
-        Some(Psci {
-            conduit: PsciConduit::Smc,
-            version_compatible: PsciCompat::V0_2
-        })
-    );
+    assert_eq!(mpidrs, [0x0, 0x100, 0x200, 0x300, 0x1_0000, 0x1_0100, 0x1_0200, 0x1_0300]);
+    assert_eq!(platform.psci, Some(Psci { conduit: PsciConduit::Smc, version_compatible: PsciCompat::V0_2 }));
     assert_eq!(platform.model, Some("FVP Base RevC"));
 }
 
@@ -163,10 +120,7 @@ fn fvp_gic() {
     let blob = fixture(FVP);
     let gic = parse(&blob).gic;
     assert_eq!(gic.distributor, PhysRange::new(0x2f00_0000, 0x1_0000));
-    assert_eq!(
-        gic.redistributor_regions.as_slice(),
-        [PhysRange::new(0x2f10_0000, 0x20_0000)]
-    );
+    assert_eq!(gic.redistributor_regions.as_slice(), [PhysRange::new(0x2f10_0000, 0x20_0000)]);
     assert_eq!(gic.redistributor_stride, None);
     assert_eq!(gic.maintenance_irq, Some(level_ppi(25)));
     assert_eq!(gic.its, Some(PhysRange::new(0x2f02_0000, 0x2_0000)));
@@ -195,15 +149,7 @@ fn fvp_console_is_uart0_translated_through_ranges_and_interrupt_map() {
     let uart = parse(&blob).console.expect("console");
     // serial@90000 on iofpga-bus (CS3 of the motherboard bus, at 0x1c000000);
     // its `interrupts = <5>` maps through bus@8000000's interrupt-map to SPI 5.
-    assert_eq!(
-        uart,
-        Uart {
-            base: 0x1c09_0000,
-            size: 0x1000,
-            intid: Some(37),
-            compatible_pl011: true
-        }
-    );
+    assert_eq!(uart, Uart { base: 0x1c09_0000, size: 0x1000, intid: Some(37), compatible_pl011: true });
 }
 
 #[test]
@@ -223,10 +169,7 @@ fn summary_names_every_component() {
         "  CPUs       8: 0x0 0x100 0x200 0x300 0x10000 0x10100 0x10200 0x10300",
     ];
     for expected in expected_lines {
-        assert!(
-            summary.lines().any(|line| line == expected),
-            "missing {expected:?} in:\n{summary}"
-        );
+        assert!(summary.lines().any(|line| line == expected), "missing {expected:?} in:\n{summary}");
     }
     assert!(!summary.ends_with('\n'));
 
@@ -239,19 +182,10 @@ fn summary_names_every_component() {
 
 #[test]
 fn empty_and_garbage_blobs_are_rejected() {
-    assert_eq!(
-        Platform::from_fdt(0, &[]),
-        Err(PlatformError::HeaderTruncated { available: 0 })
-    );
-    assert_eq!(
-        Platform::from_fdt(0, &[0; 64]),
-        Err(PlatformError::BadMagic { found: 0 })
-    );
+    assert_eq!(Platform::from_fdt(0, &[]), Err(PlatformError::HeaderTruncated { available: 0 }));
+    assert_eq!(Platform::from_fdt(0, &[0; 64]), Err(PlatformError::BadMagic { found: 0 }));
     let text = b"this is certainly not a flattened device tree, just text";
-    assert!(matches!(
-        Platform::from_fdt(0, text),
-        Err(PlatformError::BadMagic { .. })
-    ));
+    assert!(matches!(Platform::from_fdt(0, text), Err(PlatformError::BadMagic { .. })));
 }
 
 #[test]
@@ -259,10 +193,7 @@ fn truncated_blob_is_rejected() {
     let blob = fixture(QEMU);
     assert_eq!(
         Platform::from_fdt(0, &blob[..4096]),
-        Err(PlatformError::BlobTruncated {
-            total_size: 0x10_0000,
-            available: 4096
-        })
+        Err(PlatformError::BlobTruncated { total_size: 0x10_0000, available: 4096 })
     );
 }
 
@@ -276,25 +207,13 @@ fn with_header_field(mut blob: Vec<u8>, index: usize, value: u32) -> Vec<u8> {
 fn inconsistent_headers_are_rejected() {
     let blob = fixture(FVP);
     let structure_far_away = with_header_field(blob.clone(), 2, 0xffff_fff0);
-    assert_eq!(
-        Platform::from_fdt(0, &structure_far_away),
-        Err(PlatformError::BlockOutOfBounds { block: "structure" })
-    );
+    assert_eq!(Platform::from_fdt(0, &structure_far_away), Err(PlatformError::BlockOutOfBounds { block: "structure" }));
     let strings_too_long = with_header_field(blob.clone(), 8, 0x10_0000);
-    assert_eq!(
-        Platform::from_fdt(0, &strings_too_long),
-        Err(PlatformError::BlockOutOfBounds { block: "strings" })
-    );
+    assert_eq!(Platform::from_fdt(0, &strings_too_long), Err(PlatformError::BlockOutOfBounds { block: "strings" }));
     let old_version = with_header_field(blob.clone(), 5, 16);
-    assert!(matches!(
-        Platform::from_fdt(0, &old_version),
-        Err(PlatformError::UnsupportedVersion { version: 16, .. })
-    ));
+    assert!(matches!(Platform::from_fdt(0, &old_version), Err(PlatformError::UnsupportedVersion { version: 16, .. })));
     let tiny_total = with_header_field(blob, 1, 8);
-    assert_eq!(
-        Platform::from_fdt(0, &tiny_total),
-        Err(PlatformError::TotalSizeTooSmall { total_size: 8 })
-    );
+    assert_eq!(Platform::from_fdt(0, &tiny_total), Err(PlatformError::TotalSizeTooSmall { total_size: 8 }));
 }
 
 #[test]
@@ -305,10 +224,7 @@ fn corrupt_structure_token_is_reported_with_its_offset() {
     // first property token follows. Turn it into an unknown token.
     let corrupt = with_header_field(blob, (structure + 8) / 4, 0x77);
     let error = Platform::from_fdt(0, &corrupt).unwrap_err();
-    assert!(
-        matches!(error, PlatformError::MalformedStructure { offset: 8, .. }),
-        "unexpected {error:?}"
-    );
+    assert!(matches!(error, PlatformError::MalformedStructure { offset: 8, .. }), "unexpected {error:?}");
     assert!(error.to_string().contains("offset 0x8"), "{error}");
 }
 
@@ -320,11 +236,7 @@ fn be_word(blob: &[u8], offset: usize) -> usize {
 fn tree_without_gic_v3_is_rejected() {
     for name in [QEMU, FVP] {
         let mut blob = fixture(name);
-        assert_eq!(
-            replace_bytes(&mut blob, b"arm,gic-v3\0", b"arm,gic-v9\0"),
-            1,
-            "{name}"
-        );
+        assert_eq!(replace_bytes(&mut blob, b"arm,gic-v3\0", b"arm,gic-v9\0"), 1, "{name}");
         let error = Platform::from_fdt(0, &blob).unwrap_err();
         assert_eq!(error, PlatformError::MissingGicV3, "{name}");
         assert!(error.to_string().contains("\"arm,gic-v3\""));
@@ -334,21 +246,12 @@ fn tree_without_gic_v3_is_rejected() {
 #[test]
 fn tree_without_timer_is_rejected_but_armv7_fallback_is_used() {
     let mut fvp = fixture(FVP);
-    assert_eq!(
-        replace_bytes(&mut fvp, b"arm,armv8-timer\0", b"arm,armv9-timer\0"),
-        1
-    );
-    assert_eq!(
-        Platform::from_fdt(0, &fvp),
-        Err(PlatformError::MissingTimer)
-    );
+    assert_eq!(replace_bytes(&mut fvp, b"arm,armv8-timer\0", b"arm,armv9-timer\0"), 1);
+    assert_eq!(Platform::from_fdt(0, &fvp), Err(PlatformError::MissingTimer));
 
     // QEMU lists "arm,armv8-timer", "arm,armv7-timer": the second still matches.
     let mut qemu = fixture(QEMU);
-    assert_eq!(
-        replace_bytes(&mut qemu, b"arm,armv8-timer\0", b"arm,armv9-timer\0"),
-        1
-    );
+    assert_eq!(replace_bytes(&mut qemu, b"arm,armv8-timer\0", b"arm,armv9-timer\0"), 1);
     assert_eq!(parse(&qemu).timer.hyp_virt, Some(level_ppi(28)));
 }
 
@@ -357,21 +260,10 @@ fn console_falls_back_to_the_next_pl011() {
     // Break UART0's `compatible` (the first "arm,pl011" in DTB order), so the
     // search for the first PL011 must land on UART1: serial@a0000, SPI 6.
     let mut blob = fixture(FVP);
-    let uart0 = blob
-        .windows(10)
-        .position(|window| window == b"arm,pl011\0")
-        .expect("a PL011");
+    let uart0 = blob.windows(10).position(|window| window == b"arm,pl011\0").expect("a PL011");
     blob[uart0..uart0 + 9].copy_from_slice(b"arm,pl0xx");
     let uart = parse(&blob).console.expect("console");
-    assert_eq!(
-        uart,
-        Uart {
-            base: 0x1c0a_0000,
-            size: 0x1000,
-            intid: Some(38),
-            compatible_pl011: true
-        }
-    );
+    assert_eq!(uart, Uart { base: 0x1c0a_0000, size: 0x1000, intid: Some(38), compatible_pl011: true });
 }
 
 /// Tiny deterministic PRNG so the corruption test is reproducible.
@@ -401,10 +293,7 @@ fn corrupted_blobs_never_panic() {
             let mut blob = original.clone();
             blob[offset] = value;
             let outcome = std::panic::catch_unwind(|| parse_and_format(&blob));
-            assert!(
-                outcome.is_ok(),
-                "panicked with byte {offset:#x} set to {value:#x}"
-            );
+            assert!(outcome.is_ok(), "panicked with byte {offset:#x} set to {value:#x}");
         }
     }
     let mut random = XorShift(0x9e37_79b9_7f4a_7c15);
@@ -415,10 +304,7 @@ fn corrupted_blobs_never_panic() {
             blob[offset] = random.next() as u8;
         }
         let outcome = std::panic::catch_unwind(|| parse_and_format(&blob));
-        assert!(
-            outcome.is_ok(),
-            "panicked in random corruption round {round}"
-        );
+        assert!(outcome.is_ok(), "panicked in random corruption round {round}");
     }
 }
 

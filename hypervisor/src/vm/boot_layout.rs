@@ -51,7 +51,12 @@ impl core::fmt::Display for LayoutError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::TooSmall { needed, ram } => {
-                write!(f, "kernel, initrd and DTB need {} KiB of guest RAM, the VM has {} KiB", needed / 1024, ram / 1024)
+                write!(
+                    f,
+                    "kernel, initrd and DTB need {} KiB of guest RAM, the VM has {} KiB",
+                    needed / 1024,
+                    ram / 1024
+                )
             }
         }
     }
@@ -59,7 +64,12 @@ impl core::fmt::Display for LayoutError {
 
 /// Places a kernel (`header`), an initrd of `initrd_len` bytes and a DTB in RAM
 /// `[ram_base, ram_base + ram_size)`.
-pub fn layout(ram_base: u64, ram_size: u64, header: &KernelHeader, initrd_len: Option<u64>) -> Result<BootLayout, LayoutError> {
+pub fn layout(
+    ram_base: u64,
+    ram_size: u64,
+    header: &KernelHeader,
+    initrd_len: Option<u64>,
+) -> Result<BootLayout, LayoutError> {
     let kernel = ram_base.next_multiple_of(ALIGN_2M) + header.text_offset;
     let kernel_end = kernel + header.footprint;
     let initrd = initrd_len.map(|len| {

@@ -66,9 +66,7 @@ impl GuestLayout {
     /// The one redistributor region: every vCPU's frame, back to back.
     /// `None` if its size or end does not fit in 64 bits.
     pub fn redistributor_region(&self) -> Option<(u64, u64)> {
-        let size = u64::try_from(self.vcpus)
-            .ok()?
-            .checked_mul(Self::GICR_FRAME_SIZE)?;
+        let size = u64::try_from(self.vcpus).ok()?.checked_mul(Self::GICR_FRAME_SIZE)?;
         self.gicr_base.checked_add(size)?;
         Some((self.gicr_base, size))
     }
@@ -124,17 +122,12 @@ impl fmt::Display for GuestDtbError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NoVcpus => write!(f, "a VM needs at least one vCPU"),
-            Self::TooManyVcpus { vcpus } => write!(
-                f,
-                "{vcpus} vCPUs, but MPIDR Aff0 numbers at most {}",
-                GuestLayout::MAX_VCPUS
-            ),
+            Self::TooManyVcpus { vcpus } => {
+                write!(f, "{vcpus} vCPUs, but MPIDR Aff0 numbers at most {}", GuestLayout::MAX_VCPUS)
+            }
             Self::EmptyRam => write!(f, "a VM needs some RAM"),
             Self::AddressOverflow { region } => {
-                write!(
-                    f,
-                    "the {region} region runs past the end of the address space"
-                )
+                write!(f, "the {region} region runs past the end of the address space")
             }
             Self::Overlap { first, second } => {
                 write!(f, "the {first} and {second} regions overlap")
@@ -142,10 +135,7 @@ impl fmt::Display for GuestDtbError {
             Self::UartIntidNotSpi { intid } => write!(f, "UART INTID {intid} is not an SPI"),
             Self::BootargsContainNul => write!(f, "the kernel command line contains a NUL byte"),
             Self::InitrdOutsideRam { start, end } => {
-                write!(
-                    f,
-                    "initrd {start:#x}..{end:#x} is not a range within guest RAM"
-                )
+                write!(f, "initrd {start:#x}..{end:#x} is not a range within guest RAM")
             }
             Self::Writer(error) => write!(f, "device tree writer: {error}"),
         }
@@ -193,11 +183,7 @@ pub fn generate(layout: &GuestLayout, boot: &GuestBoot<'_>) -> Result<Vec<u8>, G
     // PSCI 1.0 through the hypervisor. "arm,psci" (0.1) needs the function
     // IDs spelled out; they are the standard 0.2 ones, as QEMU gives them.
     let psci = fdt.begin_node("psci")?;
-    string_list(
-        &mut fdt,
-        "compatible",
-        &["arm,psci-1.0", "arm,psci-0.2", "arm,psci"],
-    )?;
+    string_list(&mut fdt, "compatible", &["arm,psci-1.0", "arm,psci-0.2", "arm,psci"])?;
     fdt.property_string("method", "hvc")?;
     fdt.property_u32("cpu_suspend", 0xc400_0001)?;
     fdt.property_u32("cpu_off", 0x8400_0002)?;
@@ -237,20 +223,13 @@ pub fn generate(layout: &GuestLayout, boot: &GuestBoot<'_>) -> Result<Vec<u8>, G
     fdt.property_u32("#size-cells", 2)?;
     fdt.property_null("ranges")?;
     fdt.property_u32("#redistributor-regions", 1)?;
-    fdt.property_array_u64(
-        "reg",
-        &[layout.gicd_base, GuestLayout::GICD_SIZE, gicr.0, gicr.1],
-    )?;
+    fdt.property_array_u64("reg", &[layout.gicd_base, GuestLayout::GICD_SIZE, gicr.0, gicr.1])?;
     fdt.property_array_u32("interrupts", &[GIC_PPI, MAINTENANCE_PPI, IRQ_LEVEL_HIGH])?;
     fdt.property_phandle(GIC_PHANDLE)?;
     fdt.end_node(gic)?;
 
     let timer = fdt.begin_node("timer")?;
-    string_list(
-        &mut fdt,
-        "compatible",
-        &["arm,armv8-timer", "arm,armv7-timer"],
-    )?;
+    string_list(&mut fdt, "compatible", &["arm,armv8-timer", "arm,armv7-timer"])?;
     let interrupts = TIMER_PPIS.map(|ppi| [GIC_PPI, ppi, IRQ_LEVEL_HIGH]);
     fdt.property_array_u32("interrupts", interrupts.as_flattened())?;
     // The counter keeps running in every power state the guest can enter.
@@ -273,10 +252,7 @@ pub fn generate(layout: &GuestLayout, boot: &GuestBoot<'_>) -> Result<Vec<u8>, G
     let uart = fdt.begin_node(&uart_node)?;
     string_list(&mut fdt, "compatible", &["arm,pl011", "arm,primecell"])?;
     fdt.property_array_u64("reg", &[layout.uart_base, GuestLayout::UART_SIZE])?;
-    fdt.property_array_u32(
-        "interrupts",
-        &[GIC_SPI, layout.uart_intid - 32, IRQ_LEVEL_HIGH],
-    )?;
+    fdt.property_array_u32("interrupts", &[GIC_SPI, layout.uart_intid - 32, IRQ_LEVEL_HIGH])?;
     fdt.property_array_u32("clocks", &[CLOCK_PHANDLE, CLOCK_PHANDLE])?;
     string_list(&mut fdt, "clock-names", &["uartclk", "apb_pclk"])?;
     fdt.end_node(uart)?;
@@ -321,19 +297,13 @@ fn validate(layout: &GuestLayout, boot: &GuestBoot<'_>) -> Result<(u64, u64), Gu
         return Err(GuestDtbError::EmptyRam);
     }
     if !(32..=1019).contains(&layout.uart_intid) {
-        return Err(GuestDtbError::UartIntidNotSpi {
-            intid: layout.uart_intid,
-        });
+        return Err(GuestDtbError::UartIntidNotSpi { intid: layout.uart_intid });
     }
     if boot.bootargs.contains('\0') {
         return Err(GuestDtbError::BootargsContainNul);
     }
 
-    let gicr = layout
-        .redistributor_region()
-        .ok_or(GuestDtbError::AddressOverflow {
-            region: "GIC redistributor",
-        })?;
+    let gicr = layout.redistributor_region().ok_or(GuestDtbError::AddressOverflow { region: "GIC redistributor" })?;
     let regions = [
         ("RAM", layout.ram_base, layout.ram_size),
         ("GIC distributor", layout.gicd_base, GuestLayout::GICD_SIZE),
@@ -342,17 +312,12 @@ fn validate(layout: &GuestLayout, boot: &GuestBoot<'_>) -> Result<(u64, u64), Gu
     ];
     let mut ends = [0; 4];
     for (end, &(region, base, size)) in ends.iter_mut().zip(&regions) {
-        *end = base
-            .checked_add(size)
-            .ok_or(GuestDtbError::AddressOverflow { region })?;
+        *end = base.checked_add(size).ok_or(GuestDtbError::AddressOverflow { region })?;
     }
     for i in 0..regions.len() {
         for j in i + 1..regions.len() {
             if regions[i].1 < ends[j] && regions[j].1 < ends[i] {
-                return Err(GuestDtbError::Overlap {
-                    first: regions[i].0,
-                    second: regions[j].0,
-                });
+                return Err(GuestDtbError::Overlap { first: regions[i].0, second: regions[j].0 });
             }
         }
     }
@@ -378,31 +343,19 @@ fn string_list(fdt: &mut FdtWriter, name: &str, strings: &[&str]) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::platform::{
-        PhysRange, Platform, Ppi, Psci, PsciCompat, PsciConduit, TriggerType, Uart,
-    };
+    use crate::platform::{PhysRange, Platform, Ppi, Psci, PsciCompat, PsciConduit, TriggerType, Uart};
 
     const MIB: u64 = 1 << 20;
     const INITRD: (u64, u64) = (0x4200_0000, 0x4212_3456);
 
     fn boot() -> GuestBoot<'static> {
-        GuestBoot {
-            bootargs: "console=ttyAMA0 earlycon rdinit=/init",
-            initrd: Some(INITRD),
-            ..GuestBoot::default()
-        }
+        GuestBoot { bootargs: "console=ttyAMA0 earlycon rdinit=/init", initrd: Some(INITRD), ..GuestBoot::default() }
     }
 
     /// A property's value as big-endian 32-bit cells.
     fn cells(node: fdt::node::FdtNode<'_, '_>, name: &str) -> Vec<u32> {
-        let value = node
-            .property(name)
-            .unwrap_or_else(|| panic!("{} has no {name}", node.name))
-            .value;
-        value
-            .chunks_exact(4)
-            .map(|cell| u32::from_be_bytes(cell.try_into().unwrap()))
-            .collect()
+        let value = node.property(name).unwrap_or_else(|| panic!("{} has no {name}", node.name)).value;
+        value.chunks_exact(4).map(|cell| u32::from_be_bytes(cell.try_into().unwrap())).collect()
     }
 
     fn u64_property(node: fdt::node::FdtNode<'_, '_>, name: &str) -> u64 {
@@ -413,10 +366,7 @@ mod tests {
     fn strings(node: fdt::node::FdtNode<'_, '_>, name: &str) -> Vec<String> {
         let value = node.property(name).unwrap().value;
         let value = value.strip_suffix(&[0]).unwrap();
-        value
-            .split(|&b| b == 0)
-            .map(|s| String::from_utf8(s.to_vec()).unwrap())
-            .collect()
+        value.split(|&b| b == 0).map(|s| String::from_utf8(s.to_vec()).unwrap()).collect()
     }
 
     /// Checks the blob with the independent `fdt` crate.
@@ -436,10 +386,7 @@ mod tests {
         assert_eq!(cpus.len(), vcpus);
         for (n, cpu) in cpus.iter().enumerate() {
             assert_eq!(cpu.ids().first(), n);
-            assert_eq!(
-                cpu.property("enable-method").unwrap().as_str(),
-                Some("psci")
-            );
+            assert_eq!(cpu.property("enable-method").unwrap().as_str(), Some("psci"));
             assert_eq!(cpu.property("device_type").unwrap().as_str(), Some("cpu"));
         }
 
@@ -452,38 +399,21 @@ mod tests {
         assert!(gic.property("interrupt-controller").is_some());
         assert_eq!(cells(gic, "#interrupt-cells"), [3]);
         assert_eq!(cells(gic, "#redistributor-regions"), [1]);
-        let regions: Vec<_> = gic
-            .reg()
-            .unwrap()
-            .map(|r| (r.starting_address as u64, r.size.unwrap() as u64))
-            .collect();
-        assert_eq!(
-            regions,
-            [
-                (0x0800_0000, 0x1_0000),
-                (0x080A_0000, vcpus as u64 * 0x2_0000)
-            ]
-        );
+        let regions: Vec<_> = gic.reg().unwrap().map(|r| (r.starting_address as u64, r.size.unwrap() as u64)).collect();
+        assert_eq!(regions, [(0x0800_0000, 0x1_0000), (0x080A_0000, vcpus as u64 * 0x2_0000)]);
         assert_eq!(cells(gic, "interrupts"), [1, 9, 4]);
         assert!(tree.find_compatible(&["arm,gic-v3-its"]).is_none());
         let gic_phandle = cells(gic, "phandle")[0];
         assert_eq!(cells(root, "interrupt-parent"), [gic_phandle]);
 
         let timer = tree.find_compatible(&["arm,armv8-timer"]).unwrap();
-        assert_eq!(
-            cells(timer, "interrupts"),
-            [1, 13, 4, 1, 14, 4, 1, 11, 4, 1, 10, 4]
-        );
+        assert_eq!(cells(timer, "interrupts"), [1, 13, 4, 1, 14, 4, 1, 11, 4, 1, 10, 4]);
         assert!(timer.property("always-on").is_some());
 
         let uart = tree.find_compatible(&["arm,pl011"]).unwrap();
         assert_eq!(uart.name, "pl011@9000000");
         assert_eq!(strings(uart, "compatible"), ["arm,pl011", "arm,primecell"]);
-        let reg: Vec<_> = uart
-            .reg()
-            .unwrap()
-            .map(|r| (r.starting_address as u64, r.size))
-            .collect();
+        let reg: Vec<_> = uart.reg().unwrap().map(|r| (r.starting_address as u64, r.size)).collect();
         assert_eq!(reg, [(0x0900_0000, Some(0x1000))]);
         assert_eq!(cells(uart, "interrupts"), [0, 1, 4]);
         assert_eq!(strings(uart, "clock-names"), ["uartclk", "apb_pclk"]);
@@ -494,16 +424,10 @@ mod tests {
             assert_eq!(cells(clock, "clock-frequency"), [24_000_000]);
             assert_eq!(cells(clock, "#clock-cells"), [0]);
         }
-        assert_eq!(
-            tree.aliases().unwrap().resolve("serial0"),
-            Some("/pl011@9000000")
-        );
+        assert_eq!(tree.aliases().unwrap().resolve("serial0"), Some("/pl011@9000000"));
 
         let chosen = tree.chosen();
-        assert_eq!(
-            chosen.bootargs(),
-            Some(boot.bootargs).filter(|args| !args.is_empty())
-        );
+        assert_eq!(chosen.bootargs(), Some(boot.bootargs).filter(|args| !args.is_empty()));
         assert_eq!(chosen.stdout().unwrap().name, "pl011@9000000");
         let chosen = tree.find_node("/chosen").unwrap();
         match boot.initrd {
@@ -513,99 +437,46 @@ mod tests {
             }
             None => assert!(chosen.property("linux,initrd-start").is_none()),
         }
-        assert_eq!(
-            chosen.property("kaslr-seed").is_some(),
-            boot.kaslr_seed.is_some()
-        );
+        assert_eq!(chosen.property("kaslr-seed").is_some(), boot.kaslr_seed.is_some());
 
         // Only what the VM has, in the order written.
         let names: Vec<String> = tree.all_nodes().map(|node| node.name.to_string()).collect();
-        let mut expected: Vec<String> = ["/", "psci", "memory@40000000", "cpus"]
-            .map(String::from)
-            .to_vec();
+        let mut expected: Vec<String> = ["/", "psci", "memory@40000000", "cpus"].map(String::from).to_vec();
         expected.extend((0..vcpus).map(|n| format!("cpu@{n:x}")));
-        expected.extend(
-            [
-                "intc@8000000",
-                "timer",
-                "apb-pclk",
-                "pl011@9000000",
-                "aliases",
-                "chosen",
-            ]
-            .map(String::from),
-        );
+        expected.extend(["intc@8000000", "timer", "apb-pclk", "pl011@9000000", "aliases", "chosen"].map(String::from));
         assert_eq!(names, expected);
     }
 
     /// Checks the blob with the hypervisor's own platform parser.
     fn check_with_platform_parser(blob: &[u8], ram_size: u64, vcpus: usize, boot: &GuestBoot<'_>) {
         let platform = Platform::from_fdt(0x4000_0000, blob).unwrap();
-        assert_eq!(
-            platform.model,
-            Some("mte-hypervisor guest (linux,dummy-virt)")
-        );
-        assert_eq!(
-            platform.ram.as_slice(),
-            [PhysRange::new(0x4000_0000, ram_size)]
-        );
+        assert_eq!(platform.model, Some("mte-hypervisor guest (linux,dummy-virt)"));
+        assert_eq!(platform.ram.as_slice(), [PhysRange::new(0x4000_0000, ram_size)]);
         assert!(platform.reserved.is_empty());
         assert_eq!(
             platform.console,
-            Some(Uart {
-                base: 0x0900_0000,
-                size: 0x1000,
-                intid: Some(33),
-                compatible_pl011: true
-            })
+            Some(Uart { base: 0x0900_0000, size: 0x1000, intid: Some(33), compatible_pl011: true })
         );
         let gic = &platform.gic;
         assert_eq!(gic.distributor, PhysRange::new(0x0800_0000, 0x1_0000));
         assert_eq!(
             gic.redistributor_regions.as_slice(),
-            [PhysRange::new(
-                0x080A_0000,
-                vcpus as u64 * GuestLayout::GICR_FRAME_SIZE
-            )]
+            [PhysRange::new(0x080A_0000, vcpus as u64 * GuestLayout::GICR_FRAME_SIZE)]
         );
         assert_eq!(gic.redistributor_stride, None);
-        assert_eq!(
-            gic.maintenance_irq,
-            Some(Ppi {
-                intid: 25,
-                trigger: TriggerType::Level
-            })
-        );
+        assert_eq!(gic.maintenance_irq, Some(Ppi { intid: 25, trigger: TriggerType::Level }));
         assert_eq!(gic.its, None);
         let timer = platform.timer;
-        let intids = [
-            timer.secure_phys,
-            timer.nonsecure_phys,
-            timer.virt,
-            timer.hyp_phys,
-        ];
+        let intids = [timer.secure_phys, timer.nonsecure_phys, timer.virt, timer.hyp_phys];
         assert_eq!(intids.map(|ppi| ppi.intid), [29, 30, 27, 26]);
         assert!(intids.iter().all(|ppi| ppi.trigger == TriggerType::Level));
         assert_eq!(timer.hyp_virt, None);
         assert_eq!(timer.clock_frequency, None);
-        assert_eq!(
-            platform.psci,
-            Some(Psci {
-                conduit: PsciConduit::Hvc,
-                version_compatible: PsciCompat::V1_0
-            })
-        );
+        assert_eq!(platform.psci, Some(Psci { conduit: PsciConduit::Hvc, version_compatible: PsciCompat::V1_0 }));
         let mpidrs: Vec<u64> = platform.cpus.iter().map(|cpu| cpu.mpidr).collect();
         assert_eq!(mpidrs, (0..vcpus as u64).collect::<Vec<_>>());
-        assert_eq!(
-            platform.bootargs,
-            Some(boot.bootargs).filter(|args| !args.is_empty())
-        );
-        assert_eq!(
-            platform.initrd,
-            boot.initrd
-                .map(|(start, end)| PhysRange::new(start, end - start))
-        );
+        assert_eq!(platform.bootargs, Some(boot.bootargs).filter(|args| !args.is_empty()));
+        assert_eq!(platform.initrd, boot.initrd.map(|(start, end)| PhysRange::new(start, end - start)));
     }
 
     #[test]
@@ -647,11 +518,7 @@ mod tests {
         };
         assert_eq!(chosen_properties(&blob), ["stdout-path"]);
 
-        let seeded = GuestBoot {
-            kaslr_seed: Some(0x0123_4567_89ab_cdef),
-            rng_seed: Some(&[7; 32]),
-            ..boot()
-        };
+        let seeded = GuestBoot { kaslr_seed: Some(0x0123_4567_89ab_cdef), rng_seed: Some(&[7; 32]), ..boot() };
         let blob = generate(&layout, &seeded).unwrap();
         check_with_fdt_crate(&blob, 64 * MIB, 1, &seeded);
         let tree = fdt::Fdt::new(&blob).unwrap();
@@ -666,10 +533,7 @@ mod tests {
         let blob = generate(&GuestLayout::qemu_virt(256 * MIB, 4), &boot()).unwrap();
         let path = std::env::temp_dir().join(format!("guest-dtb-{}.dtb", std::process::id()));
         std::fs::write(&path, &blob).unwrap();
-        let output = std::process::Command::new("dtc")
-            .args(["-I", "dtb", "-O", "dts"])
-            .arg(&path)
-            .output();
+        let output = std::process::Command::new("dtc").args(["-I", "dtb", "-O", "dts"]).arg(&path).output();
         std::fs::remove_file(&path).unwrap();
         let output = match output {
             Ok(output) => output,
@@ -689,121 +553,44 @@ mod tests {
     #[test]
     fn invalid_layouts_and_boot_parameters_are_rejected() {
         let virt = GuestLayout::qemu_virt(256 * MIB, 4);
-        let error =
-            |layout: GuestLayout, boot: GuestBoot<'_>| generate(&layout, &boot).unwrap_err();
+        let error = |layout: GuestLayout, boot: GuestBoot<'_>| generate(&layout, &boot).unwrap_err();
 
-        assert_eq!(
-            error(GuestLayout { vcpus: 0, ..virt }, boot()),
-            GuestDtbError::NoVcpus
-        );
-        assert_eq!(
-            error(
-                GuestLayout {
-                    ram_size: 0,
-                    ..virt
-                },
-                boot()
-            ),
-            GuestDtbError::EmptyRam
-        );
-        let nul = GuestBoot {
-            bootargs: "console=ttyAMA0\0root=/dev/sda",
-            ..boot()
-        };
+        assert_eq!(error(GuestLayout { vcpus: 0, ..virt }, boot()), GuestDtbError::NoVcpus);
+        assert_eq!(error(GuestLayout { ram_size: 0, ..virt }, boot()), GuestDtbError::EmptyRam);
+        let nul = GuestBoot { bootargs: "console=ttyAMA0\0root=/dev/sda", ..boot() };
         assert_eq!(error(virt, nul), GuestDtbError::BootargsContainNul);
-        assert_eq!(
-            error(GuestLayout { vcpus: 257, ..virt }, boot()),
-            GuestDtbError::TooManyVcpus { vcpus: 257 }
-        );
+        assert_eq!(error(GuestLayout { vcpus: 257, ..virt }, boot()), GuestDtbError::TooManyVcpus { vcpus: 257 });
         // QEMU's single redistributor region holds 123 vCPUs before the UART.
         assert!(generate(&GuestLayout { vcpus: 123, ..virt }, &boot()).is_ok());
         assert_eq!(
             error(GuestLayout { vcpus: 124, ..virt }, boot()),
-            GuestDtbError::Overlap {
-                first: "GIC redistributor",
-                second: "PL011"
-            }
+            GuestDtbError::Overlap { first: "GIC redistributor", second: "PL011" }
         );
         assert_eq!(
-            error(
-                GuestLayout {
-                    ram_base: 0x0800_0000,
-                    ..virt
-                },
-                boot()
-            ),
-            GuestDtbError::Overlap {
-                first: "RAM",
-                second: "GIC distributor"
-            }
+            error(GuestLayout { ram_base: 0x0800_0000, ..virt }, boot()),
+            GuestDtbError::Overlap { first: "RAM", second: "GIC distributor" }
         );
         assert_eq!(
-            error(
-                GuestLayout {
-                    ram_base: u64::MAX - MIB,
-                    ..virt
-                },
-                boot()
-            ),
+            error(GuestLayout { ram_base: u64::MAX - MIB, ..virt }, boot()),
             GuestDtbError::AddressOverflow { region: "RAM" }
         );
-        assert_eq!(
-            error(
-                GuestLayout {
-                    uart_intid: 27,
-                    ..virt
-                },
-                boot()
-            ),
-            GuestDtbError::UartIntidNotSpi { intid: 27 }
-        );
-        let outside = GuestBoot {
-            initrd: Some((0x3000_0000, 0x3010_0000)),
-            ..boot()
-        };
-        assert_eq!(
-            error(virt, outside),
-            GuestDtbError::InitrdOutsideRam {
-                start: 0x3000_0000,
-                end: 0x3010_0000
-            }
-        );
-        let backwards = GuestBoot {
-            initrd: Some((0x4810_0000, 0x4800_0000)),
-            ..boot()
-        };
-        assert!(matches!(
-            error(virt, backwards),
-            GuestDtbError::InitrdOutsideRam { .. }
-        ));
-        let past_ram = GuestBoot {
-            initrd: Some((0x4800_0000, 0x5000_0001)),
-            ..boot()
-        };
-        assert!(matches!(
-            error(virt, past_ram),
-            GuestDtbError::InitrdOutsideRam { .. }
-        ));
+        assert_eq!(error(GuestLayout { uart_intid: 27, ..virt }, boot()), GuestDtbError::UartIntidNotSpi { intid: 27 });
+        let outside = GuestBoot { initrd: Some((0x3000_0000, 0x3010_0000)), ..boot() };
+        assert_eq!(error(virt, outside), GuestDtbError::InitrdOutsideRam { start: 0x3000_0000, end: 0x3010_0000 });
+        let backwards = GuestBoot { initrd: Some((0x4810_0000, 0x4800_0000)), ..boot() };
+        assert!(matches!(error(virt, backwards), GuestDtbError::InitrdOutsideRam { .. }));
+        let past_ram = GuestBoot { initrd: Some((0x4800_0000, 0x5000_0001)), ..boot() };
+        assert!(matches!(error(virt, past_ram), GuestDtbError::InitrdOutsideRam { .. }));
     }
 
     #[test]
     fn errors_display_a_reason() {
+        assert_eq!(GuestDtbError::NoVcpus.to_string(), "a VM needs at least one vCPU");
         assert_eq!(
-            GuestDtbError::NoVcpus.to_string(),
-            "a VM needs at least one vCPU"
-        );
-        assert_eq!(
-            GuestDtbError::Overlap {
-                first: "RAM",
-                second: "PL011"
-            }
-            .to_string(),
+            GuestDtbError::Overlap { first: "RAM", second: "PL011" }.to_string(),
             "the RAM and PL011 regions overlap"
         );
         let writer = GuestDtbError::Writer(vm_fdt::Error::InvalidString);
-        assert_eq!(
-            writer.to_string(),
-            "device tree writer: Strings cannot contain NUL"
-        );
+        assert_eq!(writer.to_string(), "device tree writer: Strings cannot contain NUL");
     }
 }

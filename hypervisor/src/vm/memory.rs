@@ -47,7 +47,9 @@ pub struct Backing {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultError {
     /// The IPA is in no region of this VM.
-    NotGuestMemory { ipa: u64 },
+    NotGuestMemory {
+        ipa: u64,
+    },
     OutOfMemory(OutOfMemory),
 }
 
@@ -64,7 +66,10 @@ impl core::fmt::Display for FaultError {
 #[derive(Debug)]
 enum Chunk {
     Unbacked,
-    Block { pa: u64, preparation: Preparation },
+    Block {
+        pa: u64,
+        preparation: Preparation,
+    },
     /// Individual frames (0 = none yet); used at unaligned region edges and when
     /// no 2 MiB block was free.
     Pages(Box<[u64; PAGES_PER_BLOCK]>),
@@ -137,12 +142,7 @@ impl SharedMemory {
         let blocks_possible = self.block_size == BLOCK_SIZE && self.mapping_size == BLOCK_SIZE;
         let size = if blocks_possible && region_ipa.is_multiple_of(BLOCK_SIZE) { BLOCK_SIZE } else { PAGE_SIZE };
         let pa_base = self.frames[index] + (within & !(size - 1));
-        Backing {
-            ipa: region_ipa + (offset & !(size - 1)),
-            pa: pa_base,
-            size,
-            preparation: Preparation::ZeroTagsOnly,
-        }
+        Backing { ipa: region_ipa + (offset & !(size - 1)), pa: pa_base, size, preparation: Preparation::ZeroTagsOnly }
     }
 }
 
@@ -249,11 +249,10 @@ impl GuestMemory {
         let chunk = &mut chunks[((chunk_ipa - (region_ipa & !(BLOCK_SIZE - 1))) / BLOCK_SIZE) as usize];
         let whole_chunk_in_region = chunk_ipa >= region_ipa && chunk_ipa + BLOCK_SIZE <= region_ipa + region_size;
         if let Chunk::Unbacked = chunk {
-            if whole_chunk_in_region
-                && let Ok(pa) = frames.allocate(BLOCK_SIZE) {
-                    zero_data(pa, BLOCK_SIZE);
-                    *chunk = Chunk::Block { pa, preparation: fresh };
-                }
+            if whole_chunk_in_region && let Ok(pa) = frames.allocate(BLOCK_SIZE) {
+                zero_data(pa, BLOCK_SIZE);
+                *chunk = Chunk::Block { pa, preparation: fresh };
+            }
             if let Chunk::Unbacked = chunk {
                 *chunk = Chunk::Pages(Box::new([0; PAGES_PER_BLOCK]));
             }
@@ -290,7 +289,9 @@ impl GuestMemory {
                     match chunk {
                         Chunk::Unbacked => {}
                         Chunk::Block { pa, .. } => runs.push((*pa, BLOCK_SIZE)),
-                        Chunk::Pages(pages) => runs.extend(pages.iter().filter(|&&pa| pa != 0).map(|&pa| (pa, PAGE_SIZE))),
+                        Chunk::Pages(pages) => {
+                            runs.extend(pages.iter().filter(|&&pa| pa != 0).map(|&pa| (pa, PAGE_SIZE)))
+                        }
                     }
                 }
             }
@@ -383,7 +384,13 @@ mod tests {
         let image = vec![0xAB; (BLOCK_SIZE + 10) as usize];
         let (mut zeroed, mut copied) = (Vec::new(), 0usize);
         memory
-            .preload(0x4000_0000, &image, &mut frames, |pa, len| zeroed.push((pa, len)), |_, bytes| copied += bytes.len())
+            .preload(
+                0x4000_0000,
+                &image,
+                &mut frames,
+                |pa, len| zeroed.push((pa, len)),
+                |_, bytes| copied += bytes.len(),
+            )
             .unwrap();
         assert_eq!(copied, image.len());
         assert_eq!(zeroed.len(), 2, "both blocks the image touches are zeroed before the copy");
@@ -396,7 +403,8 @@ mod tests {
     #[test]
     fn shared_memory_resolves_to_the_same_frames_in_every_vm() {
         let mut frames = FakeFrames::new(100);
-        let shared = Arc::new(SharedMemory::allocate("race", 2 * BLOCK_SIZE, BLOCK_SIZE, &mut frames, |_, _| {}).unwrap());
+        let shared =
+            Arc::new(SharedMemory::allocate("race", 2 * BLOCK_SIZE, BLOCK_SIZE, &mut frames, |_, _| {}).unwrap());
         let (mut a, mut b) = (GuestMemory::new(), GuestMemory::new());
         a.add_shared(0x1_0000_0000, shared.clone());
         b.add_shared(0x1_0000_0000, shared.clone());

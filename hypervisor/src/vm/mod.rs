@@ -5,9 +5,9 @@ pub mod exit;
 pub mod guest_dtb;
 pub mod id_registers;
 pub mod memory;
+#[cfg(target_os = "none")]
+pub mod runtime;
 pub mod stats;
 pub mod vgic;
 pub mod vpl011;
 pub mod vpsci;
-#[cfg(target_os = "none")]
-pub mod runtime;

@@ -120,11 +120,7 @@ struct RxFifo {
 
 impl RxFifo {
     const fn new() -> Self {
-        Self {
-            data: [0; FIFO_DEPTH],
-            head: 0,
-            len: 0,
-        }
+        Self { data: [0; FIFO_DEPTH], head: 0, len: 0 }
     }
 
     fn push(&mut self, byte: u8) {
@@ -458,10 +454,7 @@ mod tests {
 
     impl Harness {
         fn new() -> Self {
-            Self {
-                uart: VPl011::new(),
-                sent: Vec::new(),
-            }
+            Self { uart: VPl011::new(), sent: Vec::new() }
         }
 
         fn read(&mut self, offset: u64) -> u64 {
@@ -493,10 +486,7 @@ mod tests {
                 assert_eq!(self.read(UARTPERIPHID0 + 4 * i), u64::from(ID[i as usize]));
             }
             // pl011_hwinit.
-            self.writew(
-                UARTICR,
-                u64::from(INT_OE | 1 << 9 | 1 << 8 | 1 << 7 | INT_RT | INT_RX),
-            );
+            self.writew(UARTICR, u64::from(INT_OE | 1 << 9 | 1 << 8 | 1 << 7 | INT_RT | INT_RX));
             let _saved_im = self.readw(UARTIMSC);
             self.writew(UARTIMSC, u64::from(INT_RT | INT_RX));
             // pl011_startup.
@@ -538,11 +528,7 @@ mod tests {
         let periphid = (0..4).fold(0, |id, i| id | h.read(0xFE0 + 4 * i) << (8 * i));
         let cellid = (0..4).fold(0, |id, i| id | h.read(0xFF0 + 4 * i) << (8 * i));
         assert_eq!(periphid & 0x000F_FFFF, 0x0004_1011, "part 0x011, designer 0x41");
-        assert_eq!(
-            (periphid >> 20) & 0xF,
-            1,
-            "revision 1: Linux sizes the FIFO at 16"
-        );
+        assert_eq!((periphid >> 20) & 0xF, 1, "revision 1: Linux sizes the FIFO at 16");
         assert_eq!(cellid, 0xB105_F00D);
         // Read-only.
         h.write(0xFE0, 0);
@@ -555,9 +541,7 @@ mod tests {
         assert_eq!(h.read(UARTFR), u64::from(FR_TXFE | FR_RXFE));
         assert_eq!(h.read(UARTCR), 0x300);
         assert_eq!(h.read(UARTIFLS), 0x12);
-        for offset in [
-            UARTRSR, UARTILPR, UARTIBRD, UARTFBRD, UARTLCR_H, UARTIMSC, UARTRIS, UARTMIS, UARTDMACR,
-        ] {
+        for offset in [UARTRSR, UARTILPR, UARTIBRD, UARTFBRD, UARTLCR_H, UARTIMSC, UARTRIS, UARTMIS, UARTDMACR] {
             assert_eq!(h.read(offset), 0, "{offset:#x}");
         }
         assert!(!h.uart.irq_level());
@@ -647,9 +631,7 @@ mod tests {
     #[test]
     fn reserved_offsets_read_zero_ignore_writes() {
         let mut h = Harness::new();
-        for offset in [
-            0x008, 0x00C, 0x010, 0x014, 0x01C, 0x04C, 0x080, 0x08C, 0xFCC, 0xFD0, 0xFDC,
-        ] {
+        for offset in [0x008, 0x00C, 0x010, 0x014, 0x01C, 0x04C, 0x080, 0x08C, 0xFCC, 0xFD0, 0xFDC] {
             h.write(offset, 0xFFFF_FFFF);
             assert_eq!(h.read(offset), 0, "{offset:#x}");
         }
@@ -666,10 +648,7 @@ mod tests {
             h.writew(UARTDR, u64::from(*byte));
         }
         // earlycon: writeb, then wait for !BUSY with readl.
-        assert!(
-            h.uart
-                .write(UARTDR, 1, u64::from(b'!'), &mut |byte| h.sent.push(byte))
-        );
+        assert!(h.uart.write(UARTDR, 1, u64::from(b'!'), &mut |byte| h.sent.push(byte)));
         assert_eq!(h.read(UARTFR) & u64::from(FR_BUSY), 0);
         assert_eq!(h.sent, b"Hello, world!\n!");
         // Only the low byte is data.
@@ -790,11 +769,7 @@ mod tests {
         let mut h = Harness::new();
         assert!(h.uart.push_rx(b'a'));
         assert_eq!(h.read(UARTFR), u64::from(FR_TXFE | FR_RXFF));
-        assert_eq!(
-            h.read(UARTRIS),
-            u64::from(INT_RX | INT_RT),
-            "a full holding register is the trigger"
-        );
+        assert_eq!(h.read(UARTRIS), u64::from(INT_RX | INT_RT), "a full holding register is the trigger");
         assert!(!h.uart.push_rx(b'b'));
         assert_eq!(h.read(UARTDR), u64::from(b'a'));
         assert_eq!(h.read(UARTRIS), 0);
@@ -803,11 +778,7 @@ mod tests {
         // Enabling FIFOs keeps the byte and deepens the FIFO.
         h.write(UARTLCR_H, u64::from(LCR_H_FEN | LCR_H_WLEN_8));
         assert_eq!(h.uart.rx_len(), 1);
-        assert_eq!(
-            h.read(UARTRIS),
-            u64::from(INT_RT),
-            "1 byte is below the 8-byte trigger"
-        );
+        assert_eq!(h.read(UARTRIS), u64::from(INT_RT), "1 byte is below the 8-byte trigger");
         for byte in b"cdefghijklmnopq" {
             assert!(h.uart.push_rx(*byte));
         }

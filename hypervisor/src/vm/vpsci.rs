@@ -84,11 +84,7 @@ pub enum PsciOutcome {
     /// target, now [`PowerState::OnPending`], must be started at EL1h with the
     /// MMU and caches off, `PC = entry` and `x0 = context_id` (DEN 0022, CPU_ON),
     /// after which the runtime calls [`VmPsci::vcpu_started`].
-    StartVcpu {
-        target: usize,
-        entry: u64,
-        context_id: u64,
-    },
+    StartVcpu { target: usize, entry: u64, context_id: u64 },
     /// `CPU_OFF` accepted: the caller is now Off and must not run again until a
     /// later `CPU_ON` starts it afresh (`CPU_OFF` does not return on success).
     /// It may have been the last running vCPU: see [`VmPsci::any_running`].
@@ -131,10 +127,7 @@ impl VmPsci {
     /// If `vcpus` is 0 or more than [`MAX_VCPUS`]: the VM configuration is
     /// validated before any VM is built, so that is a hypervisor bug.
     pub fn new(vcpus: usize) -> Self {
-        assert!(
-            (1..=MAX_VCPUS).contains(&vcpus),
-            "a VM needs 1..={MAX_VCPUS} vCPUs, not {vcpus}"
-        );
+        assert!((1..=MAX_VCPUS).contains(&vcpus), "a VM needs 1..={MAX_VCPUS} vCPUs, not {vcpus}");
         let mut states = vec![PowerState::Off; vcpus];
         states[0] = PowerState::On;
         Self { states }
@@ -163,9 +156,7 @@ impl VmPsci {
     /// MT bits included, to be zero. Our vCPUs have Aff1..Aff3 = 0, so a valid
     /// name is just a vCPU index: any other bit set names no vCPU.
     pub fn vcpu_of(&self, affinity: u64) -> Option<usize> {
-        usize::try_from(affinity)
-            .ok()
-            .filter(|index| *index < self.states.len())
+        usize::try_from(affinity).ok().filter(|index| *index < self.states.len())
     }
 
     /// Whether any vCPU is On or OnPending. After the last one's `CPU_OFF` this
@@ -220,24 +211,14 @@ impl VmPsci {
     /// own knowledge of the CPU (its MIDR lists and in-kernel mitigations
     /// such as the BHB loop or PSTATE.SSBS) and reports "Vulnerable" only
     /// where it knows no better.
-    pub fn call(
-        &mut self,
-        caller: usize,
-        function: u32,
-        args: [u64; 3],
-        guest_ram: (u64, u64),
-    ) -> PsciOutcome {
+    pub fn call(&mut self, caller: usize, function: u32, args: [u64; 3], guest_ram: (u64, u64)) -> PsciOutcome {
         let Some(state) = self.states.get_mut(caller) else {
             return PsciOutcome::Return(INTERNAL_FAILURE);
         };
         *state = PowerState::On;
 
         // Bit 30 of the function ID selects the SMC64 convention (DEN 0028).
-        let args = if function & (1 << 30) == 0 {
-            args.map(|arg| arg & 0xFFFF_FFFF)
-        } else {
-            args
-        };
+        let args = if function & (1 << 30) == 0 { args.map(|arg| arg & 0xFFFF_FFFF) } else { args };
 
         let result = match function {
             PSCI_VERSION => PSCI_VERSION_1_1,
@@ -279,11 +260,7 @@ impl VmPsci {
             PowerState::OnPending => PsciOutcome::Return(ON_PENDING),
             PowerState::Off => {
                 self.states[index] = PowerState::OnPending;
-                PsciOutcome::StartVcpu {
-                    target: index,
-                    entry,
-                    context_id,
-                }
+                PsciOutcome::StartVcpu { target: index, entry, context_id }
             }
         }
     }
@@ -313,8 +290,8 @@ impl VmPsci {
 fn features(function: u32) -> i64 {
     match function {
         CPU_SUSPEND_32 | CPU_SUSPEND_64 => CPU_SUSPEND_FEATURE_FLAGS,
-        PSCI_VERSION | PSCI_FEATURES | CPU_OFF | CPU_ON_32 | CPU_ON_64 | AFFINITY_INFO_32
-        | AFFINITY_INFO_64 | MIGRATE_INFO_TYPE | SYSTEM_OFF | SYSTEM_RESET | SMCCC_VERSION => SUCCESS,
+        PSCI_VERSION | PSCI_FEATURES | CPU_OFF | CPU_ON_32 | CPU_ON_64 | AFFINITY_INFO_32 | AFFINITY_INFO_64
+        | MIGRATE_INFO_TYPE | SYSTEM_OFF | SYSTEM_RESET | SMCCC_VERSION => SUCCESS,
         _ => NOT_SUPPORTED,
     }
 }
@@ -388,21 +365,11 @@ mod tests {
             SMCCC_VERSION,
         ];
         for function in supported {
-            assert_eq!(
-                call0(&mut psci, PSCI_FEATURES, [function.into(), 0, 0]),
-                ret(0),
-                "{function:#x}"
-            );
+            assert_eq!(call0(&mut psci, PSCI_FEATURES, [function.into(), 0, 0]), ret(0), "{function:#x}");
         }
         // CPU_SUSPEND: feature flags 0 = original power_state format, no OS-initiated mode.
-        assert_eq!(
-            call0(&mut psci, PSCI_FEATURES, [CPU_SUSPEND_32.into(), 0, 0]),
-            ret(0)
-        );
-        assert_eq!(
-            call0(&mut psci, PSCI_FEATURES, [CPU_SUSPEND_64.into(), 0, 0]),
-            ret(0)
-        );
+        assert_eq!(call0(&mut psci, PSCI_FEATURES, [CPU_SUSPEND_32.into(), 0, 0]), ret(0));
+        assert_eq!(call0(&mut psci, PSCI_FEATURES, [CPU_SUSPEND_64.into(), 0, 0]), ret(0));
         let unsupported = [
             0x8400_0005u32, // MIGRATE
             0xC400_0005,    // MIGRATE (64)
@@ -418,21 +385,10 @@ mod tests {
             0xDEAD_BEEF,
         ];
         for function in unsupported {
-            assert_eq!(
-                call0(&mut psci, PSCI_FEATURES, [function.into(), 0, 0]),
-                ret(-1),
-                "{function:#x}"
-            );
+            assert_eq!(call0(&mut psci, PSCI_FEATURES, [function.into(), 0, 0]), ret(-1), "{function:#x}");
         }
         // The queried ID is a 32-bit argument: upper bits of x1 are ignored.
-        assert_eq!(
-            call0(
-                &mut psci,
-                PSCI_FEATURES,
-                [0xFFFF_FFFF_0000_0000 | u64::from(CPU_ON_64), 0, 0]
-            ),
-            ret(0)
-        );
+        assert_eq!(call0(&mut psci, PSCI_FEATURES, [0xFFFF_FFFF_0000_0000 | u64::from(CPU_ON_64), 0, 0]), ret(0));
         // Asking changes nothing.
         assert_eq!(psci.state(1), Some(PowerState::Off));
     }
@@ -440,15 +396,8 @@ mod tests {
     #[test]
     fn smccc_arch_features_offers_no_workaround() {
         let mut psci = VmPsci::new(1);
-        for id in [
-            SMCCC_ARCH_WORKAROUND_1,
-            SMCCC_ARCH_WORKAROUND_2,
-            SMCCC_ARCH_WORKAROUND_3,
-        ] {
-            assert_eq!(
-                call0(&mut psci, SMCCC_ARCH_FEATURES, [id.into(), 0, 0]),
-                ret(NOT_SUPPORTED)
-            );
+        for id in [SMCCC_ARCH_WORKAROUND_1, SMCCC_ARCH_WORKAROUND_2, SMCCC_ARCH_WORKAROUND_3] {
+            assert_eq!(call0(&mut psci, SMCCC_ARCH_FEATURES, [id.into(), 0, 0]), ret(NOT_SUPPORTED));
         }
         for id in [SMCCC_VERSION, SMCCC_ARCH_FEATURES, 0x8000_0002, PSCI_VERSION, 0] {
             assert_eq!(call0(&mut psci, SMCCC_ARCH_FEATURES, [id.into(), 0, 0]), ret(-1));
@@ -460,21 +409,9 @@ mod tests {
     #[test]
     fn unknown_functions_are_not_supported() {
         let mut psci = VmPsci::new(2);
-        for function in [
-            0x8400_0005,
-            0x8400_0007,
-            0x8400_000E,
-            0x8400_00FF,
-            0xC400_0002,
-            0xC600_0000,
-            0x0,
-            0xFFFF_FFFF,
-        ] {
-            assert_eq!(
-                call0(&mut psci, function, [1, ENTRY, 0]),
-                ret(NOT_SUPPORTED),
-                "{function:#x}"
-            );
+        for function in [0x8400_0005, 0x8400_0007, 0x8400_000E, 0x8400_00FF, 0xC400_0002, 0xC600_0000, 0x0, 0xFFFF_FFFF]
+        {
+            assert_eq!(call0(&mut psci, function, [1, ENTRY, 0]), ret(NOT_SUPPORTED), "{function:#x}");
         }
         assert_eq!(psci.state(1), Some(PowerState::Off));
     }
@@ -491,11 +428,7 @@ mod tests {
         let affinity = |psci: &mut VmPsci| call0(psci, AFFINITY_INFO_64, [1, 0, 0]);
         assert_eq!(affinity(&mut psci), ret(AFFINITY_OFF));
 
-        let start = PsciOutcome::StartVcpu {
-            target: 1,
-            entry: ENTRY,
-            context_id: 0xC0FFEE,
-        };
+        let start = PsciOutcome::StartVcpu { target: 1, entry: ENTRY, context_id: 0xC0FFEE };
         assert_eq!(call0(&mut psci, CPU_ON_64, [1, ENTRY, 0xC0FFEE]), start);
         assert_eq!(start.caller_x0(), Some(0));
         assert_eq!(psci.state(1), Some(PowerState::OnPending));
@@ -515,11 +448,7 @@ mod tests {
         // Started again, with a new entry point and context.
         assert_eq!(
             call0(&mut psci, CPU_ON_64, [1, ENTRY + 4, 7]),
-            PsciOutcome::StartVcpu {
-                target: 1,
-                entry: ENTRY + 4,
-                context_id: 7
-            }
+            PsciOutcome::StartVcpu { target: 1, entry: ENTRY + 4, context_id: 7 }
         );
         assert!(psci.vcpu_started(1));
         assert_eq!(affinity(&mut psci), ret(AFFINITY_ON));
@@ -540,11 +469,7 @@ mod tests {
             1 << 40,       // above Aff3
             u64::MAX,
         ] {
-            assert_eq!(
-                call0(&mut psci, CPU_ON_64, [target, ENTRY, 0]),
-                ret(INVALID_PARAMETERS),
-                "{target:#x}"
-            );
+            assert_eq!(call0(&mut psci, CPU_ON_64, [target, ENTRY, 0]), ret(INVALID_PARAMETERS), "{target:#x}");
         }
         // The caller itself is already on.
         assert_eq!(call0(&mut psci, CPU_ON_64, [0, ENTRY, 0]), ret(ALREADY_ON));
@@ -557,21 +482,8 @@ mod tests {
     fn cpu_on_invalid_entry_points() {
         let mut psci = VmPsci::new(2);
         let (base, size) = RAM;
-        for entry in [
-            0,
-            base - 4,
-            base + size,
-            base + size + 4,
-            ENTRY + 1,
-            ENTRY + 2,
-            ENTRY + 3,
-            u64::MAX - 3,
-        ] {
-            assert_eq!(
-                call0(&mut psci, CPU_ON_64, [1, entry, 0]),
-                ret(INVALID_ADDRESS),
-                "{entry:#x}"
-            );
+        for entry in [0, base - 4, base + size, base + size + 4, ENTRY + 1, ENTRY + 2, ENTRY + 3, u64::MAX - 3] {
+            assert_eq!(call0(&mut psci, CPU_ON_64, [1, entry, 0]), ret(INVALID_ADDRESS), "{entry:#x}");
         }
         assert_eq!(psci.state(1), Some(PowerState::Off));
         // The first and last instructions of RAM are fine.
@@ -604,37 +516,20 @@ mod tests {
         let high = 0xABCD_0000_0000_0000;
         assert_eq!(
             call0(&mut psci, CPU_ON_32, [high | 1, high | ENTRY, high | 0x1234]),
-            PsciOutcome::StartVcpu {
-                target: 1,
-                entry: ENTRY,
-                context_id: 0x1234
-            }
+            PsciOutcome::StartVcpu { target: 1, entry: ENTRY, context_id: 0x1234 }
         );
         // The SMC64 variant uses all 64 bits, so the same values are invalid.
         let mut psci = VmPsci::new(2);
-        assert_eq!(
-            call0(&mut psci, CPU_ON_64, [high | 1, ENTRY, 0]),
-            ret(INVALID_PARAMETERS)
-        );
-        assert_eq!(
-            call0(&mut psci, CPU_ON_64, [1, high | ENTRY, 0]),
-            ret(INVALID_ADDRESS)
-        );
+        assert_eq!(call0(&mut psci, CPU_ON_64, [high | 1, ENTRY, 0]), ret(INVALID_PARAMETERS));
+        assert_eq!(call0(&mut psci, CPU_ON_64, [1, high | ENTRY, 0]), ret(INVALID_ADDRESS));
         assert_eq!(
             call0(&mut psci, CPU_ON_64, [1, ENTRY, high | 0x1234]),
-            PsciOutcome::StartVcpu {
-                target: 1,
-                entry: ENTRY,
-                context_id: high | 0x1234
-            }
+            PsciOutcome::StartVcpu { target: 1, entry: ENTRY, context_id: high | 0x1234 }
         );
         // A 32-bit entry point cannot reach RAM above 4 GiB.
         let mut psci = VmPsci::new(2);
         let high_ram = (0x8_0000_0000, 0x1000_0000);
-        assert_eq!(
-            psci.call(0, CPU_ON_32, [1, 0x8_0000_0000, 0], high_ram),
-            ret(INVALID_ADDRESS)
-        );
+        assert_eq!(psci.call(0, CPU_ON_32, [1, 0x8_0000_0000, 0], high_ram), ret(INVALID_ADDRESS));
     }
 
     #[test]
@@ -653,27 +548,12 @@ mod tests {
         }
         // SMC32 truncation: the upper halves vanish.
         let high = 0xFFFF_FFFF_0000_0000;
-        assert_eq!(
-            call0(&mut psci, AFFINITY_INFO_32, [high | 2, high, 0]),
-            ret(AFFINITY_OFF)
-        );
-        assert_eq!(
-            call0(&mut psci, AFFINITY_INFO_64, [high | 2, 0, 0]),
-            ret(INVALID_PARAMETERS)
-        );
-        assert_eq!(
-            call0(&mut psci, AFFINITY_INFO_64, [2, high, 0]),
-            ret(INVALID_PARAMETERS)
-        );
+        assert_eq!(call0(&mut psci, AFFINITY_INFO_32, [high | 2, high, 0]), ret(AFFINITY_OFF));
+        assert_eq!(call0(&mut psci, AFFINITY_INFO_64, [high | 2, 0, 0]), ret(INVALID_PARAMETERS));
+        assert_eq!(call0(&mut psci, AFFINITY_INFO_64, [2, high, 0]), ret(INVALID_PARAMETERS));
         // Aff3 is only reachable through the SMC64 variant, and names no vCPU here.
-        assert_eq!(
-            call0(&mut psci, AFFINITY_INFO_64, [1 << 32, 0, 0]),
-            ret(INVALID_PARAMETERS)
-        );
-        assert_eq!(
-            call0(&mut psci, AFFINITY_INFO_32, [1 << 32, 0, 0]),
-            ret(AFFINITY_ON)
-        );
+        assert_eq!(call0(&mut psci, AFFINITY_INFO_64, [1 << 32, 0, 0]), ret(INVALID_PARAMETERS));
+        assert_eq!(call0(&mut psci, AFFINITY_INFO_32, [1 << 32, 0, 0]), ret(AFFINITY_ON));
     }
 
     #[test]
@@ -682,10 +562,7 @@ mod tests {
         for function in [CPU_SUSPEND_32, CPU_SUSPEND_64] {
             // Standby and power-down power_state values alike.
             for power_state in [0, 1, 0x1_0000, 0x4000_0000, u64::MAX] {
-                assert_eq!(
-                    call0(&mut psci, function, [power_state, ENTRY, 0]),
-                    PsciOutcome::Suspend
-                );
+                assert_eq!(call0(&mut psci, function, [power_state, ENTRY, 0]), PsciOutcome::Suspend);
             }
         }
         assert_eq!(PsciOutcome::Suspend.caller_x0(), Some(0));
@@ -701,10 +578,7 @@ mod tests {
 
         // An OnPending vCPU counts as running.
         let mut psci = VmPsci::new(2);
-        assert!(matches!(
-            call0(&mut psci, CPU_ON_64, [1, ENTRY, 0]),
-            PsciOutcome::StartVcpu { .. }
-        ));
+        assert!(matches!(call0(&mut psci, CPU_ON_64, [1, ENTRY, 0]), PsciOutcome::StartVcpu { .. }));
         assert_eq!(call0(&mut psci, CPU_OFF, [0; 3]), PsciOutcome::StopCallingVcpu);
         assert!(psci.any_running());
     }
@@ -715,15 +589,9 @@ mod tests {
         assert_eq!(call0(&mut psci, SYSTEM_OFF, [0; 3]), PsciOutcome::SystemOff);
         assert_eq!(PsciOutcome::SystemOff.caller_x0(), None);
 
-        assert!(matches!(
-            call0(&mut psci, CPU_ON_64, [1, ENTRY, 0]),
-            PsciOutcome::StartVcpu { .. }
-        ));
+        assert!(matches!(call0(&mut psci, CPU_ON_64, [1, ENTRY, 0]), PsciOutcome::StartVcpu { .. }));
         assert!(psci.vcpu_started(1));
-        assert!(matches!(
-            call0(&mut psci, CPU_ON_64, [2, ENTRY, 0]),
-            PsciOutcome::StartVcpu { .. }
-        ));
+        assert!(matches!(call0(&mut psci, CPU_ON_64, [2, ENTRY, 0]), PsciOutcome::StartVcpu { .. }));
         assert_eq!(psci.call(1, SYSTEM_RESET, [0; 3], RAM), PsciOutcome::SystemReset);
         assert_eq!(PsciOutcome::SystemReset.caller_x0(), None);
         // The runtime resets the model when it restarts the VM.
@@ -743,10 +611,7 @@ mod tests {
         assert_eq!(psci.call(2, PSCI_VERSION, [0; 3], RAM), ret(INTERNAL_FAILURE));
         assert_eq!(psci.call(2, CPU_OFF, [0; 3], RAM), ret(INTERNAL_FAILURE));
         // A vCPU making a call is running, even before the runtime reported it.
-        assert!(matches!(
-            call0(&mut psci, CPU_ON_64, [1, ENTRY, 0]),
-            PsciOutcome::StartVcpu { .. }
-        ));
+        assert!(matches!(call0(&mut psci, CPU_ON_64, [1, ENTRY, 0]), PsciOutcome::StartVcpu { .. }));
         assert_eq!(psci.call(1, PSCI_VERSION, [0; 3], RAM), ret(PSCI_VERSION_1_1));
         assert_eq!(psci.state(1), Some(PowerState::On));
         assert!(!psci.vcpu_started(1));

@@ -30,11 +30,8 @@ enum Access {
     Store,
 }
 
-const ACCESSES: [(Access, u64); 3] = [
-    (Access::Load, LOAD_NOTHING),
-    (Access::Store, STORE_NOTHING),
-    (Access::Load, LOAD_HIGH),
-];
+const ACCESSES: [(Access, u64); 3] =
+    [(Access::Load, LOAD_NOTHING), (Access::Store, STORE_NOTHING), (Access::Load, LOAD_HIGH)];
 
 pub fn run(env: &Env) -> Outcome {
     let mut fscs = [0u64; 3];
@@ -43,15 +40,10 @@ pub fn run(env: &Env) -> Outcome {
             // SAFETY: outside RAM, nothing is there: the load is expected to abort.
             Access::Load => ("load", unsafe { boot::probe_load(addr) }),
             // SAFETY: outside RAM, nothing is there: the store is expected to abort.
-            Access::Store => ("store", unsafe {
-                boot::probe_store(addr, 0x5A5A_5A5A_5A5A_5A5A)
-            }),
+            Access::Store => ("store", unsafe { boot::probe_store(addr, 0x5A5A_5A5A_5A5A_5A5A) }),
         };
         let Some(fault) = probe.fault else {
-            fail!(
-                "{what} at IPA 0x{addr:x} did not abort (read 0x{:x})",
-                probe.value
-            );
+            fail!("{what} at IPA 0x{addr:x} did not abort (read 0x{:x})", probe.value);
         };
         println!(
             "bad-access: {what} 0x{addr:x}: ESR_EL1=0x{:x} EC=0x{:x} DFSC=0x{:x} WnR={} FnV={} FAR=0x{:x} ELR=0x{:x}",
@@ -64,22 +56,13 @@ pub fn run(env: &Env) -> Outcome {
             fault.elr
         );
         if fault.ec() != ec::DATA_ABORT_SAME_EL || fault.fsc() != dfsc::SYNC_EXTERNAL {
-            fail!(
-                "{what} at 0x{addr:x}: {fault}; want EC 0x25 (data abort, same EL) DFSC 0x10 (sync external abort)"
-            );
+            fail!("{what} at 0x{addr:x}: {fault}; want EC 0x25 (data abort, same EL) DFSC 0x10 (sync external abort)");
         }
         if fault.elr != probe.insn {
-            fail!(
-                "{what} at 0x{addr:x}: ELR_EL1 0x{:x} is not the faulting instruction 0x{:x}",
-                fault.elr,
-                probe.insn
-            );
+            fail!("{what} at 0x{addr:x}: ELR_EL1 0x{:x} is not the faulting instruction 0x{:x}", fault.elr, probe.insn);
         }
         if !fault.far_not_valid() && fault.far != addr {
-            fail!(
-                "{what} at 0x{addr:x}: FAR_EL1 0x{:x} (marked valid) is not the address",
-                fault.far
-            );
+            fail!("{what} at 0x{addr:x}: FAR_EL1 0x{:x} (marked valid) is not the address", fault.far);
         }
         fscs[i] = fault.fsc();
     }
@@ -95,10 +78,7 @@ pub fn run(env: &Env) -> Outcome {
         // SAFETY: as above.
         let got = unsafe { ptr::read_volatile(addr as *const u64) };
         if got != !addr {
-            fail!(
-                "after the aborts, RAM 0x{addr:x} reads 0x{got:x}, wrote 0x{:x}",
-                !addr
-            );
+            fail!("after the aborts, RAM 0x{addr:x} reads 0x{got:x}, wrote 0x{:x}", !addr);
         }
     }
     text!(

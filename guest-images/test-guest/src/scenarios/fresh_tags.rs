@@ -26,9 +26,7 @@ pub fn run(env: &Env) -> Outcome {
         // SAFETY: free guest RAM, mapped Tagged Normal; LDG only reads its tag.
         let tag = unsafe { mte::ldg(addr) };
         if tag != 0 {
-            fail!(
-                "fresh granule 0x{addr:x} has tag 0x{tag:x}, want 0 ({granules} granules were 0 before it)"
-            );
+            fail!("fresh granule 0x{addr:x} has tag 0x{tag:x}, want 0 ({granules} granules were 0 before it)");
         }
         granules += 1;
     }
@@ -50,9 +48,7 @@ pub fn run(env: &Env) -> Outcome {
     let tagged = mte::irg(buf, 0);
     let tag = mte::tag_of(tagged);
     if tag == 0 || mte::untagged(tagged) != buf {
-        fail!(
-            "IRG(0x{buf:x}) gave 0x{tagged:x}: want a non-zero tag (GCR_EL1 excludes 0), same address"
-        );
+        fail!("IRG(0x{buf:x}) gave 0x{tagged:x}: want a non-zero tag (GCR_EL1 excludes 0), same address");
     }
     // STG over the first half, ST2G over the second.
     for offset in (0..PAGE / 2).step_by(GRANULE as usize) {
@@ -67,10 +63,7 @@ pub fn run(env: &Env) -> Outcome {
         // SAFETY: mapped Tagged Normal, free RAM.
         let got = unsafe { mte::ldg(buf + offset) };
         if got != tag {
-            fail!(
-                "after ST2G of tag 0x{tag:x} over 0x{buf:x}, LDG(0x{:x}) = 0x{got:x}",
-                buf + offset
-            );
+            fail!("after ST2G of tag 0x{tag:x} over 0x{buf:x}, LDG(0x{:x}) = 0x{got:x}", buf + offset);
         }
     }
     for offset in (0..PAGE).step_by(8) {
@@ -84,11 +77,7 @@ pub fn run(env: &Env) -> Outcome {
         // SAFETY: as above.
         let got = unsafe { ptr::read_volatile(p) };
         if got != pattern(offset) {
-            fail!(
-                "read 0x{got:x} through tagged pointer 0x{:x}, wrote 0x{:x}",
-                tagged + offset,
-                pattern(offset)
-            );
+            fail!("read 0x{got:x} through tagged pointer 0x{:x}, wrote 0x{:x}", tagged + offset, pattern(offset));
         }
     }
     println!(
@@ -110,10 +99,7 @@ pub fn run(env: &Env) -> Outcome {
     // SAFETY: correctly tagged pointer into the free page.
     let kept = unsafe { ptr::read_volatile((tagged + offset) as *const u64) };
     if kept != pattern(offset) {
-        fail!(
-            "the faulting store changed memory: 0x{kept:x}, want 0x{:x}",
-            pattern(offset)
-        );
+        fail!("the faulting store changed memory: 0x{kept:x}, want 0x{:x}", pattern(offset));
     }
 
     let stats = Stats::read();

@@ -64,27 +64,17 @@ pub fn checker(env: &Env) -> Outcome {
         // SAFETY: free RAM, mapped Tagged Normal.
         let tag = unsafe { mte::ldg(addr) };
         if tag != 0 {
-            fail!(
-                "first bad address 0x{addr:x}: tag 0x{tag:x}, want 0 ({granules} clean granules before it)"
-            );
+            fail!("first bad address 0x{addr:x}: tag 0x{tag:x}, want 0 ({granules} clean granules before it)");
         }
         // SAFETY: tag 0 matches the untagged pointer; no Rust object lives there.
-        let (lo, hi) = unsafe {
-            (
-                ptr::read_volatile(addr as *const u64),
-                ptr::read_volatile((addr + 8) as *const u64),
-            )
-        };
+        let (lo, hi) =
+            unsafe { (ptr::read_volatile(addr as *const u64), ptr::read_volatile((addr + 8) as *const u64)) };
         if lo != 0 || hi != 0 {
-            fail!(
-                "first bad address 0x{addr:x}: data 0x{lo:x} 0x{hi:x}, want 0 ({granules} clean granules before it)"
-            );
+            fail!("first bad address 0x{addr:x}: data 0x{lo:x} 0x{hi:x}, want 0 ({granules} clean granules before it)");
         }
         granules += 1;
     }
     let stats = Stats::read();
     println!("leak-checker: HV_STAT {stats}");
-    text!(
-        "granules={granules} in [0x{start:x}, 0x{end:x}) all tag 0 and data 0, image tags 0; {stats}"
-    )
+    text!("granules={granules} in [0x{start:x}, 0x{end:x}) all tag 0 and data 0, image tags 0; {stats}")
 }

@@ -57,60 +57,15 @@ pub struct Scenario {
 
 /// Every scenario, by `arg`.
 pub const SCENARIOS: &[Scenario] = &[
-    Scenario {
-        arg: 1,
-        name: "fresh-tags",
-        mte: Mte::Required,
-        run: fresh_tags::run,
-    },
-    Scenario {
-        arg: 2,
-        name: "leak-writer",
-        mte: Mte::Required,
-        run: leak::writer,
-    },
-    Scenario {
-        arg: 3,
-        name: "leak-checker",
-        mte: Mte::Required,
-        run: leak::checker,
-    },
-    Scenario {
-        arg: 4,
-        name: "race-writer",
-        mte: Mte::Required,
-        run: race::writer,
-    },
-    Scenario {
-        arg: 5,
-        name: "race-reader",
-        mte: Mte::Required,
-        run: race::reader,
-    },
-    Scenario {
-        arg: 6,
-        name: "regs-a",
-        mte: Mte::Required,
-        run: regs::a,
-    },
-    Scenario {
-        arg: 7,
-        name: "regs-b",
-        mte: Mte::Required,
-        run: regs::b,
-    },
-    Scenario {
-        arg: 8,
-        name: "bad-access",
-        mte: Mte::Unused,
-        run: bad_access::run,
-    },
-    Scenario {
-        arg: 9,
-        name: "no-mte",
-        mte: Mte::Unused,
-        run: no_mte::run,
-    },
+    Scenario { arg: 1, name: "fresh-tags", mte: Mte::Required, run: fresh_tags::run },
+    Scenario { arg: 2, name: "leak-writer", mte: Mte::Required, run: leak::writer },
+    Scenario { arg: 3, name: "leak-checker", mte: Mte::Required, run: leak::checker },
+    Scenario { arg: 4, name: "race-writer", mte: Mte::Required, run: race::writer },
+    Scenario { arg: 5, name: "race-reader", mte: Mte::Required, run: race::reader },
+    Scenario { arg: 6, name: "regs-a", mte: Mte::Required, run: regs::a },
+    Scenario { arg: 7, name: "regs-b", mte: Mte::Required, run: regs::b },
+    Scenario { arg: 8, name: "bad-access", mte: Mte::Unused, run: bad_access::run },
+    Scenario { arg: 9, name: "no-mte", mte: Mte::Unused, run: no_mte::run },
 ];
 
 /// Guest-physical windows outside RAM that `bad-access` touches; mapped Normal
@@ -170,9 +125,7 @@ pub fn wait_event(index: u64, at_least: u64, what: &str) -> u64 {
             return value;
         }
         if sysreg::past(deadline) {
-            fail!(
-                "timeout ({PEER_TIMEOUT_SECS} s) waiting for {what}: event {index} = {value}, want >= {at_least}"
-            );
+            fail!("timeout ({PEER_TIMEOUT_SECS} s) waiting for {what}: event {index} = {value}, want >= {at_least}");
         }
         hv("HV_YIELD", hypercall::yield_now());
     }

@@ -25,29 +25,19 @@ pub fn run(_: &Env) -> Outcome {
         ("MRS RGSR_EL1", probe_mrs!("s3_0_c1_c0_5")),
         ("MRS TFSR_EL1", probe_mrs!("s3_0_c5_c6_0")),
         ("MRS TFSRE0_EL1", probe_mrs!("s3_0_c5_c6_1")),
-        (
-            "MSR GCR_EL1",
-            probe_msr!("s3_0_c1_c0_6", mte::GCR_EXCLUDE_TAG0),
-        ),
+        ("MSR GCR_EL1", probe_msr!("s3_0_c1_c0_6", mte::GCR_EXCLUDE_TAG0)),
     ];
     let mut esr = 0;
     for (what, probe) in probes {
         let Some(fault) = probe.fault else {
-            fail!(
-                "{what} did not raise an exception (read 0x{:x})",
-                probe.value
-            );
+            fail!("{what} did not raise an exception (read 0x{:x})", probe.value);
         };
         println!("no-mte: {what}: {fault}");
         if fault.ec() != ec::UNKNOWN {
             fail!("{what}: {fault}; want EC 0x00 (UNDEFINED)");
         }
         if fault.elr != probe.insn {
-            fail!(
-                "{what}: ELR_EL1 0x{:x} is not the instruction 0x{:x}",
-                fault.elr,
-                probe.insn
-            );
+            fail!("{what}: ELR_EL1 0x{:x} is not the instruction 0x{:x}", fault.elr, probe.insn);
         }
         esr = fault.esr;
     }

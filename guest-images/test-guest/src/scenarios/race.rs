@@ -31,18 +31,11 @@ const GRANULES: usize = (PAGE / GRANULE) as usize;
 /// N, the number of rounds of each phase.
 fn rounds(env: &Env) -> u64 {
     if env.shared_base == 0 || env.shared_size == 0 {
-        fail!(
-            "no shared region (x3=0x{:x}, x4=0x{:x})",
-            env.shared_base,
-            env.shared_size
-        );
+        fail!("no shared region (x3=0x{:x}, x4=0x{:x})", env.shared_base, env.shared_size);
     }
     let n = (env.shared_size / PAGE / 2).min(MAX_ROUNDS);
     if n == 0 {
-        fail!(
-            "shared region of 0x{:x} bytes is too small (2 pages at least)",
-            env.shared_size
-        );
+        fail!("shared region of 0x{:x} bytes is too small (2 pages at least)", env.shared_size);
     }
     n
 }
@@ -71,13 +64,7 @@ fn write_page(env: &Env, round: u64) {
     for offset in (0..PAGE).step_by(GRANULE as usize) {
         // SAFETY: the shared page is mapped Tagged Normal and no Rust object lives
         // in it; granule aligned.
-        unsafe {
-            mte::stgp(
-                tagged + offset,
-                word(round, offset),
-                word(round, offset + 8),
-            )
-        };
+        unsafe { mte::stgp(tagged + offset, word(round, offset), word(round, offset + 8)) };
     }
     // SAFETY: a barrier only: the tags and data are visible before the event is.
     unsafe { core::arch::asm!("dsb ish", options(nostack, preserves_flags)) };
@@ -111,28 +98,17 @@ pub fn writer(env: &Env) -> Outcome {
     let n = rounds(env);
     for round in 0..n {
         write_page(env, round);
-        hv(
-            "HV_EVENT_SET",
-            hypercall::event_set(EVENT_WRITTEN, round + 1),
-        );
+        hv("HV_EVENT_SET", hypercall::event_set(EVENT_WRITTEN, round + 1));
         wait_event(EVENT_CHECKED, round + 1, "the reader to check the page");
     }
     println!("race-writer: {n} lockstep rounds done");
     for round in n..2 * n {
         wait_event(EVENT_READY, round + 1, "the reader to be ready");
         write_page(env, round);
-        hv(
-            "HV_EVENT_SET",
-            hypercall::event_set(EVENT_WRITTEN, round + 1),
-        );
+        hv("HV_EVENT_SET", hypercall::event_set(EVENT_WRITTEN, round + 1));
         wait_event(EVENT_CHECKED, round + 1, "the reader to check the page");
     }
-    text!(
-        "rounds={} ({n} lockstep + {n} racing) on pages [0x{:x}, 0x{:x})",
-        2 * n,
-        page(env, 0),
-        page(env, 2 * n)
-    )
+    text!("rounds={} ({n} lockstep + {n} racing) on pages [0x{:x}, 0x{:x})", 2 * n, page(env, 0), page(env, 2 * n))
 }
 
 pub fn reader(env: &Env) -> Outcome {
@@ -140,10 +116,7 @@ pub fn reader(env: &Env) -> Outcome {
     for round in 0..n {
         wait_event(EVENT_WRITTEN, round + 1, "the writer to write the page");
         check_page(env, round);
-        hv(
-            "HV_EVENT_SET",
-            hypercall::event_set(EVENT_CHECKED, round + 1),
-        );
+        hv("HV_EVENT_SET", hypercall::event_set(EVENT_CHECKED, round + 1));
     }
     println!("race-reader: {n} lockstep rounds done");
 
@@ -157,10 +130,7 @@ pub fn reader(env: &Env) -> Outcome {
         early += u64::from(race.saw_zero);
         mixed += u64::from(race.saw_mixed);
         check_page(env, round);
-        hv(
-            "HV_EVENT_SET",
-            hypercall::event_set(EVENT_CHECKED, round + 1),
-        );
+        hv("HV_EVENT_SET", hypercall::event_set(EVENT_CHECKED, round + 1));
     }
     text!(
         "rounds={} ({n} lockstep + {n} racing); racing rounds where the reader touched the page first: {early}, saw it half-tagged: {mixed}",
@@ -179,10 +149,7 @@ fn race_round(env: &Env, round: u64) -> Race {
     let base = page(env, round);
     let tag = expected_tag(round);
     let mut seen = [false; GRANULES];
-    let mut race = Race {
-        saw_zero: false,
-        saw_mixed: false,
-    };
+    let mut race = Race { saw_zero: false, saw_mixed: false };
     let deadline = sysreg::deadline_after(PEER_TIMEOUT_SECS);
     loop {
         // Read before the scan, so that the last scan starts after the writer is done.
@@ -196,9 +163,7 @@ fn race_round(env: &Env, round: u64) -> Race {
                 *seen = true;
                 tagged += 1;
             } else if got == 0 && *seen {
-                fail!(
-                    "round {round}: granule 0x{addr:x} went back to tag 0 after reading 0x{tag:x}"
-                );
+                fail!("round {round}: granule 0x{addr:x} went back to tag 0 after reading 0x{tag:x}");
             } else if got == 0 {
                 zeros += 1;
             } else {
@@ -211,9 +176,7 @@ fn race_round(env: &Env, round: u64) -> Race {
         race.saw_zero |= zeros > 0;
         race.saw_mixed |= zeros > 0 && tagged > 0;
         if sysreg::past(deadline) {
-            fail!(
-                "round {round}: timeout ({PEER_TIMEOUT_SECS} s) waiting for the writer (event {EVENT_WRITTEN})"
-            );
+            fail!("round {round}: timeout ({PEER_TIMEOUT_SECS} s) waiting for the writer (event {EVENT_WRITTEN})");
         }
         hv("HV_YIELD", hypercall::yield_now());
     }

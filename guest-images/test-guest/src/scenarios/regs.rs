@@ -26,18 +26,8 @@ struct Values {
     tfsre0: u64,
 }
 
-const A: Values = Values {
-    gcr: 0x1_5555,
-    rgsr: 0x12_3405,
-    tfsr: 0x1,
-    tfsre0: 0x1,
-};
-const B: Values = Values {
-    gcr: 0x0_AAAA,
-    rgsr: 0xBE_EF0A,
-    tfsr: 0x2,
-    tfsre0: 0x2,
-};
+const A: Values = Values { gcr: 0x1_5555, rgsr: 0x12_3405, tfsr: 0x1, tfsre0: 0x1 };
+const B: Values = Values { gcr: 0x0_AAAA, rgsr: 0xBE_EF0A, tfsr: 0x2, tfsre0: 0x2 };
 
 pub fn a(_: &crate::scenarios::Env) -> Outcome {
     run("regs-a", A, EVENT_A, EVENT_B)

@@ -149,13 +149,8 @@ pub fn init_cpu() -> Result<u64, GicError> {
     let layout = layout();
     let private_interrupts = [KICK_SGI, layout.maintenance, layout.virtual_timer];
     let affinity = cpu::mpidr_affinity();
-    let frame = redistributors::find(
-        &layout.redistributor_regions,
-        layout.redistributor_stride,
-        mmio_read64,
-        affinity,
-    )
-    .ok_or(GicError::NoRedistributor { affinity })?;
+    let frame = redistributors::find(&layout.redistributor_regions, layout.redistributor_stride, mmio_read64, affinity)
+        .ok_or(GicError::NoRedistributor { affinity })?;
     let gicr = frame.base;
     mmio_write32(gicr + GICR_WAKER, mmio_read32(gicr + GICR_WAKER) & !WAKER_PROCESSOR_SLEEP);
     while mmio_read32(gicr + GICR_WAKER) & WAKER_CHILDREN_ASLEEP != 0 {

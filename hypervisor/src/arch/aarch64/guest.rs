@@ -52,7 +52,8 @@ pub unsafe fn run(registers: &mut GuestRegisters) -> (ExitVector, ExitSyndrome) 
     // SAFETY: the caller loaded a complete guest context; `__guest_run` saves and
     // restores every callee-saved register and the stack, per the AAPCS64.
     let vector = unsafe { __guest_run(registers) };
-    let syndrome = ExitSyndrome { esr: read_sysreg!("esr_el2"), far: read_sysreg!("far_el2"), hpfar: read_sysreg!("hpfar_el2") };
+    let syndrome =
+        ExitSyndrome { esr: read_sysreg!("esr_el2"), far: read_sysreg!("far_el2"), hpfar: read_sysreg!("hpfar_el2") };
     let vector = match vector {
         8 => ExitVector::Synchronous,
         9 => ExitVector::Irq,
@@ -95,8 +96,18 @@ impl VmControls {
     /// pointer authentication untrapped. MTE VMs get tag access (ATA); others get
     /// GMID_EL1 trapped (TID5) and their MTE register accesses trap (ATA = 0).
     pub fn hcr_for(mte: bool) -> u64 {
-        let base = hcr::VM | hcr::SWIO | hcr::FMO | hcr::IMO | hcr::AMO | hcr::TWI | hcr::TID3 | hcr::TSC
-            | hcr::TSW | hcr::RW | hcr::APK | hcr::API;
+        let base = hcr::VM
+            | hcr::SWIO
+            | hcr::FMO
+            | hcr::IMO
+            | hcr::AMO
+            | hcr::TWI
+            | hcr::TID3
+            | hcr::TSC
+            | hcr::TSW
+            | hcr::RW
+            | hcr::APK
+            | hcr::API;
         if mte { base | hcr::ATA } else { base | hcr::TID5 }
     }
 

@@ -137,11 +137,8 @@ pub fn build(platform: &Platform, tagged_ram: bool) -> Result<El2Translation, Mm
     for range in &ram_outside_image {
         table.map(range.base, range.base, range.size, ram_attributes)?;
     }
-    let sections = [
-        (image.text, Access::ReadExecute),
-        (image.rodata, Access::ReadOnly),
-        (image.data, Access::ReadWrite),
-    ];
+    let sections =
+        [(image.text, Access::ReadExecute), (image.rodata, Access::ReadOnly), (image.data, Access::ReadWrite)];
     for (section, access) in sections {
         table.map(section.base, section.base, section.size, el2_leaf_attributes(MemoryKind::Normal, access))?;
     }
@@ -160,7 +157,8 @@ pub fn build(platform: &Platform, tagged_ram: bool) -> Result<El2Translation, Mm
 
     // 48-bit VA, 4 KiB granule, write-back walks, inner shareable; RES1 bits 23 and 31.
     let pa_size = cpu::pa_range().min(5);
-    let tcr = (64 - INPUT_BITS as u64) | (0b01 << 8) | (0b01 << 10) | (0b11 << 12) | (pa_size << 16) | (1 << 23) | (1 << 31);
+    let tcr =
+        (64 - INPUT_BITS as u64) | (0b01 << 8) | (0b01 << 10) | (0b11 << 12) | (pa_size << 16) | (1 << 23) | (1 << 31);
     let mut sctlr = sctlr_el2::RES1 | sctlr_el2::M | sctlr_el2::C | sctlr_el2::I | sctlr_el2::SA | sctlr_el2::WXN;
     if tagged_ram {
         sctlr |= sctlr_el2::ATA;

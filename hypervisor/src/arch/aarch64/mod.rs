@@ -10,7 +10,7 @@ pub mod id_registers;
 pub mod mmu;
 pub mod power;
 pub mod psci;
-pub mod sanitise;
 pub mod registers;
+pub mod sanitise;
 pub mod semihosting;
 pub mod smp;

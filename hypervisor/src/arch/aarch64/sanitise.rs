@@ -16,13 +16,17 @@ pub fn zero_data_and_tags(pa: u64, len: u64, mte: &MteInfo) {
         while addr < end {
             // SAFETY: `addr` is in RAM the hypervisor owns (a frame being prepared,
             // not mapped in any guest yet), mapped Tagged Normal at EL2.
-            unsafe { core::arch::asm!(".arch_extension memtag", "dc gzva, {}", in(reg) addr, options(nostack, preserves_flags)) };
+            unsafe {
+                core::arch::asm!(".arch_extension memtag", "dc gzva, {}", in(reg) addr, options(nostack, preserves_flags))
+            };
             addr += step;
         }
     } else {
         while addr < end {
             // SAFETY: as above; STZ2G zeroes 32 bytes of data and their two tags.
-            unsafe { core::arch::asm!(".arch_extension memtag", "stz2g {0}, [{0}]", in(reg) addr, options(nostack, preserves_flags)) };
+            unsafe {
+                core::arch::asm!(".arch_extension memtag", "stz2g {0}, [{0}]", in(reg) addr, options(nostack, preserves_flags))
+            };
             addr += 32;
         }
     }
@@ -39,14 +43,18 @@ pub fn zero_tags(pa: u64, len: u64, mte: &MteInfo) {
             while addr < end {
                 // SAFETY: `addr` is owned RAM mapped Tagged at EL2; STGM with XZR
                 // writes tag 0 to every granule of one GMID block, data untouched.
-                unsafe { core::arch::asm!(".arch_extension memtag", "stgm xzr, [{}]", in(reg) addr, options(nostack, preserves_flags)) };
+                unsafe {
+                    core::arch::asm!(".arch_extension memtag", "stgm xzr, [{}]", in(reg) addr, options(nostack, preserves_flags))
+                };
                 addr += step;
             }
         }
         None => {
             while addr < end {
                 // SAFETY: as above; ST2G with a tag-0 pointer writes tag 0 to two granules.
-                unsafe { core::arch::asm!(".arch_extension memtag", "st2g {0}, [{0}]", in(reg) addr, options(nostack, preserves_flags)) };
+                unsafe {
+                    core::arch::asm!(".arch_extension memtag", "st2g {0}, [{0}]", in(reg) addr, options(nostack, preserves_flags))
+                };
                 addr += 32;
             }
         }

@@ -32,7 +32,9 @@ enum VmState {
     /// Waiting for the VM it runs `after`.
     Pending,
     Running,
-    Stopped { status: i64 },
+    Stopped {
+        status: i64,
+    },
     /// Could not be created; counts as stopped with a failure.
     Failed,
 }
@@ -115,13 +117,19 @@ pub fn start(
     let mut shared = Vec::new();
     let mut shared_users = Vec::new();
     for (index, region) in config.shared.iter().enumerate() {
-        let memory = SharedMemory::allocate(&region.name, region.size, region.mapping_bytes, &mut GlobalFrames, |pa, len| {
-            sanitise::zero_data(pa, len, &mte);
-            // VMs without MTE map it as is, and may read it with caches off.
-            crate::arch::aarch64::cache::clean_to_poc(pa, len);
-        })
-        .map_err(|e| StartError::SharedMemory(region.name.clone(), e))?;
-        log::info!("shared region {}: {} MiB, mapped in {} KiB units", region.name, region.size >> 20, region.mapping_bytes >> 10);
+        let memory =
+            SharedMemory::allocate(&region.name, region.size, region.mapping_bytes, &mut GlobalFrames, |pa, len| {
+                sanitise::zero_data(pa, len, &mte);
+                // VMs without MTE map it as is, and may read it with caches off.
+                crate::arch::aarch64::cache::clean_to_poc(pa, len);
+            })
+            .map_err(|e| StartError::SharedMemory(region.name.clone(), e))?;
+        log::info!(
+            "shared region {}: {} MiB, mapped in {} KiB units",
+            region.name,
+            region.size >> 20,
+            region.mapping_bytes >> 10
+        );
         shared.push(Some(Arc::new(memory)));
         shared_users.push(config.vms.iter().filter(|vm| vm.shared.contains(&index)).count());
     }
@@ -133,7 +141,13 @@ pub fn start(
         tag_state: TagStateMap::new(ram),
         shape: Stage2Shape::from_pa_range(cpu::pa_range()),
         events: [const { AtomicU64::new(0) }; hv_abi::EVENTS as usize],
-        lifecycle: Mutex::new(Lifecycle { states, boots, vmids_in_use: [false; MAX_VMID as usize + 1], shared_users, shared }),
+        lifecycle: Mutex::new(Lifecycle {
+            states,
+            boots,
+            vmids_in_use: [false; MAX_VMID as usize + 1],
+            shared_users,
+            shared,
+        }),
         incoming: [const { Mutex::new(Vec::new()) }; smp::MAX_CPUS],
         list_registers: gic::list_register_count().min(16),
         pointer_authentication: crate::arch::aarch64::guest::has_pointer_authentication(),
@@ -152,7 +166,8 @@ pub fn start(
         director.shape.ipa_bits,
         director.shape.start_level
     );
-    let ready: Vec<usize> = (0..director.config.vms.len()).filter(|&i| director.config.vms[i].after.is_none()).collect();
+    let ready: Vec<usize> =
+        (0..director.config.vms.len()).filter(|&i| director.config.vms[i].after.is_none()).collect();
     for index in ready {
         director.launch(index);
     }
@@ -173,7 +188,8 @@ impl Director {
         };
         // The regions this VM names, in its order; they stay allocated while any
         // running or pending VM names them.
-        let Some(shared) = config.shared.iter().map(|&i| lifecycle.shared[i].clone()).collect::<Option<Vec<_>>>() else {
+        let Some(shared) = config.shared.iter().map(|&i| lifecycle.shared[i].clone()).collect::<Option<Vec<_>>>()
+        else {
             log::error!("vm {}: a shared region it names was already freed", config.name);
             lifecycle.states[index] = VmState::Failed;
             return;
@@ -257,9 +273,10 @@ impl Director {
             for &region in &self.config.vms[index].shared {
                 lifecycle.shared_users[region] -= 1;
                 if lifecycle.shared_users[region] == 0
-                    && let Some(memory) = lifecycle.shared[region].take() {
-                        self.free_shared(memory);
-                    }
+                    && let Some(memory) = lifecycle.shared[region].take()
+                {
+                    self.free_shared(memory);
+                }
             }
             (0..self.config.vms.len())
                 .filter(|&i| self.config.vms[i].after == Some(index) && lifecycle.states[i] == VmState::Pending)
@@ -368,7 +385,11 @@ impl Director {
             counters.frames_zeroed
         );
         crate::console::flush();
-        let outcome = if failures == 0 { crate::arch::aarch64::power::Outcome::Success } else { crate::arch::aarch64::power::Outcome::Failure };
+        let outcome = if failures == 0 {
+            crate::arch::aarch64::power::Outcome::Success
+        } else {
+            crate::arch::aarch64::power::Outcome::Failure
+        };
         crate::arch::aarch64::power::power_off(outcome)
     }
 }

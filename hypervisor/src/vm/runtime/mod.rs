@@ -2,8 +2,8 @@
 //! path, exit handling, and the per-CPU scheduler.
 
 pub mod director;
-pub mod scheduler;
 mod interrupts;
+pub mod scheduler;
 mod stage2;
 mod vcpu;
 mod virtual_machine;

@@ -3,12 +3,12 @@
 
 use crate::arch::aarch64::{cache, guest, sanitise};
 use crate::memory;
+use crate::mm::PAGE_SIZE;
 use crate::mm::frame_alloc::OutOfMemory;
 use crate::mm::page_table::{ENTRIES, MapError, PageTable, Stage2Kind, TableMemory, stage2_leaf_attributes};
 use crate::mm::tag_state::TagStateMap;
-use crate::mm::PAGE_SIZE;
 use crate::mte::MteInfo;
-use crate::vm::memory::{Backing, BLOCK_SIZE, FaultError, FrameSource, GuestMemory, Preparation};
+use crate::vm::memory::{BLOCK_SIZE, Backing, FaultError, FrameSource, GuestMemory, Preparation};
 use crate::vm::stats::{VmStats, add};
 
 /// Stage-2 tables live in frames from the global allocator (identity-mapped).
@@ -50,7 +50,9 @@ pub struct VmMemory {
 
 /// What resolving a fault did.
 pub enum FaultResolution {
-    Mapped { size: u64 },
+    Mapped {
+        size: u64,
+    },
     /// Another vCPU mapped it between the fault and our lock.
     AlreadyMapped,
 }
@@ -176,7 +178,9 @@ impl VmMemory {
             // and `len` stays within the page. Guests (of this VM, or another sharing
             // the frame) may write it concurrently, so it is copied byte by byte
             // through a raw pointer rather than borrowed as a slice.
-            unsafe { core::ptr::copy_nonoverlapping(translation.output_address as *const u8, out[done..].as_mut_ptr(), len) };
+            unsafe {
+                core::ptr::copy_nonoverlapping(translation.output_address as *const u8, out[done..].as_mut_ptr(), len)
+            };
             done += len;
         }
         Ok(())

@@ -319,7 +319,12 @@ impl Vcpu {
                 }
             }
             GuestExit::Unhandled(class) => {
-                log::warn!("vm {}: unexpected {} at {:#x}; injecting UNDEFINED", self.vm.name, class.name(), self.registers.pc);
+                log::warn!(
+                    "vm {}: unexpected {} at {:#x}; injecting UNDEFINED",
+                    self.vm.name,
+                    class.name(),
+                    self.registers.pc
+                );
                 self.inject_undefined();
                 Next::Resume
             }
@@ -349,7 +354,13 @@ impl Vcpu {
                 log::warn!(
                     "vm {}: {} IPA {:#x} outside its memory and devices (pc {:#x}{}); injecting a synchronous external abort",
                     self.vm.name,
-                    if abort.instruction { "instruction fetch from" } else if abort.write { "write to" } else { "read from" },
+                    if abort.instruction {
+                        "instruction fetch from"
+                    } else if abort.write {
+                        "write to"
+                    } else {
+                        "read from"
+                    },
                     abort.ipa,
                     self.registers.pc,
                     if abort.access.is_none() && !abort.instruction { ", no instruction syndrome" } else { "" }
@@ -409,7 +420,14 @@ impl Vcpu {
         true
     }
 
-    fn emulate_uart(&mut self, director: &Director, offset: u64, size: u8, value: Option<u64>, access: MmioAccess) -> bool {
+    fn emulate_uart(
+        &mut self,
+        director: &Director,
+        offset: u64,
+        size: u8,
+        value: Option<u64>,
+        access: MmioAccess,
+    ) -> bool {
         let mut output = arrayvec::ArrayVec::<u8, 8>::new();
         let (handled, read) = {
             let mut uart = self.vm.uart.lock();
@@ -511,7 +529,8 @@ impl Vcpu {
         if function >> 24 == 0xC6 {
             return self.handle_hypercall(director, function, a1, a2);
         }
-        let outcome = self.vm.psci.lock().call(self.index, function, [a1, a2, a3], (hv_abi::RAM_BASE, self.vm.ram_bytes));
+        let outcome =
+            self.vm.psci.lock().call(self.index, function, [a1, a2, a3], (hv_abi::RAM_BASE, self.vm.ram_bytes));
         if let Some(x0) = outcome.caller_x0() {
             self.registers.x[0] = x0;
         }
@@ -607,8 +626,9 @@ impl Vcpu {
 /// CRn = 9, CRm = 12..=14; PMEVCNTR/PMEVTYPER at CRn = 14, CRm = 8..=15; PMINTEN*
 /// at op1 = 0, CRn = 9, CRm = 14).
 fn is_debug_or_pmu_register(access: &SysRegAccess) -> bool {
-    let pmu_el0 = access.op0 == 3 && access.op1 == 3 && ((access.crn == 9 && (12..=14).contains(&access.crm))
-        || (access.crn == 14 && access.crm >= 8));
+    let pmu_el0 = access.op0 == 3
+        && access.op1 == 3
+        && ((access.crn == 9 && (12..=14).contains(&access.crm)) || (access.crn == 14 && access.crm >= 8));
     let pmu_el1 = access.op0 == 3 && access.op1 == 0 && access.crn == 9 && access.crm == 14;
     access.op0 == 2 || pmu_el0 || pmu_el1
 }

@@ -130,11 +130,15 @@ impl Vm {
             }
             BootProtocol::Linux => {
                 let header = boot_layout::kernel_header(images.kernel);
-                let placed = boot_layout::layout(RAM_BASE, config.memory_bytes, &header, images.initrd.map(|i| i.len() as u64))
-                    .map_err(CreateError::Layout)?;
+                let placed =
+                    boot_layout::layout(RAM_BASE, config.memory_bytes, &header, images.initrd.map(|i| i.len() as u64))
+                        .map_err(CreateError::Layout)?;
                 let layout = GuestLayout::qemu_virt(config.memory_bytes, vcpus);
-                let dtb = guest_dtb::generate(&layout, &GuestBoot { bootargs: &config.bootargs, initrd: placed.initrd, ..Default::default() })
-                    .map_err(CreateError::DeviceTree)?;
+                let dtb = guest_dtb::generate(
+                    &layout,
+                    &GuestBoot { bootargs: &config.bootargs, initrd: placed.initrd, ..Default::default() },
+                )
+                .map_err(CreateError::DeviceTree)?;
                 preload(&mut guest_memory, placed.kernel, images.kernel, mte_info)?;
                 if let (Some(initrd), Some((start, _))) = (images.initrd, placed.initrd) {
                     preload(&mut guest_memory, start, initrd, mte_info)?;
