@@ -108,3 +108,79 @@ pub fn deadline_after(seconds: u64) -> u64 {
 pub fn past(deadline: u64) -> bool {
     cntvct_el0() >= deadline
 }
+
+read_only!(
+    /// AArch64 Instruction Set Attribute Register 1: pointer authentication in
+    /// APA [7:4], API [11:8], GPA [27:24], GPI [31:28].
+    id_aa64isar1_el1, "id_aa64isar1_el1"
+);
+
+/// Whether pointer-authentication keys exist (FEAT_PAuth with QARMA or IMPDEF).
+pub fn has_pointer_authentication() -> bool {
+    let isar1 = id_aa64isar1_el1();
+    [4, 8, 24, 28].iter().any(|&shift| (isar1 >> shift) & 0xF != 0)
+}
+
+/// APIAKeyLo_EL1, the low half of the instruction key A.
+pub fn apiakeylo_el1() -> u64 {
+    let value: u64;
+    // SAFETY: reading a key register has no side effects (FEAT_PAuth checked by the caller).
+    unsafe { core::arch::asm!("mrs {}, s3_0_c2_c1_0", out(reg) value, options(nomem, nostack, preserves_flags)) };
+    value
+}
+
+/// Sets APIAKeyLo_EL1. The guest never enables pointer authentication
+/// (SCTLR_EL1.EnIA stays 0), so the key only has to survive being switched.
+pub fn set_apiakeylo_el1(value: u64) {
+    // SAFETY: with SCTLR_EL1.EnIA clear the key affects no instruction this guest runs.
+    unsafe { core::arch::asm!("msr s3_0_c2_c1_0, {}", "isb", in(reg) value, options(nostack, preserves_flags)) };
+}
+
+/// Lets EL1 use FP/SIMD registers (CPACR_EL1.FPEN = 0b11).
+pub fn enable_fp() {
+    // SAFETY: only stops FP/SIMD instructions from trapping; the guest is built
+    // soft-float, so the compiler never uses those registers itself.
+    unsafe {
+        core::arch::asm!(
+            "mrs {t}, cpacr_el1",
+            "orr {t}, {t}, #(3 << 20)",
+            "msr cpacr_el1, {t}",
+            "isb",
+            t = out(reg) _,
+            options(nostack, preserves_flags),
+        )
+    };
+}
+
+/// D0, the low 64 bits of V0.
+pub fn d0() -> u64 {
+    let value: u64;
+    // SAFETY: reads V0, which the soft-float compiled guest never uses otherwise.
+    unsafe {
+        core::arch::asm!(".arch_extension fp", "fmov {}, d0", out(reg) value, options(nomem, nostack, preserves_flags))
+    };
+    value
+}
+
+/// Sets D0 (see [`d0`]).
+pub fn set_d0(value: u64) {
+    // SAFETY: writes V0, which no compiled code of this guest uses (soft-float).
+    unsafe {
+        core::arch::asm!(".arch_extension fp", "fmov d0, {}", in(reg) value, options(nomem, nostack, preserves_flags))
+    };
+}
+
+/// DBGBVR0_EL1, breakpoint value register 0 (the hypervisor traps debug registers
+/// and answers them as read-as-zero, writes ignored).
+pub fn dbgbvr0_el1() -> u64 {
+    let value: u64;
+    // SAFETY: reading a debug register has no side effects.
+    unsafe { core::arch::asm!("mrs {}, s2_0_c0_c0_4", out(reg) value, options(nomem, nostack, preserves_flags)) };
+    value
+}
+
+/// Writes DBGBVR0_EL1 (see [`dbgbvr0_el1`]); no breakpoint is enabled.
+pub fn set_dbgbvr0_el1(value: u64) {
+    // SAFETY: a breakpoint value without an enabled control register does nothing.
+    unsafe { core::arch::asm!("msr s2_0_c0_c0_4, {}", "isb", in(reg) value, options(nostack, preserves_flags)) };
+}
