@@ -97,7 +97,7 @@ pub fn handoff_machine(hypervisor: &Path, dir: &Path) -> Result<Machine> {
 }
 
 fn expect(output: &str, needle: &str) -> Result<(), String> {
-    match output.contains(needle) {
+    match crate::console_log::says(output, needle) {
         true => Ok(()),
         false => Err(format!("output lacks {needle:?}")),
     }
@@ -111,7 +111,7 @@ fn expect_clean(run: &Captured) -> Result<(), String> {
     }
     expect(&run.output, "--- platform summary ---")?;
     for bad in ["HYPERVISOR CRASH", "ERROR", "WARN", "error:"] {
-        if run.output.contains(bad) {
+        if crate::console_log::says(&run.output, bad) {
             return Err(format!("output contains {bad:?}"));
         }
     }

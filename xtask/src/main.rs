@@ -5,6 +5,7 @@
 mod bench;
 mod build;
 mod bundle;
+mod console_log;
 mod fixtures;
 mod fvp;
 mod guest_images;

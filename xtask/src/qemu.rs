@@ -115,9 +115,10 @@ impl Machine {
         qemu.args(["-M", &self.machine_arg(), "-cpu", "max", "-nographic", "-no-reboot"])
             .args(["-smp", &self.smp.to_string(), "-m", &self.mem])
             .arg("-kernel")
-            .arg(&self.image)
-            // The hypervisor reports a crash as exit status 1 through semihosting SYS_EXIT.
-            .args(["-semihosting-config", "enable=on,target=native"]);
+            .arg(&self.image);
+        // No semihosting: QEMU would answer it from EL1 too, handing every guest the
+        // host's files. The hypervisor says how the run ended on its console
+        // (`console_log::exit_status`).
         if let Some(bundle) = &self.bundle {
             qemu.arg("-initrd").arg(bundle);
         }
@@ -191,7 +192,29 @@ pub fn run_interactive(options: &QemuOptions) -> Result<i32> {
     if options.gdb {
         eprintln!("xtask: waiting for GDB: gdb-multiarch {} -ex 'target remote :1234'", image.elf.display());
     }
-    let mut child = machine.command().spawn().context("starting QEMU")?;
+    // The console passes through xtask, which watches it for the hypervisor's
+    // power-off line (the exit status) while the user sees and types as usual.
+    let mut child = machine.command().stdout(Stdio::piped()).spawn().context("starting QEMU")?;
+    let mut stdout = child.stdout.take().context("QEMU stdout")?;
+    let tee = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let mut seen = Vec::new();
+        let mut buffer = [0u8; 4096];
+        let mut terminal = std::io::stdout();
+        while let Ok(n) = stdout.read(&mut buffer) {
+            if n == 0 {
+                break;
+            }
+            let _ = terminal.write_all(&buffer[..n]);
+            let _ = terminal.flush();
+            seen.extend_from_slice(&buffer[..n]);
+            // Only the last lines matter for the verdict; keep memory bounded.
+            if seen.len() > 1 << 20 {
+                seen.drain(..seen.len() - (1 << 16));
+            }
+        }
+        String::from_utf8_lossy(&seen).replace('\r', "")
+    });
     let status = if options.timeout == 0 {
         child.wait()?
     } else {
@@ -205,7 +228,12 @@ pub fn run_interactive(options: &QemuOptions) -> Result<i32> {
             }
         }
     };
-    Ok(status.code().unwrap_or(1))
+    let output = tee.join().unwrap_or_default();
+    let code = crate::console_log::exit_status(status.code().unwrap_or(1), &output);
+    if code != 0 && status.code() == Some(0) {
+        eprintln!("xtask: the hypervisor reported a failure (see above): exit status {code}");
+    }
+    Ok(code)
 }
 
 /// What a captured run produced.
@@ -236,6 +264,7 @@ pub fn run_captured(machine: &Machine, timeout: Duration, log: &Path) -> Result<
         }
     };
     let output = String::from_utf8_lossy(&std::fs::read(log)?).replace('\r', "");
+    let exit_code = exit_code.map(|code| crate::console_log::exit_status(code, &output));
     Ok(Captured { exit_code, output, elapsed: started.elapsed() })
 }
 
@@ -288,6 +317,7 @@ pub fn run_typing(machine: &Machine, prompt: &str, lines: &[&str], timeout: Dura
     };
     let _ = reader.join();
     let output = output.lock().unwrap().clone();
+    let exit_code = exit_code.map(|code| crate::console_log::exit_status(code, &output));
     std::fs::write(log, &output).with_context(|| format!("writing {}", log.display()))?;
     Ok(Captured { exit_code, output, elapsed: started.elapsed() })
 }

@@ -39,8 +39,9 @@ struct Scenario {
     check: Check,
 }
 
+/// `needle` was printed by the hypervisor, or (written `[vm] text`) by that VM.
 fn expect(output: &str, needle: &str) -> Result<(), String> {
-    match output.contains(needle) {
+    match crate::console_log::says(output, needle) {
         true => Ok(()),
         false => Err(format!("output lacks {needle:?}")),
     }
@@ -72,7 +73,7 @@ fn expect_clean_boot(run: &Captured, cpus: u32, mte: bool) -> Result<(), String>
         expect(&run.output, "MTE: unavailable")?;
     }
     for bad in ["HYPERVISOR CRASH", "ERROR", "WARN"] {
-        if run.output.contains(bad) {
+        if crate::console_log::says(&run.output, bad) {
             return Err(format!("output contains {bad:?}"));
         }
     }
@@ -154,29 +155,29 @@ const LINUX_SCENARIOS: &[LinuxScenario] = &[
         name: "linux-boot-smp1",
         smp: 1,
         append: "autopoweroff=1",
-        expect: &["mte-hypervisor guest: init reached", "mte-hypervisor guest: mte on 1 of 1 CPUs"],
+        expect: &["[linux] mte-hypervisor guest: init reached", "[linux] mte-hypervisor guest: mte on 1 of 1 CPUs"],
     },
     LinuxScenario {
         name: "linux-boot-smp4",
         smp: 4,
         append: "autopoweroff=1",
-        expect: &["smp: Brought up 1 node, 4 CPUs", "mte-hypervisor guest: mte on 4 of 4 CPUs"],
+        expect: &["[linux] smp: Brought up 1 node, 4 CPUs", "[linux] mte-hypervisor guest: mte on 4 of 4 CPUs"],
     },
     LinuxScenario {
         name: "linux-mte-check-smp2",
         smp: 2,
         append: "mtecheck=1",
-        expect: &["mte-check: PASS", "mte-hypervisor guest: mte-check exit 0"],
+        expect: &["[linux] mte-check: PASS", "[linux] mte-hypervisor guest: mte-check exit 0"],
     },
     LinuxScenario {
         name: "linux-reboot-smp2",
         smp: 2,
         append: "reboottest=1",
         expect: &[
-            "mte-hypervisor guest: rebooting",
+            "[linux] mte-hypervisor guest: rebooting",
             "vm linux restarting (SYSTEM_RESET) with fresh memory",
-            "mte-hypervisor.boot=1",
-            "mte-hypervisor guest: powering off after a reboot",
+            "[linux] mte-hypervisor.boot=1",
+            "[linux] mte-hypervisor guest: powering off after a reboot",
         ],
     },
 ];
@@ -187,8 +188,8 @@ fn check_linux(run: &Captured, scenario: &LinuxScenario) -> Result<(), String> {
         expect(&run.output, needle)?;
     }
     expect(&run.output, "all VMs stopped (0 failed)")?;
-    for bad in ["HYPERVISOR CRASH", "Kernel panic", "Internal error", "mte-check: FAIL"] {
-        if run.output.contains(bad) {
+    for bad in ["HYPERVISOR CRASH", "[linux] Kernel panic", "[linux] Internal error", "[linux] mte-check: FAIL"] {
+        if crate::console_log::says(&run.output, bad) {
             return Err(format!("output contains {bad:?}"));
         }
     }
@@ -442,8 +443,11 @@ pub fn run_all(options: &TestOptions) -> Result<i32> {
         let lines = ["grep -c -w mte /proc/cpuinfo", "mte-check | tail -1", "exit"];
         let run = qemu::run_typing(&machine, "~ # ", &lines, Duration::from_secs(300), &log)?;
         let verdict = expect_exit(&run, 0)
-            .and_then(|()| expect(&run.output, "grep -c -w mte /proc/cpuinfo\n2\n"))
-            .and_then(|()| expect(&run.output, "mte-check: PASS"))
+            .and_then(|()| match run.output.contains("grep -c -w mte /proc/cpuinfo\n[linux] 2\n") {
+                true => Ok(()),
+                false => Err("the shell did not answer 2 to `grep -c -w mte /proc/cpuinfo`".into()),
+            })
+            .and_then(|()| expect(&run.output, "[linux] mte-check: PASS"))
             .and_then(|()| expect(&run.output, "all VMs stopped (0 failed)"));
         report("linux-console-shell", &run, verdict, &log, &mut passed, &mut failed);
     }

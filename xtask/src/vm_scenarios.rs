@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::build::target_dir;
 use crate::bundle;
+use crate::console_log::says;
 use crate::qemu::Captured;
 
 /// One VM scenario: a `vms.conf` for the test guest and what must be seen.
@@ -94,16 +95,19 @@ pub fn check(run: &Captured, scenario: &VmScenario) -> Result<(), String> {
         None => return Err("timed out".into()),
     }
     for needle in scenario.expect {
-        if !run.output.contains(needle) {
+        if !says(&run.output, needle) {
             return Err(format!("output lacks {needle:?}"));
         }
     }
-    for bad in ["HYPERVISOR CRASH", "] FAIL", "ERROR"] {
-        if run.output.contains(bad) {
+    for bad in ["HYPERVISOR CRASH", "ERROR"] {
+        if says(&run.output, bad) {
             return Err(format!("output contains {bad:?}"));
         }
     }
-    if !run.output.contains("all VMs stopped (0 failed)") {
+    if let Some(line) = run.output.lines().find(|line| line.starts_with('[') && line.contains("] FAIL")) {
+        return Err(format!("a guest failed: {line}"));
+    }
+    if !says(&run.output, "all VMs stopped (0 failed)") {
         return Err("not every VM stopped with status 0".into());
     }
     Ok(())
@@ -140,8 +144,10 @@ pub fn scenarios() -> Vec<VmScenario> {
         },
         VmScenario {
             name: "mte-regs",
-            conf: "[vm regs-a]\nimage = test-guest.bin\nboot = bare\nmemory = 16M\ncpus = {b}\narg = 6\n\n\
-                   [vm regs-b]\nimage = test-guest.bin\nboot = bare\nmemory = 16M\ncpus = {b}\narg = 7\n",
+            // The shared region ties the two VMs together, which their events need.
+            conf: "[shared sync]\nsize = 2M\n\n\
+                   [vm regs-a]\nimage = test-guest.bin\nboot = bare\nmemory = 16M\ncpus = {b}\narg = 6\nshared = sync\n\n\
+                   [vm regs-b]\nimage = test-guest.bin\nboot = bare\nmemory = 16M\ncpus = {b}\narg = 7\nshared = sync\n",
             expect: &["[regs-a] PASS regs-a", "[regs-b] PASS regs-b"],
         },
         VmScenario {

@@ -21,9 +21,11 @@ pub const SHARED_BASE: u64 = 0x1_0000_0000;
 pub const HV_WRITE: u32 = 0xC600_0001;
 /// Stops the calling VM with status `x1` (0 = success). Does not return.
 pub const HV_EXIT: u32 = 0xC600_0002;
-/// Sets global event `x1` (0..[`EVENTS`]) to value `x2`, visible to every VM. Returns 0.
+/// Sets event `x1` (0..[`EVENTS`]) to value `x2`. Returns 0. Events are shared only
+/// by VMs the configuration ties together with a shared region (transitively); a
+/// VM with no shared region has events of its own that no other VM can reach.
 pub const HV_EVENT_SET: u32 = 0xC600_0003;
-/// Returns the value of global event `x1` (0 until set).
+/// Returns the value of event `x1` (0 until set), as seen by the calling VM.
 pub const HV_EVENT_GET: u32 = 0xC600_0004;
 /// Lets another vCPU pinned to the same physical CPU run. Returns 0.
 pub const HV_YIELD: u32 = 0xC600_0005;
@@ -45,6 +47,8 @@ pub enum Stat {
     Faults2M = 1,
     /// Bytes whose tags the hypervisor sanitised for this VM.
     BytesSanitised = 2,
+    /// How many `SYSTEM_RESET`s came before this boot of the VM (0 on its first).
+    BootCount = 3,
 }
 
 /// Error codes (returned in x0 as negative numbers, SMCCC style).

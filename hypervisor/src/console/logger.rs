@@ -33,7 +33,8 @@ impl Log for ConsoleLogger {
         let (ticks, frequency) = cpu::counter();
         let micros = ticks.saturating_mul(1_000_000) / frequency.max(1);
         super::write_fmt(format_args!(
-            "[{:5}.{:06}] cpu{} {:5} {}\n",
+            // No leading `[`: lines starting with one are guests' (`vm::guest_output`).
+            "{:6}.{:06} cpu{} {:5} {}\n",
             micros / 1_000_000,
             micros % 1_000_000,
             cpu::index(),

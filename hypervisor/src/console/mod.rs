@@ -11,9 +11,13 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use pl011::Pl011;
 
+use crate::vm::guest_output::ConsoleMux;
+
 static UART_BASE: AtomicUsize = AtomicUsize::new(0);
 static LOCKING: AtomicBool = AtomicBool::new(false);
-static LOCK: spin::Mutex<()> = spin::Mutex::new(());
+/// The console lock, with the state of the current line (whose it is): guest
+/// text and the hypervisor's lines share the UART (`vm::guest_output`).
+static LOCK: spin::Mutex<ConsoleMux> = spin::Mutex::new(ConsoleMux::new());
 
 /// Directs output to the PL011 at `base`.
 ///
@@ -49,14 +53,26 @@ impl Write for Uart {
     }
 }
 
-/// Writes formatted text as one uninterleaved unit.
+/// Writes formatted text as one uninterleaved unit, starting on a line of its own.
 pub fn write_fmt(args: fmt::Arguments) {
     if LOCKING.load(Ordering::Relaxed) {
-        let _guard = LOCK.lock();
+        let mut mux = LOCK.lock();
+        mux.hypervisor_line(&mut raw_bytes);
         let _ = Uart.write_fmt(args);
     } else {
         let _ = Uart.write_fmt(args);
     }
+}
+
+/// Bytes straight to the UART (the caller holds the lock or runs before locking).
+fn raw_bytes(bytes: &[u8]) {
+    let base = UART_BASE.load(Ordering::Relaxed);
+    if base == 0 {
+        return;
+    }
+    // SAFETY: `init`'s contract: `base` is a live PL011.
+    let uart = unsafe { Pl011::new(base) };
+    bytes.iter().for_each(|&byte| uart.write_byte(byte));
 }
 
 /// Writes without waiting for the lock: for crash reports, where the lock holder
@@ -72,6 +88,11 @@ pub fn write_fmt_unlocked(args: fmt::Arguments) {
             core::hint::spin_loop();
         }
     }
+    match guard.as_mut() {
+        Some(mux) => mux.hypervisor_line(&mut raw_bytes),
+        // Whoever holds the lock may be mid-line: start a fresh one regardless.
+        None => raw_bytes(b"\r\n"),
+    }
     let _ = Uart.write_fmt(args);
     drop(guard);
 }
@@ -81,16 +102,18 @@ pub fn write_str_unlocked(s: &str) {
     write_fmt_unlocked(format_args!("{s}"));
 }
 
-/// Writes raw bytes (a guest's UART output) as one uninterleaved unit.
-pub fn write_bytes(bytes: &[u8]) {
-    let base = UART_BASE.load(Ordering::Relaxed);
-    if base == 0 {
-        return;
-    }
-    let _guard = LOCKING.load(Ordering::Relaxed).then(|| LOCK.lock());
-    // SAFETY: `init`'s contract: `base` is a live PL011.
-    let uart = unsafe { Pl011::new(base) };
-    bytes.iter().for_each(|&byte| uart.write_byte(byte));
+/// Writes bytes a guest printed (its PL011), prefixed and escaped
+/// (`vm::guest_output`). `vm` is the VM's index in the config.
+pub fn write_guest(vm: usize, name: &str, bytes: &[u8]) {
+    let mut mux = LOCK.lock();
+    mux.guest_bytes(vm, name, bytes, &mut raw_bytes);
+}
+
+/// Writes one whole line of guest text (HV_WRITE), prefixed and escaped.
+pub fn write_guest_line(vm: usize, name: &str, bytes: &[u8]) {
+    let mut mux = LOCK.lock();
+    mux.guest_bytes(vm, name, bytes, &mut raw_bytes);
+    mux.end_guest_line(vm, &mut raw_bytes);
 }
 
 /// Calls `sink` with every byte the console UART has received.

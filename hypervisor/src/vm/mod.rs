@@ -1,10 +1,14 @@
 //! Virtual machines: guest memory, and (on the target) VMs and vCPUs at EL1.
 
 pub mod boot_layout;
+pub mod events;
 pub mod exit;
 pub mod guest_dtb;
+pub mod guest_output;
 pub mod id_registers;
+pub mod inject;
 pub mod memory;
+pub mod rate_limit;
 #[cfg(target_os = "none")]
 pub mod runtime;
 pub mod stats;

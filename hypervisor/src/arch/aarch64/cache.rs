@@ -45,3 +45,15 @@ pub fn invalidate_instruction_caches() {
     // SAFETY: instruction-cache invalidation only drops cached instructions.
     unsafe { core::arch::asm!("dsb ish", "ic ialluis", "dsb ish", "isb", options(nostack, preserves_flags)) };
 }
+
+/// A guest's data-cache maintenance by set/way (DC ISW/CSW/CISW, trapped with
+/// HCR_EL2.TSW), performed on this CPU as clean and invalidate: set/way
+/// operations act on whole cache lines whoever owns them, and cleaning before
+/// invalidating never loses anyone's data (an invalidate-only would drop dirty
+/// lines of other VMs or of the hypervisor). Out-of-range set/way values are
+/// CONSTRAINED UNPREDICTABLE in which line they reach, which clean+invalidate
+/// makes harmless.
+pub fn clean_invalidate_by_set_way(set_way: u64) {
+    // SAFETY: DC CISW writes a line back and drops it; memory contents are unchanged.
+    unsafe { core::arch::asm!("dc cisw, {}", "dsb sy", in(reg) set_way, options(nostack, preserves_flags)) };
+}

@@ -22,9 +22,6 @@ const _: () = assert!(core::mem::size_of::<GuestRegisters>() == 264);
 
 /// PSTATE for a vCPU's first instruction: EL1h, all exceptions masked.
 pub const PSTATE_EL1H_MASKED: u64 = 0x3C5;
-const PSTATE_MODE_MASK: u64 = 0xF;
-const PSTATE_EL1H: u64 = 0b0101;
-const PSTATE_EL1T: u64 = 0b0100;
 
 /// Why `run` returned: which lower-EL vector the guest left through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,12 +40,18 @@ pub struct ExitSyndrome {
     pub hpfar: u64,
 }
 
-/// Enters the guest with `registers` and returns when it exits.
+/// Enters the guest with `registers` under `controls` and returns when it exits.
+///
+/// The VM's EL2 controls are written on every entry, so the stage-2 regime a
+/// guest runs on can never be left over from another VM (a teardown, a TLB flush
+/// for another VMID, a vCPU switch that was skipped).
 ///
 /// # Safety
-/// The VM's EL2 controls ([`VmControls::load`]) and the vCPU's EL1 state must be
-/// loaded on this CPU, and its stage-2 tables must only map memory the VM owns.
-pub unsafe fn run(registers: &mut GuestRegisters) -> (ExitVector, ExitSyndrome) {
+/// The vCPU's EL1 state must be loaded on this CPU, and `controls.vttbr` must
+/// point at valid stage-2 tables that only map memory the VM owns.
+pub unsafe fn run(controls: &VmControls, registers: &mut GuestRegisters) -> (ExitVector, ExitSyndrome) {
+    // SAFETY: the caller guarantees the tables are valid and the EL1 state loaded.
+    unsafe { controls.load() };
     // SAFETY: the caller loaded a complete guest context; `__guest_run` saves and
     // restores every callee-saved register and the stack, per the AAPCS64.
     let vector = unsafe { __guest_run(registers) };
@@ -61,6 +64,20 @@ pub unsafe fn run(registers: &mut GuestRegisters) -> (ExitVector, ExitSyndrome) 
         _ => ExitVector::SError,
     };
     (vector, syndrome)
+}
+
+/// Turns stage 2 off and forgets the last VM's tables on this CPU (VTTBR = 0):
+/// after a VM is torn down, nothing on this CPU can walk its (freed) tables,
+/// not even speculatively. The next [`run`] loads a VM's controls again.
+pub fn park_stage2() {
+    let hcr = read_sysreg!("hcr_el2") & !hcr::VM;
+    // SAFETY: no guest runs on this CPU now; clearing HCR_EL2.VM disables the
+    // EL1&0 stage 2 and VTTBR_EL2 = 0 names no tables.
+    unsafe {
+        write_sysreg!("hcr_el2", hcr);
+        write_sysreg!("vttbr_el2", 0);
+        core::arch::asm!("isb", options(nostack, preserves_flags));
+    }
 }
 
 /// `HCR_EL2` bits the hypervisor uses.
@@ -245,14 +262,11 @@ mte_context! { gcr: "s3_0_c1_c0_6", rgsr: "s3_0_c1_c0_5", tfsr: "s3_0_c5_c6_0", 
 pub const SCTLR_EL1_RESET: u64 = 0x30D0_0800;
 
 /// Injects a synchronous exception with syndrome `esr` (and `far`) into the
-/// vCPU whose EL1 state is live, as the architecture would take it to EL1.
-pub fn inject_synchronous(registers: &mut GuestRegisters, esr: u64, far: u64) {
-    let mode = registers.pstate & PSTATE_MODE_MASK;
-    let vector_offset = match mode {
-        PSTATE_EL1H => 0x200,
-        PSTATE_EL1T => 0x000,
-        _ => 0x400, // from EL0 (AArch64)
-    };
+/// vCPU whose EL1 state is live, as the architecture would take it to EL1
+/// (vector and PSTATE per `vm::inject`; `mte`: the VM has MTE, so PSTATE.TCO is set).
+pub fn inject_synchronous(registers: &mut GuestRegisters, esr: u64, far: u64, mte: bool) {
+    let sctlr = read_sysreg!("sctlr_el1");
+    let vector = crate::vm::inject::sync_vector(read_sysreg!("vbar_el1"), registers.pstate);
     // SAFETY: writing the guest's EL1 exception registers; the guest is not running.
     unsafe {
         write_sysreg!("elr_el1", registers.pc);
@@ -260,8 +274,25 @@ pub fn inject_synchronous(registers: &mut GuestRegisters, esr: u64, far: u64) {
         write_sysreg!("esr_el1", esr);
         write_sysreg!("far_el1", far);
     }
-    registers.pc = read_sysreg!("vbar_el1") + vector_offset;
-    registers.pstate = PSTATE_EL1H_MASKED;
+    registers.pstate = crate::vm::inject::exception_entry_pstate(registers.pstate, sctlr, mte);
+    registers.pc = vector;
+}
+
+/// Arms this CPU's EL2 physical timer (CNTHP) to fire at physical counter value
+/// `deadline`, or turns it off: it wakes the CPU for vCPUs that are switched out
+/// or waiting with a deadline.
+pub fn set_wakeup(deadline: Option<u64>) {
+    // SAFETY: the EL2 timer belongs to the hypervisor; guests cannot see it.
+    unsafe {
+        match deadline {
+            Some(at) => {
+                write_sysreg!("cnthp_cval_el2", at);
+                write_sysreg!("cnthp_ctl_el2", 1);
+            }
+            None => write_sysreg!("cnthp_ctl_el2", 0),
+        }
+        core::arch::asm!("isb", options(nostack, preserves_flags));
+    }
 }
 
 /// A vCPU's FP/SIMD registers (V0-V31, FPCR, FPSR), switched with the vCPU. The

@@ -7,12 +7,12 @@ use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::Ordering;
 
 use spin::{Mutex, Once};
 
 use super::vcpu::Vcpu;
-use super::virtual_machine::{Images, Vm};
+use super::virtual_machine::{Images, Incarnation, Vm};
 use crate::arch::aarch64::{cpu, gic, sanitise, smp};
 use crate::bundle::Bundle;
 use crate::config::Config;
@@ -20,6 +20,7 @@ use crate::mm::page_table::Stage2Shape;
 use crate::mm::tag_state::TagStateMap;
 use crate::mte::MteInfo;
 use crate::platform::PhysRange;
+use crate::vm::events::EventDomains;
 use crate::vm::memory::SharedMemory;
 use crate::vm::runtime::stage2::GlobalFrames;
 
@@ -56,7 +57,8 @@ pub struct Director {
     pub mte: MteInfo,
     pub tag_state: TagStateMap,
     shape: Stage2Shape,
-    pub events: [AtomicU64; hv_abi::EVENTS as usize],
+    /// `HV_EVENT_*` counters, per group of VMs tied by shared regions.
+    pub events: EventDomains,
     lifecycle: Mutex<Lifecycle>,
     /// vCPUs handed to each physical CPU, picked up by its scheduler loop.
     pub incoming: [Mutex<Vec<Box<Vcpu>>>; smp::MAX_CPUS],
@@ -140,7 +142,7 @@ pub fn start(
         mte,
         tag_state: TagStateMap::new(ram),
         shape: Stage2Shape::from_pa_range(cpu::pa_range()),
-        events: [const { AtomicU64::new(0) }; hv_abi::EVENTS as usize],
+        events: EventDomains::new(&config.vms.iter().map(|vm| vm.shared.as_slice()).collect::<Vec<_>>()),
         lifecycle: Mutex::new(Lifecycle {
             states,
             boots,
@@ -205,7 +207,15 @@ impl Director {
         let mut config = config.clone();
         config.bootargs = alloc::format!("{} mte-hypervisor.boot={boot_number}", config.bootargs).trim_start().into();
         let config = &config;
-        match Vm::create(index, config, &images, &shared, vmid, self.shape, &self.mte) {
+        match Vm::create(
+            index,
+            config,
+            &images,
+            &shared,
+            Incarnation { vmid, boot_count: boot_number },
+            self.shape,
+            &self.mte,
+        ) {
             Ok(vm) => {
                 lifecycle.vmids_in_use[vmid as usize] = true;
                 lifecycle.states[index] = VmState::Running;
@@ -249,11 +259,27 @@ impl Director {
         if vm.live_vcpus.fetch_sub(1, Ordering::AcqRel) != 1 {
             return;
         }
-        // Other CPUs may still hold the VM for a moment (a vCPU that stopped just
-        // before us, console input delivery); wait for them to let go.
-        while Arc::strong_count(&vm) > 1 {
-            core::hint::spin_loop();
+        // From here on nothing may take a new reference: console input finds the
+        // VM through `console_vm`, so that link goes first (under its lock, which
+        // every upgrade takes). Other CPUs may still hold the VM for a moment (a
+        // vCPU that stopped just before us, input delivery in progress); wait for
+        // them to let go, then the VM is ours alone.
+        {
+            let mut console = self.console_vm.lock();
+            if core::ptr::eq(console.as_ptr(), Arc::as_ptr(&vm)) {
+                *console = Weak::new();
+            }
         }
+        let mut vm = vm;
+        let vm = loop {
+            match Arc::try_unwrap(vm) {
+                Ok(vm) => break vm,
+                Err(still_shared) => {
+                    vm = still_shared;
+                    core::hint::spin_loop();
+                }
+            }
+        };
         let status = vm.exit_status.load(Ordering::Acquire);
         let reset = vm.reset_requested.load(Ordering::Acquire);
         let (index, name, vmid) = (vm.index, vm.name.clone(), vm.vmid);

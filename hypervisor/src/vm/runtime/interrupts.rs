@@ -35,6 +35,16 @@ pub fn handle_physical(director: &Director, loaded: Option<(&Arc<Vm>, usize)>) {
             continue;
         }
         gic::deactivate(intid);
+        if intid == layout.hyp_timer {
+            // A wake-up or time-slice deadline passed: the scheduler looks again
+            // (and re-arms the timer). Level-sensitive: turn it off first.
+            crate::arch::aarch64::guest::set_wakeup(None);
+            super::scheduler::request_reschedule();
+        }
+        if intid == gic::KICK_SGI {
+            // Another CPU made one of our vCPUs runnable (or is stopping a VM).
+            super::scheduler::request_reschedule();
+        }
         if intid == layout.maintenance {
             // Level-sensitive: it stays asserted while its condition holds, so turn
             // the condition off; the next entry re-enables it if still needed.

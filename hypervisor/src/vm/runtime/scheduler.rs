@@ -1,25 +1,56 @@
 //! Each physical CPU runs the vCPUs pinned to it, round robin: a vCPU keeps the
-//! CPU until it yields (HV_YIELD), blocks (WFI, CPU_SUSPEND, powered off) or its
-//! VM stops. Switching vCPUs saves the outgoing one's EL1, MTE and virtual
-//! interrupt state and restores the incoming one's. With nothing to run, the CPU
-//! waits for a physical interrupt: a guest timer, console input, or a kick from
-//! another CPU.
+//! CPU until it yields (HV_YIELD), blocks (WFI, CPU_SUSPEND, powered off), its
+//! VM stops, or its time slice ends while another vCPU of this CPU is runnable.
+//! Switching vCPUs saves the outgoing one's EL1, MTE and virtual interrupt state
+//! and restores the incoming one's. With nothing to run, the CPU waits for a
+//! physical interrupt: a guest timer, console input, a kick from another CPU, or
+//! the EL2 timer.
+//!
+//! The EL2 physical timer (CNTHP) is armed before every entry and every idle
+//! wait for the earliest of: a waiting vCPU's WFIT deadline, the virtual timer
+//! deadline of each waiting vCPU that is switched out (its timer cannot raise
+//! the physical interrupt: another vCPU's timer state is live), and the end of
+//! the running vCPU's [`TIME_SLICE_MS`] if another vCPU here is runnable. So a
+//! sleeping vCPU wakes at its deadline whatever shares its CPU, and no vCPU
+//! can keep its CPU from a runnable neighbour for longer than a time slice.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use super::director::{self, Director};
 use super::interrupts;
 use super::vcpu::{Event, Vcpu};
 use crate::arch::aarch64::{cpu, gic, guest, smp};
 
+/// How long a vCPU runs before a runnable vCPU on the same CPU gets its turn.
+pub const TIME_SLICE_MS: u64 = 10;
+
+/// Set when this CPU must re-run its scheduling decision at the next exit
+/// (a vCPU of this CPU became runnable from this CPU, or the EL2 timer fired).
+static RESCHEDULE: [AtomicBool; smp::MAX_CPUS] = [const { AtomicBool::new(false) }; smp::MAX_CPUS];
+
+/// Asks this CPU's scheduler to choose again at the next exit.
+pub fn request_reschedule() {
+    if let Some(flag) = RESCHEDULE.get(cpu::index()) {
+        flag.store(true, Ordering::Release);
+    }
+}
+
+/// Whether a reschedule was requested on this CPU since the last call.
+pub fn take_reschedule() -> bool {
+    RESCHEDULE.get(cpu::index()).is_some_and(|flag| flag.swap(false, Ordering::AcqRel))
+}
+
 /// Makes the given physical CPUs look at their vCPUs again (new work, an
-/// interrupt for a waiting vCPU, a VM stopping).
+/// interrupt for a waiting vCPU, a VM stopping); for this CPU itself, at its
+/// next exit.
 pub fn kick_cpus(cpus: &[usize]) {
     let me = cpu::index();
     for &target in cpus {
-        if target != me && target < smp::MAX_CPUS {
+        if target == me {
+            request_reschedule();
+        } else if target < smp::MAX_CPUS {
             gic::kick(smp::CPUS[target].mpidr.load(Ordering::Relaxed));
         }
     }
@@ -41,8 +72,12 @@ pub fn run_cpu(cpu: usize) -> ! {
     loop {
         vcpus.append(&mut director.incoming[cpu].lock());
         reap_stopped(director, &mut vcpus, &mut loaded);
+        // Nothing stale may survive a pass: this pass looks at everything.
+        take_reschedule();
         let count = vcpus.len();
-        let ready = (0..count).map(|k| (next + k) % count.max(1)).find(|&i| vcpus[i].ready());
+        let (now, frequency) = cpu::counter();
+        let is_ready = |i: usize| vcpus[i].ready(loaded == Some(i), now);
+        let ready = (0..count).map(|k| (next + k) % count.max(1)).find(|&i| is_ready(i));
         let Some(current) = ready else {
             // Nothing to run: wait for an interrupt (masked at EL2, it still ends WFI).
             // Reaping may itself have queued vCPUs here (a VM restarted by this
@@ -50,12 +85,17 @@ pub fn run_cpu(cpu: usize) -> ! {
             if !director.incoming[cpu].lock().is_empty() {
                 continue;
             }
+            guest::set_wakeup(earliest_wakeup(&vcpus, loaded, None));
             aarch64_cpu::asm::wfi();
             let live = loaded.map(|i| (&vcpus[i].vm, vcpus[i].index));
             interrupts::handle_physical(director, live);
             continue;
         };
+        // A time slice only matters if someone else here could run.
+        let contended = (0..count).any(|i| i != current && is_ready(i));
+        let slice_end = contended.then(|| now.saturating_add(frequency.saturating_mul(TIME_SLICE_MS) / 1000));
         switch_to(director, &mut vcpus, &mut loaded, current);
+        guest::set_wakeup(earliest_wakeup(&vcpus, loaded, slice_end));
         match vcpus[current].run(director) {
             Event::Yield | Event::Blocked => next = current + 1,
             Event::Stopped => next = current,
@@ -63,6 +103,10 @@ pub fn run_cpu(cpu: usize) -> ! {
     }
 }
 
+/// The earliest of `slice_end` and every waiting vCPU's wake-up deadline.
+fn earliest_wakeup(vcpus: &[Box<Vcpu>], loaded: Option<usize>, slice_end: Option<u64>) -> Option<u64> {
+    vcpus.iter().enumerate().filter_map(|(i, vcpu)| vcpu.wakeup_deadline(loaded == Some(i))).chain(slice_end).min()
+}
 /// Hands the vCPUs of stopping VMs back to the director.
 #[allow(clippy::vec_box, reason = "vCPUs are boxed so moving them between CPU queues stays cheap")]
 fn reap_stopped(director: &Director, vcpus: &mut Vec<Box<Vcpu>>, loaded: &mut Option<usize>) {

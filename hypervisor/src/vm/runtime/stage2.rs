@@ -170,7 +170,8 @@ impl VmMemory {
     pub fn read_guest(&mut self, ipa: u64, out: &mut [u8]) -> Result<(), u64> {
         let mut done = 0usize;
         while done < out.len() {
-            let at = ipa + done as u64;
+            // A guest-chosen IPA: the range may run off the top of the address space.
+            let at = ipa.checked_add(done as u64).ok_or(ipa)?;
             let translation = self.stage2.translate(at).ok_or(at)?;
             let in_page = (PAGE_SIZE - (at % PAGE_SIZE)) as usize;
             let len = in_page.min(out.len() - done);

@@ -16,14 +16,15 @@ use crate::arch::aarch64::guest::{
     SCTLR_EL1_RESET,
 };
 use crate::arch::aarch64::id_registers::read_id_register;
-use crate::exception::{SysRegAccess, SysRegDirection};
+use crate::arch::aarch64::{cache, cpu};
+use crate::exception::{SysRegAccess, SysRegDirection, WfxKind};
 use crate::vm::exit::{self, GuestExit, MmioAccess, Stage2Abort, Stage2FaultKind, injected_abort_syndrome};
-use crate::vm::id_registers;
 use crate::vm::stats::add;
 use crate::vm::vgic::list_register::{ListRegister, LrState};
 use crate::vm::vgic::{self, sgi};
 use crate::vm::vpl011;
 use crate::vm::vpsci::{PowerState, PsciOutcome};
+use crate::vm::{id_registers, inject};
 
 /// What the scheduler should do after running a vCPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +41,10 @@ pub enum Event {
 enum Next {
     Resume,
     Yield,
+    /// Wait for an interrupt (or the vCPU's wake-up deadline).
     Block,
+    /// `CPU_OFF`: the vCPU does not run again until a `CPU_ON`, interrupts or not.
+    PowerOff,
     Stop,
 }
 
@@ -70,6 +74,11 @@ pub struct Vcpu {
     saved_list_registers: [u64; MAX_LIST_REGISTERS],
     /// Waiting for an interrupt (WFI / CPU_SUSPEND).
     waiting: bool,
+    /// While waiting: physical counter value at which to stop waiting anyway
+    /// (a WFIT deadline).
+    wake_at: Option<u64>,
+    /// ESR_EL2 of the exit being handled (its IL says how far the PC advances).
+    exit_esr: u64,
     /// The VM's interrupt generation when the list registers were last filled.
     filled_at: u64,
     /// A list register retired since the last fill.
@@ -95,6 +104,8 @@ impl Vcpu {
             slots: [None; MAX_LIST_REGISTERS],
             saved_list_registers: [0; MAX_LIST_REGISTERS],
             waiting: false,
+            wake_at: None,
+            exit_esr: 0,
             filled_at: 0,
             retired: false,
         }
@@ -108,21 +119,56 @@ impl Vcpu {
         self.vm.start_requests.lock()[self.index]
     }
 
-    /// Whether the scheduler should run this vCPU now.
-    pub fn ready(&self) -> bool {
+    /// Whether the scheduler should run this vCPU now. `loaded`: its state is
+    /// live on this CPU (so its virtual timer raises the physical interrupt
+    /// itself); a switched-out vCPU is due when its saved timer deadline passed.
+    pub fn ready(&self, loaded: bool, now: u64) -> bool {
         if self.vm.stopping.load(Ordering::Acquire) {
             return true;
         }
         if !self.powered_on() {
             return self.start_request().is_some();
         }
-        !self.waiting || self.vm.vgic.lock().next_pending(self.index).is_some()
+        if !self.waiting {
+            return true;
+        }
+        if self.wake_at.is_some_and(|deadline| now >= deadline) {
+            return true;
+        }
+        if !loaded {
+            if self.timer_deadline().is_some_and(|deadline| now >= deadline) {
+                return true;
+            }
+            let saved_pending =
+                self.saved_list_registers.iter().any(|&bits| ListRegister::from_bits(bits).state.is_pending());
+            if saved_pending {
+                return true;
+            }
+        }
+        self.vm.vgic.lock().next_pending(self.index).is_some()
+    }
+
+    /// When this vCPU, if it is waiting, must be looked at again: its WFIT
+    /// deadline, and (switched out) its virtual timer's deadline.
+    pub fn wakeup_deadline(&self, loaded: bool) -> Option<u64> {
+        if !self.waiting || self.vm.stopping.load(Ordering::Relaxed) {
+            return None;
+        }
+        let timer = if loaded { None } else { self.timer_deadline() };
+        match (self.wake_at, timer) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The saved virtual timer's deadline, if it is enabled and unmasked
+    /// (CNTV_CTL_EL0 ENABLE = 1, IMASK = 0). Only meaningful while switched out.
+    fn timer_deadline(&self) -> Option<u64> {
+        (self.el1.cntv_ctl & 0b11 == 0b01).then_some(self.el1.cntv_cval)
     }
 
     /// Makes this vCPU's state live on the current CPU.
     pub fn load(&self, director: &Director) {
-        // SAFETY: the VM's stage-2 tables only map memory it owns.
-        unsafe { self.vm.controls.load() };
         guest::set_virtual_mpidr(self.index as u64);
         self.el1.restore();
         self.fp.restore();
@@ -178,6 +224,7 @@ impl Vcpu {
         gic::deactivate(gic::layout().virtual_timer);
         gic::set_underflow_interrupt(false);
         guest::disable_virtual_timer();
+        guest::park_stage2();
     }
 
     /// Runs the guest until it yields, blocks or its VM stops. The vCPU must be loaded.
@@ -189,13 +236,16 @@ impl Vcpu {
             }
         }
         self.waiting = false;
+        self.wake_at = None;
         loop {
             if self.vm.stopping.load(Ordering::Acquire) {
                 return Event::Stopped;
             }
             self.fill_list_registers(director);
-            // SAFETY: `load` made this vCPU's VM controls and EL1 state live.
-            let (vector, syndrome) = unsafe { guest::run(&mut self.registers) };
+            // SAFETY: `load` made this vCPU's EL1 state live; the VM's stage-2
+            // tables only map memory it owns, and live as long as the VM.
+            let (vector, syndrome) = unsafe { guest::run(&self.vm.controls, &mut self.registers) };
+            self.exit_esr = syndrome.esr;
             add(&self.vm.stats.exits, 1);
             self.retire_list_registers(director);
             let next = match vector {
@@ -207,13 +257,22 @@ impl Vcpu {
                     Next::Resume
                 }
                 ExitVector::SError => {
-                    log::error!("vm {}: SError (ESR {:#x}); stopping the VM", self.vm.name, syndrome.esr);
+                    self.vm.diagnostic(
+                        log::Level::Error,
+                        format_args!("SError (ESR {:#x}); stopping the VM", syndrome.esr),
+                    );
                     self.vm.request_stop(-1);
                     Next::Stop
                 }
             };
             match next {
-                Next::Resume => {}
+                Next::Resume => {
+                    // Another vCPU of this CPU became runnable, or a wake-up or
+                    // time-slice deadline passed: let the scheduler choose.
+                    if super::scheduler::take_reschedule() {
+                        return Event::Yield;
+                    }
+                }
                 Next::Yield => return Event::Yield,
                 Next::Block => {
                     if self.has_pending_interrupt(director) {
@@ -222,9 +281,16 @@ impl Vcpu {
                     self.waiting = true;
                     return Event::Blocked;
                 }
+                Next::PowerOff => return Event::Blocked,
                 Next::Stop => return Event::Stopped,
             }
         }
+    }
+
+    /// Completes the trapped instruction: the PC moves past it by its length
+    /// (ESR_EL2.IL), wrapping like the hardware's own increment.
+    fn skip_instruction(&mut self) {
+        self.registers.pc = inject::next_pc(self.registers.pc, self.exit_esr, self.registers.pstate);
     }
 
     /// A `CPU_ON` for this vCPU: reset to its entry point with the context ID in x0.
@@ -234,6 +300,8 @@ impl Vcpu {
         self.registers.x[0] = context;
         self.el1 = El1Context { sctlr: SCTLR_EL1_RESET, ..Default::default() };
         self.el1.restore();
+        self.waiting = false;
+        self.wake_at = None;
         self.vm.psci.lock().vcpu_started(self.index);
         self.invalidate_fill();
         true
@@ -305,29 +373,46 @@ impl Vcpu {
         match exit {
             GuestExit::Hvc { .. } => self.handle_call(director),
             GuestExit::Smc => {
-                self.registers.pc += 4;
+                // Trapped SMC: ELR points at the instruction itself.
+                self.skip_instruction();
                 self.handle_call(director)
             }
             GuestExit::Stage2Abort(abort) => self.handle_stage2_abort(director, abort),
             GuestExit::SysReg(access) => self.handle_sysreg(access),
-            GuestExit::Wait(_) => {
-                self.registers.pc += 4;
-                match self.vm.boot {
-                    // Bare test guests have no interrupts: WFI just lets others run.
-                    crate::config::BootProtocol::Bare => Next::Yield,
-                    crate::config::BootProtocol::Linux => Next::Block,
-                }
-            }
+            GuestExit::Wait(kind) => self.handle_wait(kind),
             GuestExit::Unhandled(class) => {
-                log::warn!(
-                    "vm {}: unexpected {} at {:#x}; injecting UNDEFINED",
-                    self.vm.name,
-                    class.name(),
-                    self.registers.pc
+                let pc = self.registers.pc;
+                self.vm.diagnostic(
+                    log::Level::Warn,
+                    format_args!("unexpected {} at {pc:#x}; injecting UNDEFINED", class.name()),
                 );
                 self.inject_undefined();
                 Next::Resume
             }
+        }
+    }
+
+    /// WFI blocks until an interrupt is pending for the vCPU; WFIT also until its
+    /// deadline (an absolute virtual-counter value; CNTVOFF_EL2 is 0, so it is
+    /// the physical counter's). WFE and WFET are not trapped, but if one arrives
+    /// it completes at once (a spurious wake-up, which the architecture allows).
+    fn handle_wait(&mut self, kind: WfxKind) -> Next {
+        let passed = inject::condition_passed(self.exit_esr, self.registers.pstate);
+        self.skip_instruction();
+        if !passed {
+            return Next::Resume;
+        }
+        match kind {
+            WfxKind::Wfi => Next::Block,
+            WfxKind::Wfit => {
+                let deadline = inject::wfxt_register(self.exit_esr).map_or(0, |rt| self.register(rt));
+                if cpu::counter().0 >= deadline {
+                    return Next::Resume;
+                }
+                self.wake_at = Some(deadline);
+                Next::Block
+            }
+            WfxKind::Wfe | WfxKind::Wfet => Next::Resume,
         }
     }
 
@@ -351,24 +436,26 @@ impl Vcpu {
             Stage2FaultKind::AccessFlag | Stage2FaultKind::Permission if in_guest_memory => Next::Resume,
             Stage2FaultKind::Translation if !abort.instruction && self.emulate_mmio(director, &abort) => Next::Resume,
             _ => {
-                log::warn!(
-                    "vm {}: {} IPA {:#x} outside its memory and devices (pc {:#x}{}); injecting a synchronous external abort",
-                    self.vm.name,
-                    if abort.instruction {
-                        "instruction fetch from"
-                    } else if abort.write {
-                        "write to"
-                    } else {
-                        "read from"
-                    },
-                    abort.ipa,
-                    self.registers.pc,
-                    if abort.access.is_none() && !abort.instruction { ", no instruction syndrome" } else { "" }
+                self.vm.diagnostic(
+                    log::Level::Warn,
+                    format_args!(
+                        "{} IPA {:#x} outside its memory and devices (pc {:#x}{}); injecting a synchronous external abort",
+                        if abort.instruction {
+                            "instruction fetch from"
+                        } else if abort.write {
+                            "write to"
+                        } else {
+                            "read from"
+                        },
+                        abort.ipa,
+                        self.registers.pc,
+                        if abort.access.is_none() && !abort.instruction { ", no instruction syndrome" } else { "" }
+                    ),
                 );
                 add(&self.vm.stats.injected_aborts, 1);
-                let from_el1 = self.registers.pstate & 0xC != 0;
-                let esr = injected_abort_syndrome(abort.instruction, abort.write, from_el1);
-                guest::inject_synchronous(&mut self.registers, esr, abort.far);
+                let esr =
+                    injected_abort_syndrome(abort.instruction, abort.write, inject::from_el1(self.registers.pstate));
+                self.inject(esr, abort.far);
                 Next::Resume
             }
         }
@@ -393,7 +480,7 @@ impl Vcpu {
             false
         };
         if handled {
-            self.registers.pc += 4;
+            self.skip_instruction();
         }
         handled
     }
@@ -408,7 +495,7 @@ impl Vcpu {
         };
         let Some(result) = result else { return false };
         if result.unhandled {
-            log::debug!("vm {}: vGIC access to {ipa:#x} (size {size}) ignored", self.vm.name);
+            self.vm.diagnostic(log::Level::Debug, format_args!("vGIC access to {ipa:#x} (size {size}) ignored"));
         }
         if value.is_none() {
             self.complete_load(access, result.value);
@@ -443,7 +530,7 @@ impl Vcpu {
             return false;
         }
         if !output.is_empty() {
-            crate::console::write_bytes(&output);
+            crate::console::write_guest(self.vm.index, &self.vm.name, &output);
         }
         if let Some(read) = read {
             self.complete_load(access, read);
@@ -474,7 +561,7 @@ impl Vcpu {
             let real = read_id_register(access.crm, access.op2).unwrap_or(0);
             let value = id_registers::guest_view(access.crm, access.op2, real, self.vm.mte);
             self.set_register(access.rt, value);
-            self.registers.pc += 4;
+            self.skip_instruction();
             return Next::Resume;
         }
         if sgi::is_icc_sgi1r(access.op0, access.op1, access.crn, access.crm, access.op2)
@@ -486,7 +573,7 @@ impl Vcpu {
             let hosts: arrayvec::ArrayVec<usize, 64> =
                 targets.iter().filter_map(|v| self.vm.hosts.get(v).copied()).take(64).collect();
             super::scheduler::kick_cpus(&hosts);
-            self.registers.pc += 4;
+            self.skip_instruction();
             return Next::Resume;
         }
         if is_debug_or_pmu_register(&access) {
@@ -495,18 +582,32 @@ impl Vcpu {
             if access.direction == SysRegDirection::Read {
                 self.set_register(access.rt, 0);
             }
-            self.registers.pc += 4;
+            self.skip_instruction();
+            return Next::Resume;
+        }
+        if is_set_way_maintenance(&access) {
+            cache::clean_invalidate_by_set_way(self.register(access.rt));
+            self.skip_instruction();
             return Next::Resume;
         }
         // MTE registers of a VM without MTE (HCR_EL2.ATA = 0), GMID_EL1 (TID5),
         // writes to ID registers: all UNDEFINED for the guest.
-        log::debug!("vm {}: trapped {access} at {:#x}; injecting UNDEFINED", self.vm.name, self.registers.pc);
+        let pc = self.registers.pc;
+        self.vm.diagnostic(log::Level::Debug, format_args!("trapped {access} at {pc:#x}; injecting UNDEFINED"));
         self.inject_undefined();
         Next::Resume
     }
 
     fn inject_undefined(&mut self) {
-        guest::inject_synchronous(&mut self.registers, exit::INJECTED_UNDEFINED_SYNDROME, 0);
+        self.inject(exit::INJECTED_UNDEFINED_SYNDROME, 0);
+    }
+
+    /// Injects a synchronous exception whose syndrome reports the length of the
+    /// instruction that trapped (IL = 0 for a 16-bit T32 instruction).
+    fn inject(&mut self, esr: u64, far: u64) {
+        const IL: u64 = 1 << 25;
+        let esr = (esr & !IL) | (self.exit_esr & IL);
+        guest::inject_synchronous(&mut self.registers, esr, far, self.vm.mte);
     }
 
     fn register(&self, index: u8) -> u64 {
@@ -537,7 +638,9 @@ impl Vcpu {
         match outcome {
             PsciOutcome::Return(_) => Next::Resume,
             PsciOutcome::StartVcpu { target, entry, context_id } => {
-                self.vm.start_requests.lock()[target] = Some((entry, context_id));
+                if let Some(request) = self.vm.start_requests.lock().get_mut(target) {
+                    *request = Some((entry, context_id));
+                }
                 if let Some(&host) = self.vm.hosts.get(target) {
                     super::scheduler::kick_cpus(&[host]);
                 }
@@ -550,7 +653,7 @@ impl Vcpu {
                     self.vm.request_stop(0);
                     return Next::Stop;
                 }
-                Next::Block
+                Next::PowerOff
             }
             PsciOutcome::SystemOff => {
                 log::info!("vm {}: PSCI SYSTEM_OFF", self.vm.name);
@@ -578,17 +681,11 @@ impl Vcpu {
                 self.vm.request_stop(a1 as i64);
                 return Next::Stop;
             }
-            hv_abi::HV_EVENT_SET => match director.events.get(a1 as usize) {
-                Some(event) => {
-                    event.store(a2, Ordering::Release);
-                    0
-                }
-                None => INVALID,
+            hv_abi::HV_EVENT_SET => match director.events.set(self.vm.index, a1, a2) {
+                Ok(()) => 0,
+                Err(_) => INVALID,
             },
-            hv_abi::HV_EVENT_GET => match director.events.get(a1 as usize) {
-                Some(event) => event.load(Ordering::Acquire),
-                None => INVALID,
-            },
+            hv_abi::HV_EVENT_GET => director.events.get(self.vm.index, a1).unwrap_or(INVALID),
             hv_abi::HV_YIELD => {
                 self.registers.x[0] = 0;
                 return Next::Yield;
@@ -599,6 +696,7 @@ impl Vcpu {
                     x if x == Stat::Faults4K as u64 => stats.faults_4k.load(Ordering::Relaxed),
                     x if x == Stat::Faults2M as u64 => stats.faults_2m.load(Ordering::Relaxed),
                     x if x == Stat::BytesSanitised as u64 => stats.bytes_sanitised(),
+                    x if x == Stat::BootCount as u64 => self.vm.boot_count,
                     _ => INVALID,
                 }
             }
@@ -608,18 +706,33 @@ impl Vcpu {
         Next::Resume
     }
 
-    /// HV_WRITE: prints guest text as one console line tagged with the VM's name.
+    /// HV_WRITE: prints guest text as one console line tagged with the VM's name
+    /// (escaped and prefixed like all guest output: `vm::guest_output`).
     fn guest_write(&mut self, ipa: u64, len: u64) -> Result<(), ()> {
         if len > hv_abi::MAX_WRITE {
             return Err(());
         }
         let mut buffer = [0u8; hv_abi::MAX_WRITE as usize];
-        let text = &mut buffer[..len as usize];
+        let text = buffer.get_mut(..len as usize).ok_or(())?;
         self.vm.memory.lock().read_guest(ipa, text).map_err(|_| ())?;
-        let text = core::str::from_utf8(text).unwrap_or("<invalid UTF-8>");
-        crate::println!("[{}] {}", self.vm.name, text.trim_end_matches('\n'));
+        let text = match text.strip_suffix(b"\n") {
+            Some(line) => line,
+            None => text,
+        };
+        crate::console::write_guest_line(self.vm.index, &self.vm.name, text);
         Ok(())
     }
+}
+
+/// DC ISW, DC CSW and DC CISW (op0 = 1, op1 = 0, CRn = 7, CRm = 6/10/14, op2 = 2),
+/// trapped by HCR_EL2.TSW.
+fn is_set_way_maintenance(access: &SysRegAccess) -> bool {
+    access.op0 == 1
+        && access.op1 == 0
+        && access.crn == 7
+        && matches!(access.crm, 6 | 10 | 14)
+        && access.op2 == 2
+        && access.direction == SysRegDirection::Write
 }
 
 /// Debug registers (op0 = 2) and the PMU's (PMCR_EL0 & co. at op0 = 3, op1 = 3,

@@ -21,6 +21,7 @@ use crate::mte::MteInfo;
 use crate::vm::boot_layout::{self, LayoutError};
 use crate::vm::guest_dtb::{self, GuestBoot, GuestDtbError, GuestLayout};
 use crate::vm::memory::{GuestMemory, SharedMemory};
+use crate::vm::rate_limit::{RateLimiter, Verdict};
 use crate::vm::stats::VmStats;
 use crate::vm::vgic::Vgic;
 use crate::vm::vpl011::VPl011;
@@ -69,6 +70,10 @@ pub struct Vm {
     pub interrupt_generation: AtomicU64,
     /// Last level driven onto the PL011's interrupt line.
     pub uart_line: AtomicBool,
+    /// How many `SYSTEM_RESET`s came before this boot (`HV_STAT` `BootCount`).
+    pub boot_count: u64,
+    /// Budget for the VM's diagnostics on the shared console.
+    log_limit: Mutex<RateLimiter>,
 }
 
 /// Why a VM could not be created.
@@ -91,6 +96,14 @@ impl core::fmt::Display for CreateError {
     }
 }
 
+/// Which run of a configured VM this is.
+#[derive(Debug, Clone, Copy)]
+pub struct Incarnation {
+    pub vmid: u16,
+    /// How many `SYSTEM_RESET`s came before it.
+    pub boot_count: u64,
+}
+
 /// The files a VM boots from.
 pub struct Images<'a> {
     pub kernel: &'a [u8],
@@ -107,10 +120,11 @@ impl Vm {
         config: &VmConfig,
         images: &Images,
         shared: &[Arc<SharedMemory>],
-        vmid: u16,
+        incarnation: Incarnation,
         shape: Stage2Shape,
         mte_info: &MteInfo,
     ) -> Result<Arc<Vm>, CreateError> {
+        let Incarnation { vmid, boot_count } = incarnation;
         let mte = config.mte && mte_info.level.has_tag_storage();
         let stage2 = PageTable::new_stage2(FrameTables, shape).map_err(CreateError::Tables)?;
         let mut guest_memory = GuestMemory::new();
@@ -150,13 +164,8 @@ impl Vm {
         // The frames may have held another VM's code.
         cache::invalidate_instruction_caches();
         let vttbr = stage2.root_address() | (u64::from(vmid) << 48);
-        let mut psci = VmPsci::new(vcpus);
-        if config.boot == BootProtocol::Bare {
-            // Bare test guests start every vCPU at the image, as before PSCI exists for them.
-            (1..vcpus).for_each(|v| {
-                psci.vcpu_started(v);
-            });
-        }
+        // Whatever the boot protocol, only vCPU 0 starts; the others wait for CPU_ON.
+        let psci = VmPsci::new(vcpus);
         Ok(Arc::new(Vm {
             index,
             name: config.name.clone(),
@@ -179,12 +188,33 @@ impl Vm {
             live_vcpus: AtomicUsize::new(vcpus),
             interrupt_generation: AtomicU64::new(1),
             uart_line: AtomicBool::new(false),
+            boot_count,
+            log_limit: Mutex::new(RateLimiter::new()),
         }))
     }
 
     /// The fault path's environment for this VM.
     pub fn sanitiser<'a>(&self, mte: &'a MteInfo, tag_state: &'a TagStateMap) -> Sanitiser<'a> {
         Sanitiser { mte, tag_state, vm_has_mte: self.mte }
+    }
+
+    /// Logs a diagnostic about something the guest did, rate limited per VM (the
+    /// guest decides how often it happens; the console is shared): a burst, then
+    /// a few lines a second, with a count of what was dropped.
+    pub fn diagnostic(&self, level: log::Level, message: core::fmt::Arguments) {
+        if !log::log_enabled!(level) {
+            return;
+        }
+        let (now, frequency) = crate::arch::aarch64::cpu::counter();
+        // Only this VM's vCPUs contend for its limiter, and only for a few instructions.
+        let verdict = self.log_limit.lock().check(now, frequency);
+        match verdict {
+            Verdict::Drop => {}
+            Verdict::Print { suppressed: 0 } => log::log!(level, "vm {}: {message}", self.name),
+            Verdict::Print { suppressed } => {
+                log::log!(level, "vm {}: {message} ({suppressed} earlier messages suppressed)", self.name)
+            }
+        }
     }
 
     /// Records that interrupt state changed (see [`Vm::interrupt_generation`]).
@@ -203,18 +233,21 @@ impl Vm {
 
     /// Frees everything the VM owns: TLB entries of its VMID, its private frames
     /// (their sanitised state cleared first, so the next owner re-zeroes them) and
-    /// its stage-2 tables. Runs on the CPU that ran its last vCPU, which holds the
-    /// last reference. Shared regions are the caller's to free once no VM needs them.
-    pub fn destroy(self: Arc<Self>, tag_state: &TagStateMap) {
+    /// its stage-2 tables. Runs on the CPU that ran its last vCPU, once nothing
+    /// else holds the VM. Shared regions are the caller's to free once no VM
+    /// needs them.
+    ///
+    /// No vCPU of the VM can run any more, but this CPU (and the CPUs that ran
+    /// its vCPUs) may still have its VTTBR loaded: the flush below loads it once
+    /// more, then parks stage 2 (VM off, VTTBR 0) so nothing walks the tables
+    /// after they are freed; every guest entry loads its own VM's controls.
+    pub fn destroy(self, tag_state: &TagStateMap) {
         // SAFETY: this VM's own tables are still valid; loading them makes the TLB
-        // invalidation below apply to its VMID.
+        // invalidation below apply to its VMID. No guest runs on this CPU now.
         unsafe { self.controls.load() };
         guest::invalidate_vm_tlbs();
-        let vm = match Arc::try_unwrap(self) {
-            Ok(vm) => vm,
-            Err(vm) => panic!("VM {} destroyed while {} references remain", vm.name, Arc::strong_count(&vm)),
-        };
-        let VmMemory { guest: guest_memory, stage2 } = vm.memory.into_inner();
+        guest::park_stage2();
+        let VmMemory { guest: guest_memory, stage2 } = self.memory.into_inner();
         for (pa, size) in guest_memory.private_runs() {
             // Every run was handed out by the frame allocator within RAM.
             let _ = tag_state.clear(pa, size);

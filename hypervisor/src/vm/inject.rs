@@ -1,0 +1,174 @@
+//! How a trapped instruction completes and how an exception reaches the guest,
+//! as pure functions of guest-controlled values (PC, PSTATE, SCTLR_EL1, VBAR_EL1,
+//! ESR_EL2). Everything here is arithmetic on hostile input: it wraps where the
+//! architecture wraps and never panics.
+//!
+//! References: Arm ARM (DDI 0487) D1.3 "Exception entry" (vector offsets, PSTATE
+//! on entry), D17.2.37 ESR_ELx (IL, CV/COND), C5.2 PSTATE.
+
+/// PSTATE.M[4]: the exception came from AArch32 (EL0 only here: HCR_EL2.RW = 1).
+const PSTATE_NRW: u64 = 1 << 4;
+const PSTATE_MODE_MASK: u64 = 0xF;
+const PSTATE_EL1H: u64 = 0b0101;
+const PSTATE_EL1T: u64 = 0b0100;
+/// D, A, I, F masked.
+const PSTATE_DAIF: u64 = 0xF << 6;
+const PSTATE_SSBS: u64 = 1 << 12;
+const PSTATE_PAN: u64 = 1 << 22;
+const PSTATE_TCO: u64 = 1 << 25;
+
+const SCTLR_SPAN: u64 = 1 << 23;
+const SCTLR_DSSBS: u64 = 1 << 44;
+
+/// Offset from VBAR_EL1 of the synchronous vector for an exception taken to EL1
+/// from a context with `pstate`.
+pub fn sync_vector_offset(pstate: u64) -> u64 {
+    if pstate & PSTATE_NRW != 0 {
+        return 0x600; // lower EL, AArch32
+    }
+    match pstate & PSTATE_MODE_MASK {
+        PSTATE_EL1H => 0x200, // current EL, SP_ELx
+        PSTATE_EL1T => 0x000, // current EL, SP_EL0
+        _ => 0x400,           // lower EL, AArch64
+    }
+}
+
+/// The vector address for a synchronous exception to EL1 (wrapping, as the
+/// address computation in hardware does: VBAR_EL1 is whatever the guest wrote).
+pub fn sync_vector(vbar_el1: u64, pstate: u64) -> u64 {
+    (vbar_el1 & !0x7FF).wrapping_add(sync_vector_offset(pstate))
+}
+
+/// PSTATE on taking an exception to EL1h: DAIF masked, SSBS from SCTLR_EL1.DSSBS,
+/// PAN set when SCTLR_EL1.SPAN is 0 (kept otherwise when coming from EL1), and
+/// TCO set when the VM has MTE (tag checks off until the handler re-enables them).
+pub fn exception_entry_pstate(pstate: u64, sctlr_el1: u64, mte: bool) -> u64 {
+    let mut new = PSTATE_EL1H | PSTATE_DAIF;
+    if sctlr_el1 & SCTLR_DSSBS != 0 {
+        new |= PSTATE_SSBS;
+    }
+    let from_el1 = pstate & PSTATE_NRW == 0 && matches!(pstate & PSTATE_MODE_MASK, PSTATE_EL1H | PSTATE_EL1T);
+    if sctlr_el1 & SCTLR_SPAN == 0 || (from_el1 && pstate & PSTATE_PAN != 0) {
+        new |= PSTATE_PAN;
+    }
+    if mte {
+        new |= PSTATE_TCO;
+    }
+    new
+}
+
+/// Whether the exception was taken from EL1 (for the injected syndrome's class).
+pub fn from_el1(pstate: u64) -> bool {
+    pstate & PSTATE_NRW == 0 && pstate & 0xC == 0x4
+}
+
+/// Length in bytes of the trapped instruction, from ESR_EL2.IL: 4, or 2 for a
+/// 16-bit T32 instruction (only possible at AArch32 EL0).
+pub fn instruction_length(esr: u64) -> u64 {
+    if esr & (1 << 25) != 0 { 4 } else { 2 }
+}
+
+/// The PC after completing the trapped instruction at `pc` (wraps at the top of
+/// the address space like the hardware's own PC increment). AArch32 PCs stay
+/// 32-bit.
+pub fn next_pc(pc: u64, esr: u64, pstate: u64) -> u64 {
+    let next = pc.wrapping_add(instruction_length(esr));
+    if pstate & PSTATE_NRW != 0 { next & 0xFFFF_FFFF } else { next }
+}
+
+/// For a trapped conditional AArch32 instruction: whether its condition holds
+/// (ESR_EL2.ISS.CV/COND against PSTATE.NZCV). A trap with CV = 0, or from
+/// AArch64, counts as passed. A conditional instruction that fails its
+/// condition may still trap (IMPLEMENTATION DEFINED); it then completes as a no-op.
+pub fn condition_passed(esr: u64, pstate: u64) -> bool {
+    let aarch32 = pstate & PSTATE_NRW != 0;
+    let cv = esr & (1 << 24) != 0;
+    if !aarch32 || !cv {
+        return true;
+    }
+    let cond = (esr >> 20) & 0xF;
+    let (n, z, c, v) =
+        ((pstate >> 31) & 1 == 1, (pstate >> 30) & 1 == 1, (pstate >> 29) & 1 == 1, (pstate >> 28) & 1 == 1);
+    let result = match cond >> 1 {
+        0 => z,
+        1 => c,
+        2 => n,
+        3 => v,
+        4 => c && !z,
+        5 => n == v,
+        6 => n == v && !z,
+        _ => true,
+    };
+    if cond & 1 == 1 && cond != 0xF { !result } else { result }
+}
+
+/// The register holding a WFIT/WFET deadline (ESR_EL2.ISS.RV and RN), if valid.
+pub fn wfxt_register(esr: u64) -> Option<u8> {
+    (esr & (1 << 2) != 0).then_some(((esr >> 5) & 0x1F) as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pc_wraps_at_the_top_of_the_address_space() {
+        let esr32 = 1 << 25;
+        assert_eq!(next_pc(0xFFFF_FFFF_FFFF_FFFC, esr32, 0x3C5), 0);
+        assert_eq!(next_pc(0x4000_0000, esr32, 0x3C5), 0x4000_0004);
+    }
+
+    #[test]
+    fn sixteen_bit_t32_advances_by_two() {
+        // A T16 WFI at AArch32 EL0 (PSTATE.M = 0x10, T set): IL = 0.
+        let pstate = 0x10 | (1 << 5);
+        assert_eq!(next_pc(0x8000, 0x0400_0000, pstate), 0x8002);
+        assert_eq!(next_pc(0xFFFF_FFFE, 0x0400_0000, pstate), 0);
+    }
+
+    #[test]
+    fn vector_offsets() {
+        assert_eq!(sync_vector_offset(0x3C5), 0x200);
+        assert_eq!(sync_vector_offset(0x3C4), 0x000);
+        assert_eq!(sync_vector_offset(0x0), 0x400);
+        assert_eq!(sync_vector_offset(0x10), 0x600);
+        assert_eq!(sync_vector_offset(0x30), 0x600);
+        // VBAR near the top wraps instead of overflowing.
+        assert_eq!(sync_vector(0xFFFF_FFFF_FFFF_F800, 0x10), 0xFFFF_FFFF_FFFF_FE00);
+        assert_eq!(sync_vector(u64::MAX, 0x0), 0xFFFF_FFFF_FFFF_FC00);
+    }
+
+    #[test]
+    fn entry_pstate() {
+        // SPAN = 1, no DSSBS, no MTE: EL1h with DAIF masked only.
+        assert_eq!(exception_entry_pstate(0, SCTLR_SPAN, false), 0x3C5);
+        // SPAN = 0 sets PAN; MTE sets TCO; DSSBS sets SSBS.
+        let p = exception_entry_pstate(0, SCTLR_DSSBS, true);
+        assert_eq!(p, 0x3C5 | PSTATE_PAN | PSTATE_TCO | PSTATE_SSBS);
+        // From EL1 with PAN set and SPAN = 1: PAN is kept.
+        assert_eq!(exception_entry_pstate(0x5 | PSTATE_PAN, SCTLR_SPAN, false), 0x3C5 | PSTATE_PAN);
+    }
+
+    #[test]
+    fn conditions() {
+        let cv_eq = 1 << 24; // COND = 0b0000 (EQ)
+        let cv_ne = (1 << 24) | (0x1 << 20);
+        let aarch32_z = 0x10 | (1 << 30);
+        assert!(condition_passed(cv_eq, aarch32_z));
+        assert!(!condition_passed(cv_ne, aarch32_z));
+        // GE: N == V; LT fails then.
+        let lt = (1 << 24) | (0xB << 20);
+        assert!(!condition_passed(lt, 0x10));
+        // AL and 0xF always pass; AArch64 ignores COND.
+        assert!(condition_passed((1 << 24) | (0xE << 20), 0x10));
+        assert!(condition_passed((1 << 24) | (0xF << 20), 0x10));
+        assert!(condition_passed(cv_ne, 0x3C5 | (1 << 30)));
+    }
+
+    #[test]
+    fn wfit_register() {
+        // WFIT x3: TI = 0b10, RV = 1, RN = 3.
+        assert_eq!(wfxt_register(0b10 | (1 << 2) | (3 << 5)), Some(3));
+        assert_eq!(wfxt_register(0b10), None);
+    }
+}
