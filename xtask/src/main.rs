@@ -10,6 +10,7 @@ mod fixtures;
 mod fvp;
 mod guest_images;
 mod handoff;
+mod hostile_scenarios;
 mod initramfs;
 mod qemu;
 mod scenarios;

@@ -399,6 +399,22 @@ pub fn run_all(options: &TestOptions) -> Result<i32> {
             report(&label, &run, verdict, &log, &mut passed, &mut failed);
         }
     }
+    // ---- isolation (issue 8): hostile guests and their neighbours, on -smp 2. ----
+    let hostile: Vec<_> = crate::hostile_scenarios::scenarios()
+        .into_iter()
+        .filter(|s| options.filter.as_deref().is_none_or(|f| s.scenario.name.contains(f)))
+        .collect();
+    if !hostile.is_empty() {
+        let test_guest = build::build_test_guest()?;
+        for scenario in &hostile {
+            let name = scenario.scenario.name;
+            let mut machine = Machine::new(&normal.flat, 2, "1G", true);
+            machine.bundle = Some(crate::vm_scenarios::bundle_for(name, scenario.scenario.conf, &test_guest)?);
+            let log = logs.join(format!("{name}.log"));
+            let run = qemu::run_captured(&machine, Duration::from_secs(scenario.timeout_secs), &log)?;
+            report(name, &run, crate::hostile_scenarios::verdict(&run, scenario), &log, &mut passed, &mut failed);
+        }
+    }
     let linux: Vec<&LinuxScenario> =
         LINUX_SCENARIOS.iter().filter(|s| options.filter.as_deref().is_none_or(|f| s.name.contains(f))).collect();
     if !linux.is_empty() {

@@ -519,7 +519,13 @@ impl Vcpu {
         let (handled, read) = {
             let mut uart = self.vm.uart.lock();
             match value {
-                Some(value) => (uart.write(offset, size, value, &mut |byte| output.push(byte)), None),
+                Some(value) => (
+                    uart.write(offset, size, value, &mut |byte| {
+                        // A full buffer drops the byte: one access never emits more than 8.
+                        let _ = output.try_push(byte);
+                    }),
+                    None,
+                ),
                 None => match uart.read(offset, size) {
                     Some(v) => (true, Some(v)),
                     None => (false, None),
