@@ -349,7 +349,13 @@ pub fn run_all(options: &TestOptions) -> Result<i32> {
 
     let selected: Vec<Scenario> =
         scenarios().into_iter().filter(|s| options.filter.as_deref().is_none_or(|f| s.name.contains(f))).collect();
-    let normal = build::build(&BuildOptions { log: "info".into(), ..Default::default() })?;
+    let mut normal = build::build(&BuildOptions { log: "info".into(), ..Default::default() })?;
+    // Checking that a scenario catches its defect: boot another build (an older
+    // commit's `hypervisor.bin`) under today's scenarios.
+    if let Some(image) = std::env::var_os("XTASK_HYPERVISOR_IMAGE") {
+        println!("note: booting {} instead of this tree's hypervisor", PathBuf::from(&image).display());
+        normal.flat = PathBuf::from(image);
+    }
     let fault = match selected.iter().any(|s| s.build == Build::InjectEl2Fault) {
         true => Some(build::build(&BuildOptions {
             log: "info".into(),
