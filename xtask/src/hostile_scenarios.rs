@@ -16,6 +16,8 @@ pub struct HostileScenario {
     pub scenario: VmScenario,
     pub extra: Extra,
     pub timeout_secs: u64,
+    /// Type into the console all along (input delivery races VM teardown).
+    pub feed_input: bool,
 }
 
 /// No hypervisor line carries text a guest tried to pass off as the
@@ -61,6 +63,7 @@ pub fn scenarios() -> Vec<HostileScenario> {
             },
             extra: |run| all_cases_ok(run, "hostile"),
             timeout_secs: 180,
+            feed_input: false,
         },
         // The bystander on its own CPU: it must see nothing of the attack (its
         // events stay 0: before, events were global and it saw 0xBAD), keep its
@@ -74,6 +77,7 @@ pub fn scenarios() -> Vec<HostileScenario> {
             },
             extra: |run| no_forged_lines(run, "hostile"),
             timeout_secs: 180,
+            feed_input: false,
         },
         // The bystander shares CPU 1 with the hostile VM's second vCPU.
         HostileScenario {
@@ -85,8 +89,12 @@ pub fn scenarios() -> Vec<HostileScenario> {
             },
             extra: |run| all_cases_ok(run, "hostile"),
             timeout_secs: 180,
+            feed_input: false,
         },
         // Defect 1: a VM resetting in a loop on a CPU it shares with a bystander.
+        // Console input (for the resetter, the first VM) arrives all along, racing
+        // each teardown (defect 9: the input path could take a new reference to
+        // the VM while it was being destroyed, and `destroy` panicked).
         // Before: the bystander resumed on the destroyed (and re-created) VM's
         // stage-2 tables and found the resetter's FOREIGN pattern in "its" RAM, or
         // livelocked on faults.
@@ -106,6 +114,7 @@ pub fn scenarios() -> Vec<HostileScenario> {
                 n => Err(format!("resetter restarted {n} times, want 20")),
             },
             timeout_secs: 180,
+            feed_input: true,
         },
         // Defect 1, stop variant: a VM stops while the bystander is loaded on the
         // CPU it shared, and a third VM is created on the freed frames (and must
@@ -129,6 +138,7 @@ pub fn scenarios() -> Vec<HostileScenario> {
                 other => Err(format!("late got no recycled frames ({other:?}): the test proved nothing")),
             },
             timeout_secs: 120,
+            feed_input: false,
         },
         // Defect 4: a vCPU sleeping in WFI on a timer, switched out for a CPU hog
         // of another VM. Before: its timer was silenced when switched out and it
@@ -152,6 +162,7 @@ pub fn scenarios() -> Vec<HostileScenario> {
                 }
             },
             timeout_secs: 120,
+            feed_input: false,
         },
     ]
 }

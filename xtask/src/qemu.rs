@@ -268,6 +268,41 @@ pub fn run_captured(machine: &Machine, timeout: Duration, log: &Path) -> Result<
     Ok(Captured { exit_code, output, elapsed: started.elapsed() })
 }
 
+/// Runs `machine` with its console captured to `log` while a byte of console
+/// input arrives every millisecond (to race console input delivery against VM
+/// teardown), killing it after `timeout`.
+pub fn run_feeding_input(machine: &Machine, timeout: Duration, log: &Path) -> Result<Captured> {
+    use std::io::Write;
+    let file = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let started = Instant::now();
+    let mut child = machine
+        .command()
+        .stdin(Stdio::piped())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .spawn()
+        .context("starting QEMU")?;
+    let mut stdin = child.stdin.take().context("QEMU stdin")?;
+    let feeder = std::thread::spawn(move || {
+        // Stops when QEMU exits (the pipe breaks).
+        while stdin.write_all(b"x").and_then(|()| stdin.flush()).is_ok() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    let exit_code = match child.wait_timeout(timeout)? {
+        Some(status) => Some(status.code().unwrap_or(-1)),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            None
+        }
+    };
+    let _ = feeder.join();
+    let output = String::from_utf8_lossy(&std::fs::read(log)?).replace('\r', "");
+    let exit_code = exit_code.map(|code| crate::console_log::exit_status(code, &output));
+    Ok(Captured { exit_code, output, elapsed: started.elapsed() })
+}
+
 /// Runs `machine` like a person at its console: waits for `prompt`, types each of
 /// `lines`, waiting for the prompt again after each, and returns what it printed.
 /// QEMU is killed after `timeout`.

@@ -417,7 +417,11 @@ pub fn run_all(options: &TestOptions) -> Result<i32> {
             let mut machine = Machine::new(&normal.flat, 2, "1G", true);
             machine.bundle = Some(crate::vm_scenarios::bundle_for(name, scenario.scenario.conf, &test_guest)?);
             let log = logs.join(format!("{name}.log"));
-            let run = qemu::run_captured(&machine, Duration::from_secs(scenario.timeout_secs), &log)?;
+            let timeout = Duration::from_secs(scenario.timeout_secs);
+            let run = match scenario.feed_input {
+                true => qemu::run_feeding_input(&machine, timeout, &log)?,
+                false => qemu::run_captured(&machine, timeout, &log)?,
+            };
             report(name, &run, crate::hostile_scenarios::verdict(&run, scenario), &log, &mut passed, &mut failed);
         }
     }
