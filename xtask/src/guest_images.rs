@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use flate2::read::GzDecoder;
 use indicatif::{ProgressBar, ProgressStyle};
-use wait_timeout::ChildExt;
 
 use crate::build::{target_dir, workspace_root};
 use crate::fixtures::{extract_from_deb, resolve_metapackage};
@@ -212,14 +211,7 @@ pub fn boot_directly_under_qemu(
         std::thread::spawn(move || console_reader(stream, &console, started))
     })
     .collect::<Vec<_>>();
-    let exit_code = match child.wait_timeout(timeout)? {
-        Some(status) => Some(status.code().unwrap_or(-1)),
-        None => {
-            let _ = child.kill();
-            let _ = child.wait();
-            None
-        }
-    };
+    let exit_code = crate::qemu::wait_or_kill(&mut child, timeout)?;
     let elapsed = started.elapsed();
     for reader in readers {
         let _ = reader.join();

@@ -236,6 +236,18 @@ pub fn run_interactive(options: &QemuOptions) -> Result<i32> {
     Ok(code)
 }
 
+/// Waits up to `timeout` for QEMU; kills it then. Its exit code, or `None` if killed.
+pub fn wait_or_kill(child: &mut std::process::Child, timeout: Duration) -> Result<Option<i32>> {
+    Ok(match child.wait_timeout(timeout)? {
+        Some(status) => Some(status.code().unwrap_or(-1)),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            None
+        }
+    })
+}
+
 /// What a captured run produced.
 pub struct Captured {
     /// QEMU's exit code; `None` if it was killed at the timeout.
@@ -246,58 +258,34 @@ pub struct Captured {
 
 /// Runs `machine` with its console captured to `log`, killing it after `timeout`.
 pub fn run_captured(machine: &Machine, timeout: Duration, log: &Path) -> Result<Captured> {
-    let file = File::create(log).with_context(|| format!("creating {}", log.display()))?;
-    let started = Instant::now();
-    let mut child = machine
-        .command()
-        .stdin(Stdio::null())
-        .stdout(file.try_clone()?)
-        .stderr(file)
-        .spawn()
-        .context("starting QEMU")?;
-    let exit_code = match child.wait_timeout(timeout)? {
-        Some(status) => Some(status.code().unwrap_or(-1)),
-        None => {
-            let _ = child.kill();
-            let _ = child.wait();
-            None
-        }
-    };
-    let output = String::from_utf8_lossy(&std::fs::read(log)?).replace('\r', "");
-    let exit_code = exit_code.map(|code| crate::console_log::exit_status(code, &output));
-    Ok(Captured { exit_code, output, elapsed: started.elapsed() })
+    run_logged(machine, timeout, log, false)
 }
 
-/// Runs `machine` with its console captured to `log` while a byte of console
-/// input arrives every millisecond (to race console input delivery against VM
-/// teardown), killing it after `timeout`.
+/// [`run_captured`], while a byte of console input arrives every millisecond (to
+/// race console input delivery against VM teardown).
 pub fn run_feeding_input(machine: &Machine, timeout: Duration, log: &Path) -> Result<Captured> {
+    run_logged(machine, timeout, log, true)
+}
+
+fn run_logged(machine: &Machine, timeout: Duration, log: &Path, feed_input: bool) -> Result<Captured> {
     use std::io::Write;
     let file = File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let started = Instant::now();
-    let mut child = machine
-        .command()
-        .stdin(Stdio::piped())
-        .stdout(file.try_clone()?)
-        .stderr(file)
-        .spawn()
-        .context("starting QEMU")?;
-    let mut stdin = child.stdin.take().context("QEMU stdin")?;
-    let feeder = std::thread::spawn(move || {
-        // Stops when QEMU exits (the pipe breaks).
-        while stdin.write_all(b"x").and_then(|()| stdin.flush()).is_ok() {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+    let stdin = if feed_input { Stdio::piped() } else { Stdio::null() };
+    let mut child =
+        machine.command().stdin(stdin).stdout(file.try_clone()?).stderr(file).spawn().context("starting QEMU")?;
+    let feeder = child.stdin.take().map(|mut stdin| {
+        std::thread::spawn(move || {
+            // Stops when QEMU exits (the pipe breaks).
+            while stdin.write_all(b"x").and_then(|()| stdin.flush()).is_ok() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
     });
-    let exit_code = match child.wait_timeout(timeout)? {
-        Some(status) => Some(status.code().unwrap_or(-1)),
-        None => {
-            let _ = child.kill();
-            let _ = child.wait();
-            None
-        }
-    };
-    let _ = feeder.join();
+    let exit_code = wait_or_kill(&mut child, timeout)?;
+    if let Some(feeder) = feeder {
+        let _ = feeder.join();
+    }
     let output = String::from_utf8_lossy(&std::fs::read(log)?).replace('\r', "");
     let exit_code = exit_code.map(|code| crate::console_log::exit_status(code, &output));
     Ok(Captured { exit_code, output, elapsed: started.elapsed() })
@@ -342,14 +330,7 @@ pub fn run_typing(machine: &Machine, prompt: &str, lines: &[&str], timeout: Dura
         stdin.write_all(b"\r")?;
         stdin.flush()?;
     }
-    let exit_code = match child.wait_timeout(timeout.saturating_sub(started.elapsed()))? {
-        Some(status) => Some(status.code().unwrap_or(-1)),
-        None => {
-            let _ = child.kill();
-            let _ = child.wait();
-            None
-        }
-    };
+    let exit_code = wait_or_kill(&mut child, timeout.saturating_sub(started.elapsed()))?;
     let _ = reader.join();
     let output = output.lock().unwrap().clone();
     let exit_code = exit_code.map(|code| crate::console_log::exit_status(code, &output));
