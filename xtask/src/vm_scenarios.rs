@@ -28,7 +28,7 @@ pub fn bundle_for(name: &str, conf: &str, test_guest: &Path) -> Result<PathBuf> 
     Ok(out)
 }
 
-/// A bundle for `cargo xtask qemu --vms CONF`: the conf, every image it names
+/// A bundle for `cargo xtask qemu --vms CONF`: the conf, every image and initrd it names
 /// (from the conf's directory), and the built test guest as `test-guest.bin`.
 pub fn bundle_from_conf(conf: &Path) -> Result<PathBuf> {
     let text = std::fs::read_to_string(conf).with_context(|| format!("reading {}", conf.display()))?;
@@ -37,13 +37,16 @@ pub fn bundle_from_conf(conf: &Path) -> Result<PathBuf> {
         vec![("vms.conf".into(), conf.to_path_buf()), ("test-guest.bin".into(), crate::build::build_test_guest()?)];
     for line in text.lines() {
         let line = line.split('#').next().unwrap_or("").trim();
-        let Some(("image", value)) = line.split_once('=').map(|(k, v)| (k.trim(), v.trim())) else { continue };
+        let Some((key, value)) = line.split_once('=').map(|(k, v)| (k.trim(), v.trim())) else { continue };
+        if key != "image" && key != "initrd" {
+            continue;
+        }
         if files.iter().any(|(name, _)| name == value) {
             continue;
         }
         let path = dir.join(value);
         if !path.exists() {
-            bail!("{}: image {value} not found at {}", conf.display(), path.display());
+            bail!("{}: {key} {value} not found at {}", conf.display(), path.display());
         }
         files.push((value.to_string(), path));
     }
@@ -78,12 +81,18 @@ pub fn linux_bundle(name: &str, guest: &LinuxGuest) -> Result<PathBuf> {
     if conf.contains('#') {
         bail!("kernel arguments cannot contain '#' (vms.conf comments)");
     }
+    linux_conf_bundle(name, &conf, guest.kernel, guest.initrd)
+}
+
+/// Writes a bundle with `conf` as vms.conf and `kernel`/`initrd` as the files
+/// `vmlinuz` and `initrd` its VMs name.
+pub fn linux_conf_bundle(name: &str, conf: &str, kernel: &Path, initrd: &Path) -> Result<PathBuf> {
     let dir = target_dir().join("bundles");
     std::fs::create_dir_all(&dir)?;
     let conf_path = dir.join(format!("{name}.vms.conf"));
     std::fs::write(&conf_path, conf)?;
     let out = dir.join(format!("{name}.cpio"));
-    bundle::write_bundle(&out, &[("vms.conf", &conf_path), ("vmlinuz", guest.kernel), ("initrd", guest.initrd)])?;
+    bundle::write_bundle(&out, &[("vms.conf", &conf_path), ("vmlinuz", kernel), ("initrd", initrd)])?;
     Ok(out)
 }
 

@@ -371,7 +371,13 @@ impl Vcpu {
 
     fn handle_synchronous(&mut self, director: &Director, exit: GuestExit) -> Next {
         match exit {
-            GuestExit::Hvc { .. } => self.handle_call(director),
+            // SMCCC uses HVC #0 only; other immediates are not calls (KVM answers them
+            // the same way: NOT_SUPPORTED in x0).
+            GuestExit::Hvc { imm: 0 } => self.handle_call(director),
+            GuestExit::Hvc { .. } => {
+                self.registers.x[0] = hv_abi::Error::NotSupported as i64 as u64;
+                Next::Resume
+            }
             GuestExit::Smc => {
                 // Trapped SMC: ELR points at the instruction itself.
                 self.skip_instruction();
