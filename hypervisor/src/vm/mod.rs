@@ -5,6 +5,7 @@ pub mod events;
 pub mod exit;
 pub mod guest_dtb;
 pub mod guest_output;
+pub mod hypercall;
 pub mod id_registers;
 pub mod inject;
 pub mod memory;

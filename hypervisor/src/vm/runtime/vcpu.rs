@@ -18,13 +18,14 @@ use crate::arch::aarch64::guest::{
 use crate::arch::aarch64::id_registers::read_id_register;
 use crate::arch::aarch64::{cache, cpu};
 use crate::exception::{SysRegAccess, SysRegDirection, WfxKind};
+use crate::vm::events::BadEvent;
 use crate::vm::exit::{self, GuestExit, MmioAccess, Stage2Abort, Stage2FaultKind, injected_abort_syndrome};
 use crate::vm::stats::add;
 use crate::vm::vgic::list_register::{ListRegister, LrState};
 use crate::vm::vgic::{self, sgi};
 use crate::vm::vpl011;
 use crate::vm::vpsci::{PowerState, PsciOutcome};
-use crate::vm::{id_registers, inject};
+use crate::vm::{hypercall, id_registers, inject};
 
 /// What the scheduler should do after running a vCPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -639,7 +640,7 @@ impl Vcpu {
         add(&self.vm.stats.hypercalls, 1);
         let function = self.registers.x[0] as u32;
         let [a1, a2, a3] = [self.registers.x[1], self.registers.x[2], self.registers.x[3]];
-        if function >> 24 == 0xC6 {
+        if hypercall::is_hypercall(function) {
             return self.handle_hypercall(director, function, a1, a2);
         }
         let outcome =
@@ -682,57 +683,55 @@ impl Vcpu {
     }
 
     fn handle_hypercall(&mut self, director: &Director, function: u32, a1: u64, a2: u64) -> Next {
-        const NOT_SUPPORTED: u64 = hv_abi::Error::NotSupported as i64 as u64;
-        const INVALID: u64 = hv_abi::Error::InvalidParameters as i64 as u64;
-        let result = match function {
-            hv_abi::HV_WRITE => match self.guest_write(a1, a2) {
-                Ok(()) => 0,
-                Err(()) => INVALID,
-            },
-            hv_abi::HV_EXIT => {
-                self.vm.request_stop(a1 as i64);
-                return Next::Stop;
+        let mut env = VcpuHypercalls { vm: &self.vm, director };
+        match hypercall::handle(function, a1, a2, &mut env) {
+            hypercall::Outcome::Return(x0) => {
+                self.registers.x[0] = x0;
+                Next::Resume
             }
-            hv_abi::HV_EVENT_SET => match director.events.set(self.vm.index, a1, a2) {
-                Ok(()) => 0,
-                Err(_) => INVALID,
-            },
-            hv_abi::HV_EVENT_GET => director.events.get(self.vm.index, a1).unwrap_or(INVALID),
-            hv_abi::HV_YIELD => {
+            hypercall::Outcome::Exit(status) => {
+                self.vm.request_stop(status);
+                Next::Stop
+            }
+            hypercall::Outcome::Yield => {
                 self.registers.x[0] = 0;
-                return Next::Yield;
+                Next::Yield
             }
-            hv_abi::HV_STAT => {
-                let stats = &self.vm.stats;
-                match a1 {
-                    x if x == Stat::Faults4K as u64 => stats.faults_4k.load(Ordering::Relaxed),
-                    x if x == Stat::Faults2M as u64 => stats.faults_2m.load(Ordering::Relaxed),
-                    x if x == Stat::BytesSanitised as u64 => stats.bytes_sanitised(),
-                    x if x == Stat::BootCount as u64 => self.vm.boot_count,
-                    _ => INVALID,
-                }
-            }
-            _ => NOT_SUPPORTED,
-        };
-        self.registers.x[0] = result;
-        Next::Resume
+        }
+    }
+}
+
+/// What a vCPU's hypercalls reach: its VM and the VM's event group.
+struct VcpuHypercalls<'a> {
+    vm: &'a Vm,
+    director: &'a Director,
+}
+
+impl hypercall::HypercallEnv for VcpuHypercalls<'_> {
+    fn read_guest(&mut self, ipa: u64, out: &mut [u8]) -> Result<(), hypercall::NotGuestRam> {
+        self.vm.memory.lock().read_guest(ipa, out).map_err(|_| hypercall::NotGuestRam)
     }
 
-    /// HV_WRITE: prints guest text as one console line tagged with the VM's name
-    /// (escaped and prefixed like all guest output: `vm::guest_output`).
-    fn guest_write(&mut self, ipa: u64, len: u64) -> Result<(), ()> {
-        if len > hv_abi::MAX_WRITE {
-            return Err(());
-        }
-        let mut buffer = [0u8; hv_abi::MAX_WRITE as usize];
-        let text = buffer.get_mut(..len as usize).ok_or(())?;
-        self.vm.memory.lock().read_guest(ipa, text).map_err(|_| ())?;
-        let text = match text.strip_suffix(b"\n") {
-            Some(line) => line,
-            None => text,
-        };
+    fn print_line(&mut self, text: &[u8]) {
         crate::console::write_guest_line(self.vm.index, &self.vm.name, text);
-        Ok(())
+    }
+
+    fn event_set(&mut self, index: u64, value: u64) -> Result<(), BadEvent> {
+        self.director.events.set(self.vm.index, index, value)
+    }
+
+    fn event_get(&mut self, index: u64) -> Result<u64, BadEvent> {
+        self.director.events.get(self.vm.index, index)
+    }
+
+    fn stat(&mut self, stat: Stat) -> u64 {
+        let stats = &self.vm.stats;
+        match stat {
+            Stat::Faults4K => stats.faults_4k.load(Ordering::Relaxed),
+            Stat::Faults2M => stats.faults_2m.load(Ordering::Relaxed),
+            Stat::BytesSanitised => stats.bytes_sanitised(),
+            Stat::BootCount => self.vm.boot_count,
+        }
     }
 }
 
