@@ -107,6 +107,14 @@ pub fn wfxt_register(esr: u64) -> Option<u8> {
     (esr & (1 << 2) != 0).then_some(((esr >> 5) & 0x1F) as u8)
 }
 
+/// `WFIT Xt` (0xD503_1020 | Rt): its register, if `instruction` is one.
+///
+/// QEMU (10.0) reports a trapped WFIT as a plain WFI (ISS.TI = 0, no RV/RN), so
+/// the runtime looks at the instruction itself to find the deadline.
+pub fn wfit_instruction_register(instruction: u32) -> Option<u8> {
+    (instruction & !0x1F == 0xD503_1020).then_some((instruction & 0x1F) as u8)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +171,16 @@ mod tests {
         assert!(condition_passed((1 << 24) | (0xE << 20), 0x10));
         assert!(condition_passed((1 << 24) | (0xF << 20), 0x10));
         assert!(condition_passed(cv_ne, 0x3C5 | (1 << 30)));
+    }
+
+    #[test]
+    fn wfit_from_the_instruction() {
+        assert_eq!(wfit_instruction_register(0xD503_1020), Some(0));
+        assert_eq!(wfit_instruction_register(0xD503_1023), Some(3));
+        // WFI, WFE and WFET are not WFIT.
+        assert_eq!(wfit_instruction_register(0xD503_207F), None);
+        assert_eq!(wfit_instruction_register(0xD503_205F), None);
+        assert_eq!(wfit_instruction_register(0xD503_1003), None);
     }
 
     #[test]

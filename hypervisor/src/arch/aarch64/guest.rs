@@ -278,6 +278,30 @@ pub fn inject_synchronous(registers: &mut GuestRegisters, esr: u64, far: u64, mt
     registers.pc = vector;
 }
 
+/// Reads the 32-bit instruction at guest virtual address `va` of the vCPU whose
+/// EL1 state is live, through its stage 1 and the VM's stage 2 (`AT S12E1R`; the
+/// guest's PAR_EL1 is preserved). `None` if the address does not translate to
+/// guest memory (or is not 4-byte aligned).
+pub fn read_guest_instruction(va: u64) -> Option<u32> {
+    if va % 4 != 0 {
+        return None;
+    }
+    let saved_par = read_sysreg!("par_el1");
+    // SAFETY: AT only performs a translation and writes PAR_EL1, restored below;
+    // the VM's stage-2 controls are loaded (we are handling its exit).
+    unsafe { core::arch::asm!("at s12e1r, {}", "isb", in(reg) va, options(nostack, preserves_flags)) };
+    let par = read_sysreg!("par_el1");
+    // SAFETY: restoring the guest's own PAR_EL1.
+    unsafe { write_sysreg!("par_el1", saved_par) };
+    if par & 1 != 0 {
+        return None;
+    }
+    let pa = (par & 0x000F_FFFF_FFFF_F000) | (va & 0xFFF);
+    // SAFETY: the stage-2 tables only map the VM's own RAM and shared regions,
+    // which are identity-mapped at EL2; the read is aligned and stays in the page.
+    Some(unsafe { core::ptr::read_volatile(pa as *const u32) })
+}
+
 /// Arms this CPU's EL2 physical timer (CNTHP) to fire at physical counter value
 /// `deadline`, or turns it off: it wakes the CPU for vCPUs that are switched out
 /// or waiting with a deadline.
@@ -412,4 +436,9 @@ pub fn has_pointer_authentication() -> bool {
     let fields1 = [4, 8, 24, 28].iter().any(|&shift| (isar1 >> shift) & 0xF != 0);
     let fields2 = [8, 12].iter().any(|&shift| (isar2 >> shift) & 0xF != 0);
     fields1 || fields2
+}
+
+/// Whether the CPU implements FEAT_WFxT (ID_AA64ISAR2_EL1.WFxT, bits 3:0, = 2).
+pub fn has_wfxt() -> bool {
+    read_sysreg!("s3_0_c0_c6_2") & 0xF >= 2
 }

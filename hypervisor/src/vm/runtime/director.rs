@@ -66,6 +66,8 @@ pub struct Director {
     pub list_registers: usize,
     /// The CPU has pointer-authentication keys to switch between vCPUs.
     pub pointer_authentication: bool,
+    /// The CPU implements FEAT_WFxT (WFIT/WFET), which guests can see.
+    pub wfxt: bool,
     /// The VM whose PL011 receives console input (the first one started).
     console_vm: Mutex<Weak<Vm>>,
     /// Console input not yet taken by the guest's UART (its FIFO was full).
@@ -153,6 +155,7 @@ pub fn start(
         incoming: [const { Mutex::new(Vec::new()) }; smp::MAX_CPUS],
         list_registers: gic::list_register_count().min(16),
         pointer_authentication: crate::arch::aarch64::guest::has_pointer_authentication(),
+        wfxt: crate::arch::aarch64::guest::has_wfxt(),
         console_vm: Mutex::new(Weak::new()),
         console_input: Mutex::new(VecDeque::new()),
         console_input_waiting: core::sync::atomic::AtomicBool::new(false),

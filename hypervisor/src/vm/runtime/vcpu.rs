@@ -386,7 +386,7 @@ impl Vcpu {
             }
             GuestExit::Stage2Abort(abort) => self.handle_stage2_abort(director, abort),
             GuestExit::SysReg(access) => self.handle_sysreg(access),
-            GuestExit::Wait(kind) => self.handle_wait(kind),
+            GuestExit::Wait(kind) => self.handle_wait(director, kind),
             GuestExit::Unhandled(class) => {
                 let pc = self.registers.pc;
                 self.vm.diagnostic(
@@ -403,16 +403,26 @@ impl Vcpu {
     /// deadline (an absolute virtual-counter value; CNTVOFF_EL2 is 0, so it is
     /// the physical counter's). WFE and WFET are not trapped, but if one arrives
     /// it completes at once (a spurious wake-up, which the architecture allows).
-    fn handle_wait(&mut self, kind: WfxKind) -> Next {
+    fn handle_wait(&mut self, director: &Director, kind: WfxKind) -> Next {
+        let pc = self.registers.pc;
         let passed = inject::condition_passed(self.exit_esr, self.registers.pstate);
         self.skip_instruction();
         if !passed {
             return Next::Resume;
         }
+        // A WFIT reported as WFI (QEMU does that): find its register in the
+        // instruction (the PC still points at it here: it was advanced above).
+        let qemu_wfit = match kind {
+            WfxKind::Wfi if director.wfxt => {
+                guest::read_guest_instruction(pc).and_then(inject::wfit_instruction_register)
+            }
+            _ => None,
+        };
+        let kind = if qemu_wfit.is_some() { WfxKind::Wfit } else { kind };
         match kind {
             WfxKind::Wfi => Next::Block,
             WfxKind::Wfit => {
-                let deadline = inject::wfxt_register(self.exit_esr).map_or(0, |rt| self.register(rt));
+                let deadline = inject::wfxt_register(self.exit_esr).or(qemu_wfit).map_or(0, |rt| self.register(rt));
                 if cpu::counter().0 >= deadline {
                     return Next::Resume;
                 }
