@@ -283,7 +283,7 @@ pub fn inject_synchronous(registers: &mut GuestRegisters, esr: u64, far: u64, mt
 /// guest's PAR_EL1 is preserved). `None` if the address does not translate to
 /// guest memory (or is not 4-byte aligned).
 pub fn read_guest_instruction(va: u64) -> Option<u32> {
-    if va % 4 != 0 {
+    if !va.is_multiple_of(4) {
         return None;
     }
     let saved_par = read_sysreg!("par_el1");
