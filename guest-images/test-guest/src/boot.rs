@@ -5,10 +5,18 @@
 //! `_start` sets the stack, zeroes BSS, installs the vectors and calls
 //! `guest_main(arg, ram_base, ram_size, shared_base, shared_size)`.
 //!
-//! Every exception lands in [`el1_trap`]. A synchronous exception taken while a
-//! fault is expected ([`expect_fault`]) is recorded and the faulting instruction
-//! skipped; anything else is reported (`FAIL <scenario>: unexpected exception ...`)
+//! Every exception lands in [`el1_trap`], on any vCPU; the fault machinery is
+//! per vCPU (indexed by MPIDR_EL1.Aff0). A synchronous exception taken while a
+//! fault is expected ([`expect_fault`]) is recorded (ESR, FAR, ELR, SPSR, vector,
+//! registers) and the faulting instruction skipped, or execution resumes at an
+//! address the code under test chose ([`expect_exception`], [`run_el0`]: exceptions
+//! from EL0, AArch64 or AArch32, and instruction aborts). Inside [`catch`] an
+//! unexpected exception is reported as one line and control returns to `catch`'s
+//! caller; anything else is reported (`FAIL <scenario>: unexpected exception ...`)
 //! and ends the VM with [`EXIT_UNEXPECTED_EXCEPTION`].
+//!
+//! `secondary_entry` / `secondary_entry_alt` are the entry points other vCPUs
+//! are started at (PSCI CPU_ON): see `smp.rs`.
 
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -128,6 +136,158 @@ el1_trap_entry:
     ldp     x0, x1, [sp, #0]
     add     sp, sp, #{frame}
     eret
+
+/*
+ * Secondary vCPUs (PSCI CPU_ON): x0 = context id = the address of this vCPU's
+ * smp::StartBlock (cleaned to the point of coherency: the MMU and caches are
+ * off). Takes the stack from it, installs the vectors, enables the MMU with
+ * the same tables and controls as vCPU 0, then calls secondary_rust_entry(block,
+ * alt) where alt is 0 for secondary_entry and 1 for secondary_entry_alt.
+ */
+.section .text, "ax"
+.global secondary_entry
+.global secondary_entry_alt
+.balign 8
+secondary_entry:
+    mov     x1, #0
+    b       4f
+secondary_entry_alt:
+    mov     x1, #1
+4:  msr     daifset, #0xf
+    adrp    x9, el1_vectors
+    add     x9, x9, :lo12:el1_vectors
+    msr     vbar_el1, x9
+    msr     spsel, #1
+    ldr     x9, [x0, #0]
+    mov     sp, x9
+    ldr     x9, [x0, #8]
+    msr     mair_el1, x9
+    ldr     x9, [x0, #16]
+    msr     tcr_el1, x9
+    ldr     x9, [x0, #24]
+    msr     ttbr0_el1, x9
+    ldr     x9, [x0, #32]
+    msr     ttbr1_el1, x9
+    ldr     x9, [x0, #48]
+    msr     cpacr_el1, x9
+    isb
+    tlbi    vmalle1
+    ic      iallu
+    dsb     nsh
+    isb
+    ldr     x9, [x0, #40]
+    msr     sctlr_el1, x9
+    isb
+    msr     daifclr, #4
+    mov     x29, xzr
+    mov     x30, xzr
+    bl      secondary_rust_entry
+5:  wfe
+    b       5b
+
+/*
+ * u64 catch_call(fn(*mut u8), *mut u8 arg, *mut CatchBuf buf): calls fn(arg)
+ * and returns 0, unless the trap handler diverts an unexpected exception to
+ * catch_recover (x0 = buf), which returns 1 from catch_call instead.
+ */
+.global catch_call
+.balign 8
+catch_call:
+    stp     x19, x20, [x2, #0]
+    stp     x21, x22, [x2, #16]
+    stp     x23, x24, [x2, #32]
+    stp     x25, x26, [x2, #48]
+    stp     x27, x28, [x2, #64]
+    stp     x29, x30, [x2, #80]
+    mov     x9, sp
+    stp     x9, x18, [x2, #96]
+    stp     x29, x30, [sp, #-16]!
+    mov     x29, sp
+    mov     x9, x0
+    mov     x0, x1
+    blr     x9
+    ldp     x29, x30, [sp], #16
+    mov     x0, #0
+    ret
+
+.global catch_recover
+.balign 8
+catch_recover:
+    ldp     x19, x20, [x0, #0]
+    ldp     x21, x22, [x0, #16]
+    ldp     x23, x24, [x0, #32]
+    ldp     x25, x26, [x0, #48]
+    ldp     x27, x28, [x0, #64]
+    ldp     x29, x30, [x0, #80]
+    ldp     x9, x18, [x0, #96]
+    mov     sp, x9
+    mov     x0, #1
+    ret
+
+/*
+ * void el0_run(entry, spsr, sp_el0, const u64 regs[4], u64 *resume_slot):
+ * enters EL0 (AArch64 or AArch32, per spsr) at entry with x0-x3 = regs and the
+ * other general registers zero. The first exception from EL0 comes back here
+ * (the handler resumes at the address stored in *resume_slot), with SP_EL1 as
+ * it was at the ERET.
+ */
+.global el0_run
+.balign 8
+el0_run:
+    sub     sp, sp, #112
+    stp     x18, x19, [sp, #0]
+    stp     x20, x21, [sp, #16]
+    stp     x22, x23, [sp, #32]
+    stp     x24, x25, [sp, #48]
+    stp     x26, x27, [sp, #64]
+    stp     x28, x29, [sp, #80]
+    str     x30, [sp, #96]
+    adr     x9, 6f
+    str     x9, [x4]
+    msr     elr_el1, x0
+    msr     spsr_el1, x1
+    msr     sp_el0, x2
+    mov     x9, x3
+    ldp     x0, x1, [x9]
+    ldp     x2, x3, [x9, #16]
+    mov     x4, xzr
+    mov     x5, xzr
+    mov     x6, xzr
+    mov     x7, xzr
+    mov     x8, xzr
+    mov     x9, xzr
+    mov     x10, xzr
+    mov     x11, xzr
+    mov     x12, xzr
+    mov     x13, xzr
+    mov     x14, xzr
+    mov     x15, xzr
+    mov     x16, xzr
+    mov     x17, xzr
+    mov     x18, xzr
+    mov     x19, xzr
+    mov     x20, xzr
+    mov     x21, xzr
+    mov     x22, xzr
+    mov     x23, xzr
+    mov     x24, xzr
+    mov     x25, xzr
+    mov     x26, xzr
+    mov     x27, xzr
+    mov     x28, xzr
+    mov     x29, xzr
+    mov     x30, xzr
+    isb
+    eret
+6:  ldp     x18, x19, [sp, #0]
+    ldp     x20, x21, [sp, #16]
+    ldp     x22, x23, [sp, #32]
+    ldp     x24, x25, [sp, #48]
+    ldp     x26, x27, [sp, #64]
+    ldp     x28, x29, [sp, #80]
+    ldr     x30, [sp, #96]
+    add     sp, sp, #112
+    ret
 "#,
     frame = const TRAP_FRAME_SIZE,
 );
@@ -145,6 +305,15 @@ const _: () = assert!(size_of::<TrapFrame>() == TRAP_FRAME_SIZE);
 
 /// Vector index of a synchronous exception from EL1 itself (SP_EL1).
 const CURRENT_SPX_SYNC: u64 = 4;
+/// Vector index of a synchronous exception from AArch64 EL0 (VBAR_EL1 + 0x400).
+pub const LOWER_A64_SYNC: u64 = 8;
+/// Vector index of a synchronous exception from AArch32 EL0 (VBAR_EL1 + 0x600).
+pub const LOWER_A32_SYNC: u64 = 12;
+/// SPSR for resuming at EL1h with D, I, F masked (A unmasked, as at boot).
+const SPSR_EL1H_MASKED: u64 = 0x2C5;
+
+/// Most vCPUs the guest handles (the fault machinery is per vCPU).
+pub const MAX_CPUS: usize = 4;
 
 /// A synchronous exception taken at EL1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,12 +321,32 @@ pub struct Exception {
     pub esr: u64,
     pub far: u64,
     pub elr: u64,
+    /// SPSR_EL1 at the exception (the interrupted PSTATE).
+    pub spsr: u64,
+    /// Vector index: group * 4 + kind (see [`vector_name`]); 4 = sync from EL1,
+    /// 8 = sync from AArch64 EL0 (VBAR + 0x400), 12 = from AArch32 EL0 (+ 0x600).
+    pub vector: u64,
+    /// x0-x30 at the exception.
+    pub regs: [u64; 31],
 }
 
 /// ESR_EL1.EC values the scenarios check.
 pub mod ec {
     /// Unknown reason (UNDEFINED instruction).
     pub const UNKNOWN: u64 = 0x00;
+    /// SVC from AArch32.
+    pub const SVC_A32: u64 = 0x11;
+    /// SVC from AArch64.
+    pub const SVC_A64: u64 = 0x15;
+    /// Trapped MSR/MRS/system instruction (FEAT_IDST reports unallocated ID
+    /// registers with it).
+    pub const SYSREG_TRAP: u64 = 0x18;
+    /// Instruction abort from a lower exception level.
+    pub const INSN_ABORT_LOWER_EL: u64 = 0x20;
+    /// Instruction abort taken without a change in exception level.
+    pub const INSN_ABORT_SAME_EL: u64 = 0x21;
+    /// Data abort from a lower exception level.
+    pub const DATA_ABORT_LOWER_EL: u64 = 0x24;
     /// Data abort taken without a change in exception level.
     pub const DATA_ABORT_SAME_EL: u64 = 0x25;
 }
@@ -190,39 +379,87 @@ impl Exception {
     pub fn far_not_valid(&self) -> bool {
         self.esr & (1 << 10) != 0
     }
+
+    /// A synchronous external abort (data or instruction, any EL, EC `ec`) with
+    /// FSC 0x10 on the instruction at `insn`, FAR = `addr` unless marked invalid.
+    pub fn is_external_abort(&self, ec: u64, insn: u64, addr: u64) -> bool {
+        self.ec() == ec
+            && self.fsc() == dfsc::SYNC_EXTERNAL
+            && self.elr == insn
+            && (self.far_not_valid() || self.far == addr)
+    }
 }
 
 impl core::fmt::Display for Exception {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(
             f,
-            "ESR=0x{:x} EC=0x{:x} FSC=0x{:x} FAR=0x{:x} ELR=0x{:x}",
+            "ESR=0x{:x} EC=0x{:x} FSC=0x{:x} FAR=0x{:x} ELR=0x{:x} vector {}",
             self.esr,
             self.ec(),
             self.fsc(),
             self.far,
-            self.elr
+            self.elr,
+            vector_name(self.vector)
         )
     }
 }
 
-/// Set while a fault is expected; cleared by the handler when it takes one.
-static ARMED: AtomicBool = AtomicBool::new(false);
-/// Set by the handler when it absorbed an expected fault.
-static TAKEN: AtomicBool = AtomicBool::new(false);
-/// The last exception taken, whatever it was.
-static LAST_ESR: AtomicU64 = AtomicU64::new(0);
-static LAST_FAR: AtomicU64 = AtomicU64::new(0);
-static LAST_ELR: AtomicU64 = AtomicU64::new(0);
-/// Set while an unexpected exception is being reported, to stop recursion.
-static REPORTING: AtomicBool = AtomicBool::new(false);
+/// One vCPU's fault machinery.
+struct CpuTraps {
+    /// Set while a fault is expected; cleared by the handler when it takes one.
+    armed: AtomicBool,
+    /// Set by the handler when it absorbed an expected fault.
+    taken: AtomicBool,
+    /// Where to resume after the expected exception (0: skip the instruction).
+    resume: AtomicU64,
+    /// The [`CatchBuf`] of the innermost [`catch`] (0: none).
+    catch: AtomicU64,
+    /// The last exception taken, whatever it was.
+    esr: AtomicU64,
+    far: AtomicU64,
+    elr: AtomicU64,
+    spsr: AtomicU64,
+    vector: AtomicU64,
+    regs: [AtomicU64; 31],
+    /// Set while an unexpected exception is being reported, to stop recursion.
+    reporting: AtomicBool,
+}
 
-/// The last exception the vectors saw.
+static TRAPS: [CpuTraps; MAX_CPUS] = [const {
+    CpuTraps {
+        armed: AtomicBool::new(false),
+        taken: AtomicBool::new(false),
+        resume: AtomicU64::new(0),
+        catch: AtomicU64::new(0),
+        esr: AtomicU64::new(0),
+        far: AtomicU64::new(0),
+        elr: AtomicU64::new(0),
+        spsr: AtomicU64::new(0),
+        vector: AtomicU64::new(0),
+        regs: [const { AtomicU64::new(0) }; 31],
+        reporting: AtomicBool::new(false),
+    }
+}; MAX_CPUS];
+
+fn traps() -> &'static CpuTraps {
+    &TRAPS[(sysreg::cpu_index() as usize).min(MAX_CPUS - 1)]
+}
+
+/// The last exception this vCPU's vectors saw.
 pub fn last_exception() -> Exception {
+    let t = traps();
+    let mut regs = [0u64; 31];
+    for (reg, saved) in regs.iter_mut().zip(&t.regs) {
+        *reg = saved.load(Ordering::SeqCst);
+    }
     Exception {
-        esr: LAST_ESR.load(Ordering::SeqCst),
-        far: LAST_FAR.load(Ordering::SeqCst),
-        elr: LAST_ELR.load(Ordering::SeqCst),
+        esr: t.esr.load(Ordering::SeqCst),
+        far: t.far.load(Ordering::SeqCst),
+        elr: t.elr.load(Ordering::SeqCst),
+        spsr: t.spsr.load(Ordering::SeqCst),
+        vector: t.vector.load(Ordering::SeqCst),
+        regs,
     }
 }
 
@@ -234,12 +471,96 @@ pub fn last_exception() -> Exception {
 /// Only meaningful when the faulting instruction sits in an `asm!` block, so
 /// that skipping it leaves Rust's state consistent (see [`probe_load`]).
 pub fn expect_fault<R>(f: impl FnOnce() -> R) -> (R, Option<Exception>) {
-    TAKEN.store(false, Ordering::SeqCst);
-    ARMED.store(true, Ordering::SeqCst);
+    let t = traps();
+    t.resume.store(0, Ordering::SeqCst);
+    t.taken.store(false, Ordering::SeqCst);
+    t.armed.store(true, Ordering::SeqCst);
     let result = f();
-    ARMED.store(false, Ordering::SeqCst);
-    let fault = TAKEN.load(Ordering::SeqCst).then(last_exception);
+    t.armed.store(false, Ordering::SeqCst);
+    t.resume.store(0, Ordering::SeqCst);
+    let fault = t.taken.load(Ordering::SeqCst).then(last_exception);
     (result, fault)
+}
+
+/// Like [`expect_fault`], but the handler resumes at the address `f`'s code
+/// stores into [`resume_slot`] before the instruction that may fault (at EL1h,
+/// with the registers as they were at the exception), instead of skipping the
+/// instruction. For instruction aborts, code run elsewhere and EL0.
+pub fn expect_exception<R>(f: impl FnOnce(*const AtomicU64) -> R) -> (R, Option<Exception>) {
+    let t = traps();
+    expect_fault(|| f(&raw const t.resume))
+}
+
+/// The register frame of [`run_el0`]: x0-x3 at entry.
+pub type El0Regs = [u64; 4];
+
+/// SPSR_EL1 to enter AArch64 EL0 (EL0t) with D, A, I, F masked.
+pub const SPSR_EL0_A64: u64 = 0x3C0;
+/// SPSR_EL1 to enter AArch32 User mode (M = 0x10) in A32, with A, I, F masked.
+pub const SPSR_EL0_A32: u64 = 0x1D0;
+/// SPSR T bit: T32 (Thumb) state.
+pub const SPSR_T: u64 = 1 << 5;
+
+unsafe extern "C" {
+    fn el0_run(entry: u64, spsr: u64, sp: u64, regs: *const El0Regs, resume: *const AtomicU64);
+    fn catch_call(f: extern "C" fn(*mut u8), arg: *mut u8, buf: *mut CatchBuf) -> u64;
+    fn catch_recover();
+}
+
+/// Runs code at EL0 (`spsr` says AArch64 or AArch32, and the instruction set)
+/// from `entry` with `sp` and x0-x3 = `regs`, until its first exception, which
+/// is returned (its `regs` are EL0's registers then).
+///
+/// # Safety
+///
+/// `entry` and `sp` must be mapped for EL0 (and only memory no Rust object
+/// lives in may be EL0-writable); the code must not change EL1 state.
+pub unsafe fn run_el0(entry: u64, spsr: u64, sp: u64, regs: El0Regs) -> Option<Exception> {
+    let (_, exception) = expect_exception(|slot| {
+        // SAFETY: el0_run saves and restores the callee-saved registers and the
+        // stack pointer around its excursion to EL0 (ABI-compliant call); the
+        // caller vouches for the EL0 code and its mappings.
+        unsafe { el0_run(entry, spsr, sp, &raw const regs, slot) };
+    });
+    exception
+}
+
+/// What `catch_call` saves: x19-x30, SP, x18.
+#[repr(C)]
+struct CatchBuf([u64; 14]);
+
+/// Runs `f`; an unexpected exception inside it (outside [`expect_fault`]) is
+/// reported as one console line and makes `catch` return it as `Err`, abandoning
+/// the rest of `f` (nothing is unwound: `f` must not hold anything that needs
+/// dropping for correctness). Only for code that owns its state, like a test case.
+// No heap: the exception record is returned by value, like every report here.
+#[allow(clippy::result_large_err)]
+pub fn catch<R, F: FnOnce() -> R>(f: F) -> Result<R, Exception> {
+    struct Slot<F, R> {
+        f: Option<F>,
+        result: Option<R>,
+    }
+    extern "C" fn trampoline<G: FnOnce() -> T, T>(slot: *mut u8) {
+        // SAFETY: `slot` is the `Slot<G, T>` `catch` passed to catch_call, alive
+        // on its stack for the duration of the call.
+        let slot = unsafe { &mut *slot.cast::<Slot<G, T>>() };
+        if let Some(f) = slot.f.take() {
+            slot.result = Some(f());
+        }
+    }
+    let t = traps();
+    let mut slot = Slot { f: Some(f), result: None };
+    let mut buf = CatchBuf([0; 14]);
+    let outer = t.catch.swap((&raw mut buf) as u64, Ordering::SeqCst);
+    // SAFETY: catch_call is an ABI-compliant call of `trampoline(&mut slot)`; if
+    // an exception diverts to catch_recover, the callee-saved registers and SP
+    // are restored from `buf` and catch_call returns 1 here.
+    let diverted = unsafe { catch_call(trampoline::<F, R>, (&raw mut slot).cast(), &raw mut buf) };
+    t.catch.store(outer, Ordering::SeqCst);
+    match (diverted, slot.result) {
+        (0, Some(result)) => Ok(result),
+        _ => Err(last_exception()),
+    }
 }
 
 /// The outcome of a single access that may fault.
@@ -309,6 +630,25 @@ pub unsafe fn probe_store(addr: u64, value: u64) -> Probe {
     Probe { insn, value: 0, fault }
 }
 
+/// Runs an `asm!` template whose instruction labelled `1:` may fault (the
+/// handler skips it), with "expect fault" armed. Evaluates to
+/// `(address of the 1: instruction, Option<Exception>)`. Every use must carry
+/// its own `// SAFETY:` comment justifying the template.
+macro_rules! probe_asm {
+    ($($template:literal),+ ; $($operands:tt)*) => {{
+        $crate::boot::expect_fault(|| {
+            let insn: u64;
+            // SAFETY: each invocation's own SAFETY comment vouches for its
+            // template; a faulting `1:` instruction is skipped by the handler.
+            unsafe {
+                core::arch::asm!("adr {insn}, 1f", $($template),+, insn = out(reg) insn, $($operands)*);
+            }
+            insn
+        })
+    }};
+}
+pub(crate) use probe_asm;
+
 /// Reads a system register with one `MRS`, expecting that it may be UNDEFINED.
 /// Evaluates to a [`Probe`] whose `value` is [`PROBE_POISON`] if it faulted.
 macro_rules! probe_mrs {
@@ -340,8 +680,10 @@ macro_rules! probe_msr {
         let value: u64 = $value;
         let (insn, fault) = $crate::boot::expect_fault(|| {
             let insn: u64;
-            // SAFETY: the callers only write MTE control registers, which do not
-            // affect memory safety; if the MSR is UNDEFINED the handler skips it.
+            // SAFETY: the callers only write registers whose values do not affect
+            // memory safety (MTE controls, debug/PMU registers with their enables
+            // clear, ID and EL2 registers the CPU or hypervisor must refuse); if
+            // the MSR is UNDEFINED the handler skips it.
             unsafe {
                 core::arch::asm!(
                     "adr {insn}, 1f",
@@ -359,7 +701,7 @@ macro_rules! probe_msr {
 }
 pub(crate) use probe_msr;
 
-fn vector_name(index: u64) -> &'static str {
+pub fn vector_name(index: u64) -> &'static str {
     const NAMES: [&str; 16] = [
         "sync (EL1, SP_EL0)",
         "IRQ (EL1, SP_EL0)",
@@ -387,29 +729,57 @@ extern "C" fn el1_trap(index: u64, frame: *mut TrapFrame) {
     // SAFETY: `frame` is the register frame the vector code just pushed on this
     // CPU's stack; nothing else refers to it until we return.
     let frame = unsafe { &mut *frame };
+    let t = traps();
     let esr = sysreg::esr_el1();
     let far = sysreg::far_el1();
-    LAST_ESR.store(esr, Ordering::SeqCst);
-    LAST_FAR.store(far, Ordering::SeqCst);
-    LAST_ELR.store(frame.elr, Ordering::SeqCst);
+    t.esr.store(esr, Ordering::SeqCst);
+    t.far.store(far, Ordering::SeqCst);
+    t.elr.store(frame.elr, Ordering::SeqCst);
+    t.spsr.store(frame.spsr, Ordering::SeqCst);
+    t.vector.store(index, Ordering::SeqCst);
+    for (saved, &reg) in t.regs.iter().zip(&frame.x) {
+        saved.store(reg, Ordering::SeqCst);
+    }
 
-    if index == CURRENT_SPX_SYNC && ARMED.load(Ordering::SeqCst) {
-        ARMED.store(false, Ordering::SeqCst);
-        TAKEN.store(true, Ordering::SeqCst);
-        frame.elr += 4;
+    let sync = index.is_multiple_of(4);
+    if sync && t.armed.load(Ordering::SeqCst) {
+        let resume = t.resume.swap(0, Ordering::SeqCst);
+        if resume != 0 || index == CURRENT_SPX_SYNC {
+            t.armed.store(false, Ordering::SeqCst);
+            t.taken.store(true, Ordering::SeqCst);
+            if resume != 0 {
+                frame.elr = resume;
+                if index != CURRENT_SPX_SYNC {
+                    frame.spsr = SPSR_EL1H_MASKED;
+                }
+            } else {
+                frame.elr = frame.elr.wrapping_add(4);
+            }
+            return;
+        }
+    }
+
+    let exception = last_exception();
+    let catch = t.catch.swap(0, Ordering::SeqCst);
+    if catch != 0 {
+        t.armed.store(false, Ordering::SeqCst);
+        t.resume.store(0, Ordering::SeqCst);
+        println!("  unexpected exception: {} SPSR=0x{:x}", exception, frame.spsr);
+        frame.x[0] = catch;
+        frame.elr = catch_recover as *const () as usize as u64;
+        frame.spsr = SPSR_EL1H_MASKED;
         return;
     }
 
-    if REPORTING.load(Ordering::SeqCst) {
+    if t.reporting.load(Ordering::SeqCst) {
         // Faulted while reporting a fault: stop without printing again.
         hypercall::exit(EXIT_UNEXPECTED_EXCEPTION);
     }
-    REPORTING.store(true, Ordering::SeqCst);
-    let exception = Exception { esr, far, elr: frame.elr };
+    t.reporting.store(true, Ordering::SeqCst);
     println!(
-        "FAIL {}: unexpected exception: {} {} SPSR=0x{:x}",
+        "FAIL {}: unexpected exception on vCPU {}: {} SPSR=0x{:x}",
         crate::scenarios::current_name(),
-        vector_name(index),
+        sysreg::cpu_index(),
         exception,
         frame.spsr
     );

@@ -37,6 +37,22 @@ fn hvc(function: u32, a1: u64, a2: u64, a3: u64) -> i64 {
     ret as i64
 }
 
+/// Any hypercall: function ID `function` (64-bit, garbage allowed) and x1-x3;
+/// returns x0. For tests that feed the hypervisor bad calls.
+pub fn raw(function: u64, a1: u64, a2: u64, a3: u64) -> i64 {
+    crate::psci::hvc(function, a1, a2, a3)
+}
+
+/// HV_WRITE of `len` bytes at IPA `ipa` (no splitting; any values).
+pub fn write_raw(ipa: u64, len: u64) -> i64 {
+    raw(u64::from(hv_abi::HV_WRITE), ipa, len, 0)
+}
+
+/// HV_STAT(BootCount): how many SYSTEM_RESETs came before this boot.
+pub fn boot_count() -> Result<u64, HvError> {
+    stat(Stat::BootCount)
+}
+
 fn check(ret: i64) -> Result<u64, HvError> {
     if ret < 0 { Err(HvError(ret)) } else { Ok(ret as u64) }
 }

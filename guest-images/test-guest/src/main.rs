@@ -12,15 +12,21 @@ mod boot;
 #[cfg(target_os = "none")]
 mod console;
 #[cfg(target_os = "none")]
+mod gic;
+#[cfg(target_os = "none")]
 mod hypercall;
 #[cfg(target_os = "none")]
 mod mmu;
 #[cfg(target_os = "none")]
 mod mte;
 #[cfg(target_os = "none")]
+mod psci;
+#[cfg(target_os = "none")]
 mod scenarios;
 #[cfg(all(target_os = "none", feature = "semihosting-console"))]
 mod semihosting;
+#[cfg(target_os = "none")]
+mod smp;
 #[cfg(target_os = "none")]
 mod sysreg;
 
@@ -41,6 +47,9 @@ mod guest {
     const SHARED_MAP_LIMIT: u64 = 1 << 30;
     /// Size of each `bad-access` window mapped in stage 1.
     const BAD_WINDOW_SIZE: u64 = 2 << 20;
+    /// The device windows every VM sees (GICD, GICR, PL011), mapped Device and
+    /// EL0-accessible (the hostile scenario's EL0 code touches the PL011).
+    const DEVICES: (u64, u64) = (0x0800_0000, 0x0A00_0000);
 
     /// Called by `_start` with the entry registers x0-x4, MMU off.
     #[unsafe(no_mangle)]
@@ -54,7 +63,7 @@ mod guest {
         scenarios::set_current(arg);
         let scenario = scenarios::find(arg);
         let cpu_mte = mte::available();
-        let mte = cpu_mte && scenario.is_some_and(|s| s.mte == Mte::Required);
+        let mte = cpu_mte && scenario.is_some_and(|s| s.mte != Mte::Unused);
         let ram_mem = if mte { MemType::Tagged } else { MemType::Normal };
 
         let (image_start, image_end) = (layout::image_start(), layout::image_end());
@@ -63,7 +72,7 @@ mod guest {
 
         // From here on the MMU and caches are on.
         let Some(scenario) = scenario else {
-            fail!("arg={arg} selects no scenario (1-9)");
+            fail!("arg={arg} selects no scenario (1-15)");
         };
         let name = scenario.name;
         if let Err(error) = mapped {
@@ -95,32 +104,36 @@ mod guest {
     }
 
     /// What the stage-1 identity map covers: the image and RAM (executable),
-    /// the first shared region (at most 1 GiB of it) with RAM's memory type, and
-    /// the `bad-access` windows as plain Normal memory.
+    /// the first shared region (at most 1 GiB of it) with RAM's memory type, the
+    /// `bad-access` windows as plain Normal memory, and the device windows.
     fn memory_map(
         ram_base: u64,
         ram_size: u64,
         shared_base: u64,
         shared_size: u64,
         ram_mem: MemType,
-    ) -> ([Region; 6], usize) {
+    ) -> ([Region; 7], usize) {
         let (image_start, image_end) = (layout::image_start(), layout::image_end());
-        let image = Region { base: image_start, size: image_end - image_start, mem: ram_mem, executable: true };
-        let mut regions = [image; 6];
+        let image =
+            Region { base: image_start, size: image_end - image_start, mem: ram_mem, executable: true, el0: false };
+        let mut regions = [image; 7];
         let mut count = 1;
         let mut add = |region: Region| {
             regions[count] = region;
             count += 1;
         };
         if ram_size != 0 {
-            add(Region { base: ram_base, size: ram_size, mem: ram_mem, executable: true });
+            add(Region { base: ram_base, size: ram_size, mem: ram_mem, executable: true, el0: false });
         }
         if shared_base != 0 && shared_size != 0 {
-            add(Region { base: shared_base, size: shared_size.min(SHARED_MAP_LIMIT), mem: ram_mem, executable: false });
+            let size = shared_size.min(SHARED_MAP_LIMIT);
+            add(Region { base: shared_base, size, mem: ram_mem, executable: false, el0: false });
         }
         for base in scenarios::BAD_WINDOWS {
-            add(Region { base, size: BAD_WINDOW_SIZE, mem: MemType::Normal, executable: false });
+            add(Region { base, size: BAD_WINDOW_SIZE, mem: MemType::Normal, executable: false, el0: false });
         }
+        let (base, end) = DEVICES;
+        add(Region { base, size: end - base, mem: MemType::Device, executable: false, el0: true });
         (regions, count)
     }
 

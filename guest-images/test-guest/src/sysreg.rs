@@ -184,3 +184,120 @@ pub fn set_dbgbvr0_el1(value: u64) {
     // SAFETY: a breakpoint value without an enabled control register does nothing.
     unsafe { core::arch::asm!("msr s2_0_c0_c0_4, {}", "isb", in(reg) value, options(nostack, preserves_flags)) };
 }
+
+read_only!(
+    /// Multiprocessor Affinity Register: Aff0 [7:0] is the vCPU index.
+    mpidr_el1, "mpidr_el1"
+);
+read_only!(
+    /// AArch64 Processor Feature Register 0: EL0 [3:0] (2 = AArch32 too), SVE [35:32].
+    id_aa64pfr0_el1, "id_aa64pfr0_el1"
+);
+read_only!(
+    /// AArch64 Memory Model Feature Register 2: IDS [39:36] (FEAT_IDST).
+    id_aa64mmfr2_el1, "s3_0_c0_c7_2"
+);
+read_only!(
+    /// AArch64 Instruction Set Attribute Register 0: Atomic [23:20] (2 = FEAT_LSE).
+    id_aa64isar0_el1, "id_aa64isar0_el1"
+);
+read_only!(
+    /// AArch64 Instruction Set Attribute Register 2: WFxT [3:0] (2 = FEAT_WFxT).
+    id_aa64isar2_el1, "s3_0_c0_c6_2"
+);
+read_only!(
+    /// AArch64 Debug Feature Register 0: PMUVer [11:8], PMSVer [35:32].
+    id_aa64dfr0_el1, "id_aa64dfr0_el1"
+);
+read_only!(
+    /// Data Cache Zero ID: BS [3:0] (log2 words), DZP [4].
+    dczid_el0, "dczid_el0"
+);
+read_only!(
+    /// Translation Control Register (EL1).
+    tcr_el1, "tcr_el1"
+);
+read_only!(
+    /// Memory Attribute Indirection Register (EL1).
+    mair_el1, "mair_el1"
+);
+read_only!(
+    /// Translation table base 0 (EL1).
+    ttbr0_el1, "ttbr0_el1"
+);
+read_only!(
+    /// Translation table base 1 (EL1).
+    ttbr1_el1, "ttbr1_el1"
+);
+read_only!(
+    /// Architectural Feature Access Control Register (FP/SIMD enable).
+    cpacr_el1, "cpacr_el1"
+);
+
+/// The vCPU index (MPIDR_EL1.Aff0).
+pub fn cpu_index() -> u64 {
+    mpidr_el1() & 0xff
+}
+
+/// Whether AArch32 is implemented at EL0 (ID_AA64PFR0_EL1.EL0 == 2).
+pub fn has_aarch32_el0() -> bool {
+    id_aa64pfr0_el1() & 0xf == 2
+}
+
+/// Whether FEAT_WFxT (WFET/WFIT) is implemented (ID_AA64ISAR2_EL1.WFxT == 2).
+pub fn has_wfxt() -> bool {
+    id_aa64isar2_el1() & 0xf >= 2
+}
+
+/// Whether FEAT_LSE atomics are implemented (ID_AA64ISAR0_EL1.Atomic >= 2).
+pub fn has_lse() -> bool {
+    (id_aa64isar0_el1() >> 20) & 0xf >= 2
+}
+
+/// Sets CNTV_CVAL_EL0 and CNTV_CTL_EL0 (the EL1 virtual timer).
+pub fn set_virtual_timer(cval: u64, ctl: u64) {
+    // SAFETY: the virtual timer only raises PPI 27, which this guest never takes
+    // as an exception (PSTATE.I stays masked; it acknowledges it by polling).
+    unsafe {
+        core::arch::asm!(
+            "msr cntv_cval_el0, {cval}",
+            "msr cntv_ctl_el0, {ctl}",
+            "isb",
+            cval = in(reg) cval,
+            ctl = in(reg) ctl,
+            options(nostack, preserves_flags),
+        )
+    };
+}
+
+/// Sets CNTKCTL_EL1 (EL0 counter access and the event stream).
+pub fn set_cntkctl_el1(value: u64) {
+    // SAFETY: only controls EL0 access to the counters and the counter event
+    // stream (which merely wakes WFE); no memory effect.
+    unsafe { core::arch::asm!("msr cntkctl_el1, {}", "isb", in(reg) value, options(nostack, preserves_flags)) };
+}
+
+/// Counter ticks in `ms` milliseconds.
+pub fn ms_to_ticks(ms: u64) -> u64 {
+    cntfrq_el0().saturating_mul(ms) / 1000
+}
+
+/// `ticks` of the counter in microseconds.
+pub fn ticks_to_us(ticks: u64) -> u64 {
+    let freq = cntfrq_el0().max(1);
+    ((u128::from(ticks) * 1_000_000) / u128::from(freq)) as u64
+}
+
+/// Spins for `ms` milliseconds of counter time (no exits).
+pub fn spin_ms(ms: u64) {
+    let end = cntvct_el0().saturating_add(ms_to_ticks(ms));
+    while cntvct_el0() < end {
+        core::hint::spin_loop();
+    }
+}
+
+/// WFI once (the hypervisor traps it and blocks until an interrupt is pending).
+pub fn wfi() {
+    // SAFETY: WFI only waits; interrupts stay masked (PSTATE.I), so none is taken.
+    unsafe { core::arch::asm!("dsb sy", "wfi", options(nostack, preserves_flags)) };
+}

@@ -11,11 +11,15 @@ use crate::hypercall::{self, HvError};
 use crate::sysreg;
 
 mod bad_access;
+pub mod foreign;
 mod fresh_tags;
+mod hostile;
+mod isolation;
 mod leak;
 mod no_mte;
 mod race;
 mod regs;
+mod timing;
 
 pub const PAGE: u64 = 4096;
 
@@ -45,6 +49,8 @@ pub type Outcome = Report;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mte {
     Required,
+    /// Used (RAM mapped Tagged) when the VM offers it, else not.
+    Optional,
     Unused,
 }
 
@@ -66,6 +72,12 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario { arg: 7, name: "regs-b", mte: Mte::Required, run: regs::b },
     Scenario { arg: 8, name: "bad-access", mte: Mte::Unused, run: bad_access::run },
     Scenario { arg: 9, name: "no-mte", mte: Mte::Unused, run: no_mte::run },
+    Scenario { arg: 10, name: "hostile", mte: Mte::Optional, run: hostile::run },
+    Scenario { arg: 11, name: "bystander", mte: Mte::Optional, run: isolation::bystander },
+    Scenario { arg: 12, name: "resetter", mte: Mte::Optional, run: isolation::resetter },
+    Scenario { arg: 13, name: "stopper", mte: Mte::Optional, run: isolation::stopper },
+    Scenario { arg: 14, name: "sleeper", mte: Mte::Unused, run: timing::sleeper },
+    Scenario { arg: 15, name: "spinner", mte: Mte::Unused, run: timing::spinner },
 ];
 
 /// Guest-physical windows outside RAM that `bad-access` touches; mapped Normal
