@@ -97,25 +97,44 @@ pub fn a64_ifetch(ctx: &Ctx) -> Verdict {
     good!("EL0 instruction fetch from an unbacked IPA: EC 0x20 IFSC 0x10 (ESR 0x{:x})", e.esr)
 }
 
-/// With the timer condition met and PPI 27 enabled, WFI returns at once.
-fn with_timer_pending<R>(f: impl FnOnce() -> R) -> R {
+/// How far ahead the timer is armed for the WFI cases.
+pub const WFI_DELAY_MS: u64 = 20;
+
+/// Runs `f` with the virtual timer armed [`WFI_DELAY_MS`] ahead (PPI 27 enabled,
+/// not pending yet): a WFI in `f` must trap to the hypervisor and block until
+/// the timer fires. (With an interrupt already pending, QEMU completes a WFI
+/// without trapping it, so that would test nothing.) Also says whether `f`
+/// ended only after the timer fired.
+pub fn with_timer_soon<R>(f: impl FnOnce() -> R) -> (R, bool) {
     gic::init_for_cpu(1 << gic::TIMER_PPI);
-    gic::arm_timer_at(0);
+    let fire = sysreg::cntvct_el0() + sysreg::ms_to_ticks(WFI_DELAY_MS);
+    gic::arm_timer_at(fire);
     let result = f();
+    let blocked = sysreg::cntvct_el0() >= fire;
     gic::disarm_timer();
     let _ = gic::drain(64);
     gic::init_for_cpu(0);
-    result
+    (result, blocked)
+}
+
+/// The WFI cases' verdict on blocking.
+fn check_blocked(blocked: bool, what: &str) -> Result<(), Report> {
+    match blocked {
+        true => Ok(()),
+        false => Err(text!("{what} returned before the timer fired (nothing pending): it did not block")),
+    }
 }
 
 pub fn a64_wfi(ctx: &Ctx) -> Verdict {
     let mut code = [0u16; 32];
     let n = a64(&[WFI, ADD_X0_1, SVC0], &mut code);
-    let e = with_timer_pending(|| run(ctx, &code[..n], SPSR_EL0_A64, [0; 4], LOWER_A64_SYNC, ec::SVC_A64))?;
+    let (e, blocked) = with_timer_soon(|| run(ctx, &code[..n], SPSR_EL0_A64, [0; 4], LOWER_A64_SYNC, ec::SVC_A64));
+    let e = e?;
     if e.regs[0] != 1 {
         bad!("after WFI at EL0, the next instruction incremented x0 to {} (want exactly 1)", e.regs[0]);
     }
-    good!("WFI at AArch64 EL0 (timer pending) completed; the next instruction ran once")
+    check_blocked(blocked, "WFI at AArch64 EL0")?;
+    good!("WFI at AArch64 EL0 blocked until the timer (+{WFI_DELAY_MS} ms); the next instruction ran once")
 }
 
 fn aarch32() -> Option<Verdict> {
@@ -131,7 +150,8 @@ const T_LDR_R1_R2: u16 = 0x6811;
 const T_UDF0: u16 = 0xDE00;
 
 fn t32_wfi(ctx: &Ctx, code: &[u16], what: &str) -> Verdict {
-    let e = with_timer_pending(|| run(ctx, code, SPSR_EL0_A32 | SPSR_T, [0; 4], LOWER_A32_SYNC, ec::SVC_A32))?;
+    let (e, blocked) = with_timer_soon(|| run(ctx, code, SPSR_EL0_A32 | SPSR_T, [0; 4], LOWER_A32_SYNC, ec::SVC_A32));
+    let e = e?;
     if e.regs[0] != 1 || e.regs[1] != 5 {
         bad!(
             "after {what} at AArch32 EL0: r0 = {} (want exactly 1: the increment after the WFI), r1 = {}",
@@ -139,7 +159,10 @@ fn t32_wfi(ctx: &Ctx, code: &[u16], what: &str) -> Verdict {
             e.regs[1]
         );
     }
-    good!("{what} at AArch32 EL0 completed; the increment after it ran exactly once; SVC at VBAR+0x600 (EC 0x11)")
+    check_blocked(blocked, what)?;
+    good!(
+        "{what} at AArch32 EL0 blocked until the timer; the increment after it ran exactly once; SVC at VBAR+0x600 (EC 0x11)"
+    )
 }
 
 pub fn t32_wfi16(ctx: &Ctx) -> Verdict {
@@ -164,11 +187,13 @@ pub fn a32_wfi(ctx: &Ctx) -> Verdict {
     let words = [0xE3A0_1005u32, 0xE320_F003, 0xE280_0001, 0xEF00_0000];
     let mut code = [0u16; 32];
     let n = a64(&words, &mut code);
-    let e = with_timer_pending(|| run(ctx, &code[..n], SPSR_EL0_A32, [0; 4], LOWER_A32_SYNC, ec::SVC_A32))?;
+    let (e, blocked) = with_timer_soon(|| run(ctx, &code[..n], SPSR_EL0_A32, [0; 4], LOWER_A32_SYNC, ec::SVC_A32));
+    let e = e?;
     if e.regs[0] != 1 || e.regs[1] != 5 {
         bad!("after A32 WFI at EL0: r0 = {} (want 1), r1 = {}", e.regs[0], e.regs[1]);
     }
-    good!("A32 WFI at EL0 completed; the next instruction ran exactly once")
+    check_blocked(blocked, "A32 WFI at EL0")?;
+    good!("A32 WFI at EL0 blocked until the timer; the next instruction ran exactly once")
 }
 
 pub fn t32_mmio(ctx: &Ctx) -> Verdict {

@@ -129,6 +129,7 @@ const CASES: &[Case] = cases![
     vgic::sgi_garbage => "gic-sgi-garbage-targets",
     vgic::timer_after => "gic-timer-after-garbage",
     timers::wfi_storm => "wfi-storm",
+    timers::wfi_blocking_storm => "wfi-blocking-storm",
     timers::wfi_wake => "wfi-timer-wake",
     timers::wfe_storm => "wfe-storm",
     timers::wfit_past => "wfit-past-deadline",

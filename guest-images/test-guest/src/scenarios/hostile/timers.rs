@@ -33,6 +33,34 @@ pub fn wfi_storm(_: &Ctx) -> Verdict {
     good!("{N} WFIs with PPI 27 pending all returned ({} us each on average)", sysreg::ticks_to_us(took) / N)
 }
 
+pub fn wfi_blocking_storm(_: &Ctx) -> Verdict {
+    const N: u64 = 300;
+    gic::init_for_cpu(1 << gic::TIMER_PPI);
+    let delay = sysreg::cntfrq_el0() / 5000; // 200 us
+    let (mut early, mut worst) = (0, 0);
+    for round in 0..N {
+        let fire = sysreg::cntvct_el0() + delay;
+        gic::arm_timer_at(fire);
+        let result = gic::wait_for(gic::TIMER_PPI, fire + sysreg::ms_to_ticks(1000));
+        let now = sysreg::cntvct_el0();
+        gic::disarm_timer();
+        match result {
+            Ok(_) => gic::eoi(gic::TIMER_PPI),
+            Err((got, wake)) => {
+                gic::init_for_cpu(0);
+                bad!("round {round}: no timer interrupt 1 s after arming +200 us (IAR {got}, {} WFIs)", wake.wfis);
+            }
+        }
+        early += u64::from(now < fire);
+        worst = worst.max(now.saturating_sub(fire));
+    }
+    gic::init_for_cpu(0);
+    if early != 0 {
+        bad!("{early} of {N} timer interrupts were acknowledged before the timer was due");
+    }
+    good!("{N} WFIs each blocked until a timer 200 us ahead, worst {} us late", sysreg::ticks_to_us(worst))
+}
+
 pub fn wfi_wake(_: &Ctx) -> Verdict {
     gic::init_for_cpu(1 << gic::TIMER_PPI);
     let mut worst = 0;

@@ -13,7 +13,7 @@ use super::{Ctx, Verdict, bad, good, scratch};
 use crate::boot::{Exception, ec, expect_exception};
 use crate::console::{Report, text};
 use crate::mmu::{self, Attrs, MemType};
-use crate::{gic, psci, sysreg};
+use crate::{psci, sysreg};
 
 const PAGE_VA: u64 = 0xFFFF_FFFF_FFFF_F000;
 const LAST: u64 = 0xFFFF_FFFF_FFFF_FFFC;
@@ -119,14 +119,13 @@ pub fn id_read(ctx: &Ctx) -> Verdict {
 }
 
 pub fn wfi(ctx: &Ctx) -> Verdict {
-    gic::init_for_cpu(1 << gic::TIMER_PPI);
-    gic::arm_timer_at(0);
-    let result = run_snippet(ctx, 3, 0, 0, 0);
-    gic::disarm_timer();
-    let _ = gic::drain(64);
-    gic::init_for_cpu(0);
+    // The timer fires 20 ms later: the WFI traps and blocks (see el0::with_timer_soon).
+    let (result, blocked) = super::el0::with_timer_soon(|| run_snippet(ctx, 3, 0, 0, 0));
     wrapped(&result?, "WFI")?;
-    good!("WFI at 0x{LAST:x} (timer pending) completed and the PC wrapped to 0")
+    if !blocked {
+        bad!("WFI at 0x{LAST:x} returned before the timer fired: it did not block");
+    }
+    good!("WFI at 0x{LAST:x} blocked until the timer, completed and the PC wrapped to 0")
 }
 
 pub fn hvc(ctx: &Ctx) -> Verdict {
