@@ -263,41 +263,66 @@ pub struct Wake {
     pub others: u64,
 }
 
-/// WFI until ICC_IAR1_EL1 gives `intid` or `deadline` passes. On success the
-/// interrupt is acknowledged but not ended (for the timer: disarm it, then EOI).
-/// `Err` carries what the last acknowledge read.
-pub fn wait_for(intid: u32, deadline: u64) -> Result<Wake, (u32, Wake)> {
+/// A wait for an interrupt that failed: what the last acknowledge read (the
+/// awaited INTID itself if it arrived, but only after the deadline).
+#[derive(Debug, Clone, Copy)]
+pub struct Missed {
+    pub intid: u32,
+    pub got: u32,
+    pub wake: Wake,
+}
+
+impl core::fmt::Display for Missed {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let us = sysreg::ticks_to_us(self.wake.ticks);
+        if self.got == self.intid {
+            write!(f, "INTID {} arrived only after {us} us, past the deadline", self.intid)
+        } else {
+            write!(
+                f,
+                "no INTID {} after {us} us (IAR read {}, {} WFIs, {} other interrupts)",
+                self.intid, self.got, self.wake.wfis, self.wake.others
+            )
+        }
+    }
+}
+
+/// WFI until ICC_IAR1_EL1 gives `intid`, by `deadline`. On success the
+/// interrupt is acknowledged but not ended (for the timer: disarm it, then
+/// EOI); an `intid` acknowledged after the deadline is a failure too (still
+/// acknowledged: the caller ends it).
+pub fn wait_for(intid: u32, deadline: u64) -> Result<Wake, Missed> {
     let start = sysreg::cntvct_el0();
     let mut wake = Wake { ticks: 0, wfis: 0, others: 0 };
     loop {
         let got = ack();
+        let now = sysreg::cntvct_el0();
+        wake.ticks = now - start;
         if got == intid {
-            wake.ticks = sysreg::cntvct_el0() - start;
-            return Ok(wake);
+            return if now <= deadline { Ok(wake) } else { Err(Missed { intid, got, wake }) };
         }
         if got < 1020 {
             eoi(got);
             wake.others += 1;
             continue;
         }
-        if sysreg::past(deadline) {
-            wake.ticks = sysreg::cntvct_el0() - start;
-            return Err((got, wake));
+        if now > deadline {
+            return Err(Missed { intid, got, wake });
         }
         sysreg::wfi();
         wake.wfis += 1;
     }
 }
 
-/// Arms the timer `delay_ms` ahead, WFIs until PPI 27 arrives (at most
-/// `timeout_ms`), disarms and EOIs it. Returns the ticks from arming to the
-/// acknowledge.
-pub fn timer_interrupt(delay_ms: u64, timeout_ms: u64) -> Result<Wake, (u32, Wake)> {
+/// Arms the timer `delay_ms` ahead, WFIs until PPI 27 arrives (within
+/// `timeout_ms` of arming), disarms and EOIs it. Returns the wait from arming
+/// to the acknowledge.
+pub fn timer_interrupt(delay_ms: u64, timeout_ms: u64) -> Result<Wake, Missed> {
     let now = sysreg::cntvct_el0();
     arm_timer_at(now + sysreg::ms_to_ticks(delay_ms));
     let result = wait_for(TIMER_PPI, now + sysreg::ms_to_ticks(timeout_ms));
     disarm_timer();
-    if result.is_ok() {
+    if matches!(result, Ok(_) | Err(Missed { got: TIMER_PPI, .. })) {
         eoi(TIMER_PPI);
     }
     result
