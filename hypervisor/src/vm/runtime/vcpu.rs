@@ -380,8 +380,13 @@ impl Vcpu {
                 Next::Resume
             }
             GuestExit::Smc => {
-                // Trapped SMC: ELR points at the instruction itself.
+                // Trapped SMC: ELR points at the instruction itself. As for HVC,
+                // only `SMC #0` is an SMCCC call (the immediate is ISS[15:0]).
                 self.skip_instruction();
+                if self.exit_esr & 0xFFFF != 0 {
+                    self.registers.x[0] = hv_abi::Error::NotSupported as i64 as u64;
+                    return Next::Resume;
+                }
                 self.handle_call(director)
             }
             GuestExit::Stage2Abort(abort) => self.handle_stage2_abort(director, abort),
