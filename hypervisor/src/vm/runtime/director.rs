@@ -48,6 +48,8 @@ struct Lifecycle {
     /// VMs that still need each shared region (running or pending).
     shared_users: Vec<usize>,
     shared: Vec<Option<Arc<SharedMemory>>>,
+    /// A CPU found every VM stopped and is powering the machine off.
+    powering_off: bool,
 }
 
 /// Everything the CPUs share while running guests.
@@ -151,6 +153,7 @@ pub fn start(
             vmids_in_use: [false; MAX_VMID as usize + 1],
             shared_users,
             shared,
+            powering_off: false,
         }),
         incoming: [const { Mutex::new(Vec::new()) }; smp::MAX_CPUS],
         list_registers: gic::list_register_count().min(16),
@@ -400,9 +403,11 @@ impl Director {
             self.release_shared(&mut lifecycle, blocked);
         }
         let done = lifecycle.states.iter().all(|s| matches!(s, VmState::Stopped { .. } | VmState::Failed));
-        if !done {
+        // The last two VMs may stop at once on two CPUs: one of them reports.
+        if !done || lifecycle.powering_off {
             return;
         }
+        lifecycle.powering_off = true;
         let failures = lifecycle.states.iter().filter(|s| !matches!(s, VmState::Stopped { status: 0 })).count();
         drop(lifecycle);
         let counters = self.tag_state.counters();
