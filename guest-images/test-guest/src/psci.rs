@@ -43,14 +43,12 @@ impl Conduit {
 /// Makes the call and returns x0. Per SMCCC the callee may clobber x0-x17.
 pub fn call(conduit: Conduit, function: u64, a1: u64, a2: u64, a3: u64) -> u64 {
     let ret: u64;
-    match conduit {
-        // SAFETY: HVC #0 enters the hypervisor, which answers in x0 and may clobber
-        // x1-x17 (declared). No call made with this helper writes guest memory
-        // (callers never pass the functions that stop or reset this VM unless
-        // they mean to).
-        Conduit::Hvc => unsafe {
+    /// One SMCCC call through `$insn`; the hypervisor answers in x0 and may
+    /// clobber x1-x17 (declared).
+    macro_rules! call {
+        ($insn:literal) => {
             asm!(
-                "hvc #0",
+                $insn,
                 inlateout("x0") function => ret,
                 inlateout("x1") a1 => _, inlateout("x2") a2 => _, inlateout("x3") a3 => _,
                 out("x4") _, out("x5") _, out("x6") _, out("x7") _,
@@ -59,21 +57,16 @@ pub fn call(conduit: Conduit, function: u64, a1: u64, a2: u64, a3: u64) -> u64 {
                 out("x16") _, out("x17") _,
                 options(nostack),
             )
-        },
+        };
+    }
+    match conduit {
+        // SAFETY: HVC #0 enters the hypervisor. No call made with this helper
+        // writes guest memory (callers never pass the functions that stop or
+        // reset this VM unless they mean to).
+        Conduit::Hvc => unsafe { call!("hvc #0") },
         // SAFETY: as for HVC; SMC #0 from EL1 is trapped by the hypervisor
         // (HCR_EL2.TSC) and answered the same way.
-        Conduit::Smc => unsafe {
-            asm!(
-                "smc #0",
-                inlateout("x0") function => ret,
-                inlateout("x1") a1 => _, inlateout("x2") a2 => _, inlateout("x3") a3 => _,
-                out("x4") _, out("x5") _, out("x6") _, out("x7") _,
-                out("x8") _, out("x9") _, out("x10") _, out("x11") _,
-                out("x12") _, out("x13") _, out("x14") _, out("x15") _,
-                out("x16") _, out("x17") _,
-                options(nostack),
-            )
-        },
+        Conduit::Smc => unsafe { call!("smc #0") },
     }
     ret
 }
