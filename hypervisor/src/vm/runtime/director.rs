@@ -210,10 +210,15 @@ impl Director {
         // Linux guests learn which boot this is (SYSTEM_RESET restarts count up).
         let boot_number = lifecycle.boots[index];
         lifecycle.boots[index] += 1;
+        // The VMID is taken now; the VM is built without the lifecycle lock, which
+        // every stopping VM needs (copying a Linux kernel and initramfs takes a
+        // good fraction of a second).
+        lifecycle.vmids_in_use[vmid as usize] = true;
+        drop(lifecycle);
         let mut config = config.clone();
         config.bootargs = alloc::format!("{} mte-hypervisor.boot={boot_number}", config.bootargs).trim_start().into();
         let config = &config;
-        match Vm::create(
+        let created = Vm::create(
             index,
             config,
             &images,
@@ -221,9 +226,10 @@ impl Director {
             Incarnation { vmid, boot_count: boot_number },
             self.shape,
             &self.mte,
-        ) {
+        );
+        let mut lifecycle = self.lifecycle.lock();
+        match created {
             Ok(vm) => {
-                lifecycle.vmids_in_use[vmid as usize] = true;
                 lifecycle.states[index] = VmState::Running;
                 log::info!(
                     "vm {} started: VMID {vmid}, {} MiB RAM, {} vCPU(s) on CPU(s) {:?}, MTE {}",
@@ -252,6 +258,7 @@ impl Director {
             }
             Err(error) => {
                 log::error!("vm {}: cannot create: {error}", config.name);
+                lifecycle.vmids_in_use[vmid as usize] = false;
                 lifecycle.states[index] = VmState::Failed;
                 self.release_shared(&mut lifecycle, index);
             }
@@ -295,6 +302,8 @@ impl Director {
             crate::println!("vm {name} restarting (SYSTEM_RESET) with fresh memory");
             self.lifecycle.lock().vmids_in_use[vmid as usize] = false;
             self.launch(index);
+            // The new instance may have failed to start and been the last VM.
+            self.power_off_if_done();
             return;
         }
 
