@@ -166,7 +166,6 @@ fn check(vgic: &Vgic, vcpu: usize) {
         assert!(vcpu < vcpus, "next_pending for absent vCPU {vcpu}");
         assert!(irq.intid < NUM_INTIDS, "{irq:?}");
         assert!(vgic.distributor().group1_enabled());
-        assert!(vgic.redistributor(vcpu).unwrap().awake());
         let state = vgic.irq_state(vcpu, irq.intid).expect("offered INTID exists");
         assert!(state.enabled && state.pending() && !state.active, "{irq:?} {state:?}");
         assert!(state.list_register.is_none(), "offered twice: {irq:?} {state:?}");

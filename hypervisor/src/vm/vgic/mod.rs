@@ -46,7 +46,9 @@
 //! 1. Fill: while an LR is free, `irq = next_pending(vcpu)` gives the most urgent
 //!    interrupt (lowest priority value; lowest INTID on ties) that is enabled,
 //!    pending, not active, not already in an LR, and routed to `vcpu`, with the
-//!    Distributor's Group 1 enable set and the vCPU's Redistributor awake. Write
+//!    Distributor's Group 1 enable set. (`GICR_WAKER` does not gate delivery: KVM
+//!    treats it as RAZ/WI and guests written for KVM never clear ProcessorSleep;
+//!    the handshake stays readable for those that do.) Write
 //!    `ListRegister::from_pending(irq).to_bits()` (state *pending*, Group 1, EOI
 //!    maintenance for level-sensitive interrupts) and call
 //!    `mark_in_list_register(vcpu, irq.intid)`. For an edge-triggered interrupt
@@ -157,7 +159,7 @@ pub struct MmioResult {
     /// For reads: the value to put in the destination register (zero-extended).
     pub value: u64,
     /// Interrupt state that affects delivery changed (enables, pending, active,
-    /// priorities, trigger, routes, the group enable, `GICR_WAKER`): the runtime
+    /// priorities, trigger, routes, the group enable): the runtime
     /// should look for newly deliverable interrupts.
     pub changed: bool,
     /// Reserved offset or disallowed access size/alignment: read as zero or
@@ -334,7 +336,7 @@ impl Vgic {
     /// module documentation), if any.
     pub fn next_pending(&self, vcpu: usize) -> Option<PendingIrq> {
         let redistributor = self.redistributors.get(vcpu)?;
-        if !self.distributor.group1_enabled() || !redistributor.awake() {
+        if !self.distributor.group1_enabled() {
             return None;
         }
         let spis =
@@ -417,9 +419,8 @@ impl Vgic {
     }
 
     fn next_pending_includes(&self, vcpu: usize, intid: u32) -> bool {
-        let Some(redistributor) = self.redistributors.get(vcpu) else { return false };
-        self.distributor.group1_enabled()
-            && redistributor.awake()
+        vcpu < self.redistributors.len()
+            && self.distributor.group1_enabled()
             && self.irq_state(vcpu, intid).is_some_and(IrqState::deliverable)
     }
 }

@@ -108,8 +108,8 @@ impl Redistributor {
         self.affinity
     }
 
-    /// Whether the guest has woken this Redistributor (`GICR_WAKER.ProcessorSleep == 0`):
-    /// an asleep one forwards no interrupt to its CPU interface.
+    /// Whether the guest has woken this Redistributor (`GICR_WAKER.ProcessorSleep == 0`).
+    /// Only what the guest reads back: delivery does not depend on it (as under KVM).
     pub const fn awake(&self) -> bool {
         !self.processor_sleep
     }

@@ -128,6 +128,7 @@ const CASES: &[Case] = cases![
     vgic::sgi_flood => "gic-sgi-flood",
     vgic::sgi_garbage => "gic-sgi-garbage-targets",
     vgic::timer_after => "gic-timer-after-garbage",
+    vgic::waker_does_not_gate => "gicr-waker-asleep-still-delivers",
     timers::wfi_storm => "wfi-storm",
     timers::wfi_blocking_storm => "wfi-blocking-storm",
     timers::wfi_wake => "wfi-timer-wake",

@@ -352,3 +352,25 @@ pub fn timer_after(_: &Ctx) -> Verdict {
         Err(missed) => Err(text!("timer armed +5 ms, want PPI 27 within 1 s: {missed}")),
     }
 }
+
+/// Software written for KVM never clears GICR_WAKER.ProcessorSleep (KVM treats
+/// the register as RAZ/WI), so an asleep redistributor must still deliver; the
+/// handshake itself stays readable (ProcessorSleep reads back as written).
+pub fn waker_does_not_gate(_: &Ctx) -> Verdict {
+    gic::init_for_cpu(1 << gic::TIMER_PPI);
+    let waker = gic::rd_base(sysreg::cpu_index()) + gic::GICR_WAKER;
+    gic::write32(waker, gic::read32(waker) | (1 << 1));
+    let reads_asleep = gic::read32(waker) & (1 << 1) != 0;
+    let result = gic::timer_interrupt(5, 250);
+    gic::init_for_cpu(0);
+    if !reads_asleep {
+        bad!("GICR_WAKER.ProcessorSleep did not read back as set");
+    }
+    match result {
+        Ok(wake) => good!(
+            "ProcessorSleep set (reads back 1), timer PPI 27 still delivered {} us after arming +5 ms",
+            sysreg::ticks_to_us(wake.ticks)
+        ),
+        Err(missed) => Err(text!("with ProcessorSleep set, timer armed +5 ms, want PPI 27 within 250 ms: {missed}")),
+    }
+}
