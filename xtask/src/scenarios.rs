@@ -176,7 +176,7 @@ const LINUX_SCENARIOS: &[LinuxScenario] = &[
         expect: &[
             "[linux] mte-hypervisor guest: rebooting",
             "vm linux restarting (SYSTEM_RESET) with fresh memory",
-            "[linux] mte-hypervisor.boot=1",
+            "[linux] mte-hypervisor guest: boot count 1",
             "[linux] mte-hypervisor guest: powering off after a reboot",
         ],
     },

@@ -61,7 +61,7 @@ pub fn bundle_from_conf(conf: &Path) -> Result<PathBuf> {
 pub struct LinuxGuest<'a> {
     pub kernel: &'a Path,
     pub initrd: &'a Path,
-    /// Appended to the default `console=ttyAMA0`.
+    /// The whole kernel command line (the console comes from `/chosen/stdout-path`).
     pub append: &'a str,
     pub vcpus: u32,
     /// Guest RAM, `vms.conf` syntax (e.g. `512M`).
@@ -72,9 +72,12 @@ pub struct LinuxGuest<'a> {
 /// `vcpus` physical CPUs.
 pub fn linux_bundle(name: &str, guest: &LinuxGuest) -> Result<PathBuf> {
     let cpus: Vec<String> = (0..guest.vcpus).map(|c| c.to_string()).collect();
+    let bootargs = match guest.append.trim() {
+        "" => String::new(),
+        args => format!("bootargs = {args}\n"),
+    };
     let conf = format!(
-        "[vm linux]\nimage = vmlinuz\ninitrd = initrd\nbootargs = console=ttyAMA0 {}\nmemory = {}\ncpus = {}\n",
-        guest.append,
+        "[vm linux]\nimage = vmlinuz\ninitrd = initrd\n{bootargs}memory = {}\ncpus = {}\n",
         guest.memory,
         cpus.join(",")
     );

@@ -59,6 +59,7 @@ pub fn write_fmt(args: fmt::Arguments) {
         let mut mux = LOCK.lock();
         mux.hypervisor_line(&mut raw_bytes);
         let _ = Uart.write_fmt(args);
+        mux.flush_waiting(&mut raw_bytes);
     } else {
         let _ = Uart.write_fmt(args);
     }
@@ -113,7 +114,7 @@ pub fn write_guest(vm: usize, name: &str, bytes: &[u8]) {
 pub fn write_guest_line(vm: usize, name: &str, bytes: &[u8]) {
     let mut mux = LOCK.lock();
     mux.guest_bytes(vm, name, bytes, &mut raw_bytes);
-    mux.end_guest_line(vm, &mut raw_bytes);
+    mux.guest_bytes(vm, name, b"\n", &mut raw_bytes);
 }
 
 /// Calls `sink` with every byte the console UART has received.

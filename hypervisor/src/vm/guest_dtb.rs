@@ -84,6 +84,11 @@ pub struct GuestBoot<'a> {
     pub kaslr_seed: Option<u64>,
     /// Early entropy for the kernel's random pool (`rng-seed`).
     pub rng_seed: Option<&'a [u8]>,
+    /// How many `SYSTEM_RESET`s came before this boot, as the decimal string
+    /// property `mte-hypervisor,boot-count` (readable from a shell:
+    /// `/proc/device-tree/chosen/mte-hypervisor,boot-count`). The command line
+    /// stays exactly what the configuration says.
+    pub boot_count: Option<u64>,
 }
 
 /// Why no tree was generated.
@@ -267,6 +272,9 @@ pub fn generate(layout: &GuestLayout, boot: &GuestBoot<'_>) -> Result<Vec<u8>, G
         fdt.property_string("bootargs", boot.bootargs)?;
     }
     fdt.property_string("stdout-path", &uart_path)?;
+    if let Some(count) = boot.boot_count {
+        fdt.property_string("mte-hypervisor,boot-count", &alloc::format!("{count}"))?;
+    }
     if let Some((start, end)) = boot.initrd {
         fdt.property_u64("linux,initrd-start", start)?;
         fdt.property_u64("linux,initrd-end", end)?;
@@ -517,6 +525,15 @@ mod tests {
             chosen.properties().map(|p| p.name.to_string()).collect()
         };
         assert_eq!(chosen_properties(&blob), ["stdout-path"]);
+
+        // The boot count is a property of its own, never part of the command line.
+        let rebooted = GuestBoot { boot_count: Some(3), ..boot() };
+        let blob = generate(&layout, &rebooted).unwrap();
+        let tree = fdt::Fdt::new(&blob).unwrap();
+        let chosen = tree.find_node("/chosen").unwrap();
+        let count = chosen.property("mte-hypervisor,boot-count").unwrap();
+        assert_eq!(count.value, b"3\0");
+        assert_eq!(tree.chosen().bootargs(), Some(boot().bootargs));
 
         let seeded = GuestBoot { kaslr_seed: Some(0x0123_4567_89ab_cdef), rng_seed: Some(&[7; 32]), ..boot() };
         let blob = generate(&layout, &seeded).unwrap();

@@ -10,8 +10,12 @@
 //! `^[`), so a guest cannot move the cursor, clear lines or recolour output. A line
 //! that does not start with `[` is therefore the hypervisor's.
 //!
-//! [`ConsoleMux`] holds only the state of the current console line; the caller
-//! serialises access (the console lock) and supplies the byte sink.
+//! [`ConsoleMux`] holds the state of the current console line and the output of
+//! VMs waiting for it to end; the caller serialises access (the console lock)
+//! and supplies the byte sink.
+
+use alloc::string::String;
+use alloc::vec::Vec;
 
 /// Who owns the unfinished line on the console, if any.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,38 +25,78 @@ struct OpenLine {
     pending_cr: bool,
 }
 
+/// Bytes of a VM that printed while another VM's line was unfinished.
+#[derive(Debug)]
+struct Waiting {
+    vm: usize,
+    name: String,
+    bytes: Vec<u8>,
+}
+
+/// How much a VM's waiting output may grow before the unfinished line that
+/// holds it up is cut (a prompt that never gets its newline).
+pub const WAITING_LIMIT: usize = 256;
+
 /// The console's line state.
+///
+/// One VM at a time streams its current line (so a shell prompt and what the
+/// user types appear at once). A VM that prints while another's line is
+/// unfinished waits (up to [`WAITING_LIMIT`] bytes) until that line ends, so two
+/// VMs printing at the same time produce whole lines, not fragments.
 #[derive(Debug, Default)]
 pub struct ConsoleMux {
     open: Option<OpenLine>,
+    waiting: Vec<Waiting>,
 }
 
 impl ConsoleMux {
     pub const fn new() -> Self {
-        Self { open: None }
+        Self { open: None, waiting: Vec::new() }
     }
 
     /// Bytes a guest printed (its PL011 or HV_WRITE). `vm` identifies the VM (its
     /// index in the config), `name` is its prefix.
     pub fn guest_bytes(&mut self, vm: usize, name: &str, bytes: &[u8], out: &mut impl FnMut(&[u8])) {
         for &byte in bytes {
+            if self.open.is_some_and(|line| line.vm != vm) {
+                let index = match self.waiting.iter().position(|w| w.vm == vm) {
+                    Some(index) => index,
+                    None => {
+                        self.waiting.push(Waiting { vm, name: String::from(name), bytes: Vec::new() });
+                        self.waiting.len() - 1
+                    }
+                };
+                self.waiting[index].bytes.push(byte);
+                if self.waiting[index].bytes.len() >= WAITING_LIMIT {
+                    // The line holding everyone up is not ending: cut it.
+                    out(b"\r\n");
+                    self.open = None;
+                    self.flush_waiting(out);
+                }
+                continue;
+            }
             self.guest_byte(vm, name, byte, out);
+            if self.open.is_none() {
+                self.flush_waiting(out);
+            }
         }
     }
 
-    fn start_line(&mut self, vm: usize, name: &str, out: &mut impl FnMut(&[u8])) {
-        match self.open {
-            Some(line) if line.vm == vm => return,
-            // Another VM's unfinished line: end it so ours starts cleanly.
-            Some(_) => out(b"\r\n"),
-            None => {}
+    /// Prints waiting output while no line is unfinished.
+    pub fn flush_waiting(&mut self, out: &mut impl FnMut(&[u8])) {
+        while self.open.is_none() && !self.waiting.is_empty() {
+            let Waiting { vm, name, bytes } = self.waiting.remove(0);
+            for byte in bytes {
+                self.guest_byte(vm, &name, byte, out);
+            }
         }
-        write_prefix(name, out);
-        self.open = Some(OpenLine { vm, pending_cr: false });
     }
 
     fn guest_byte(&mut self, vm: usize, name: &str, byte: u8, out: &mut impl FnMut(&[u8])) {
-        self.start_line(vm, name, out);
+        if self.open.is_none() {
+            write_prefix(name, out);
+            self.open = Some(OpenLine { vm, pending_cr: false });
+        }
         let Some(line) = self.open.as_mut() else { return };
         if line.pending_cr {
             line.pending_cr = false;
@@ -79,16 +123,8 @@ impl ConsoleMux {
         }
     }
 
-    /// Ends `vm`'s unfinished line, if it has one (after an HV_WRITE, which is a
-    /// whole line by contract).
-    pub fn end_guest_line(&mut self, vm: usize, out: &mut impl FnMut(&[u8])) {
-        if self.open.is_some_and(|line| line.vm == vm) {
-            out(b"\r\n");
-            self.open = None;
-        }
-    }
-
-    /// Called before the hypervisor prints: its text must start a line of its own.
+    /// Called before the hypervisor prints: its text must start a line of its
+    /// own. Call [`flush_waiting`](Self::flush_waiting) after printing it.
     pub fn hypervisor_line(&mut self, out: &mut impl FnMut(&[u8])) {
         if self.open.take().is_some() {
             out(b"\r\n");
@@ -122,6 +158,7 @@ mod tests {
                 None => {
                     mux.hypervisor_line(&mut sink);
                     sink(bytes.as_bytes());
+                    mux.flush_waiting(&mut sink);
                 }
             }
         }
@@ -161,9 +198,33 @@ mod tests {
     }
 
     #[test]
-    fn vms_interleaving_mid_line_get_their_own_lines() {
+    fn vms_printing_at_once_get_whole_lines() {
+        // b prints while a's line is unfinished: b waits for a's newline.
         let out = run(&[("abc", Some((0, "a"))), ("xyz\n", Some((1, "b"))), ("def\n", Some((0, "a")))]);
-        assert_eq!(out, "[a] abc<CR>\n[b] xyz<CR>\n[a] def<CR>\n");
+        assert_eq!(out, "[a] abcdef<CR>\n[b] xyz<CR>\n");
+        // Byte by byte, alternating (two CPUs): still whole lines.
+        let mut steps = Vec::new();
+        for (x, y) in "one\n".chars().zip("two\n".chars()) {
+            steps.push((x, 0, "a"));
+            steps.push((y, 1, "b"));
+        }
+        let text: Vec<(String, Option<(usize, &str)>)> =
+            steps.iter().map(|&(c, vm, name)| (c.to_string(), Some((vm, name)))).collect();
+        let steps: Vec<(&str, Option<(usize, &str)>)> = text.iter().map(|(t, s)| (t.as_str(), *s)).collect();
+        assert_eq!(run(&steps), "[a] one<CR>\n[b] two<CR>\n");
+    }
+
+    #[test]
+    fn a_line_that_never_ends_is_cut_for_the_others() {
+        let long = "x".repeat(WAITING_LIMIT);
+        let out = run(&[("~ # ", Some((0, "a"))), (&long, Some((1, "b")))]);
+        assert!(out.starts_with("[a] ~ # <CR>\n[b] xxx"), "{out}");
+    }
+
+    #[test]
+    fn waiting_output_appears_after_a_hypervisor_line() {
+        let out = run(&[("~ # ", Some((0, "a"))), ("hi\n", Some((1, "b"))), ("INFO x\n", None)]);
+        assert_eq!(out, "[a] ~ # <CR>\nINFO x\n[b] hi<CR>\n");
     }
 
     #[test]

@@ -215,9 +215,6 @@ impl Director {
         // good fraction of a second).
         lifecycle.vmids_in_use[vmid as usize] = true;
         drop(lifecycle);
-        let mut config = config.clone();
-        config.bootargs = alloc::format!("{} mte-hypervisor.boot={boot_number}", config.bootargs).trim_start().into();
-        let config = &config;
         let created = Vm::create(
             index,
             config,

@@ -150,7 +150,12 @@ impl Vm {
                 let layout = GuestLayout::qemu_virt(config.memory_bytes, vcpus);
                 let dtb = guest_dtb::generate(
                     &layout,
-                    &GuestBoot { bootargs: &config.bootargs, initrd: placed.initrd, ..Default::default() },
+                    &GuestBoot {
+                        bootargs: &config.bootargs,
+                        initrd: placed.initrd,
+                        boot_count: Some(boot_count),
+                        ..Default::default()
+                    },
                 )
                 .map_err(CreateError::DeviceTree)?;
                 preload(&mut guest_memory, placed.kernel, images.kernel, mte_info)?;
