@@ -318,15 +318,21 @@ impl Vgic {
     }
 
     /// Delivers the SGI a guest's trapped `ICC_SGI1R_EL1` write of `icc_sgi1r` on
-    /// `from_vcpu` asks for. Returns the vCPUs to kick (targets where it is now
-    /// deliverable; the SGI is pending on every target regardless).
+    /// `from_vcpu` asks for. Returns the vCPUs to kick: every target that has the
+    /// SGI enabled, even where
+    /// the new instance is not deliverable yet. The previous instance may still
+    /// sit in the target's list register, already handled by a guest that has not
+    /// exited since; only an exit lets the runtime see that and offer the new one
+    /// (without the kick, a target spinning without exits never gets it).
     pub fn send_sgi(&mut self, from_vcpu: usize, icc_sgi1r: u64) -> VcpuSet {
         let affinities = &self.affinities;
         let (intid, targets) = sgi_targets(from_vcpu, icc_sgi1r, affinities.len(), |vcpu| affinities[vcpu]);
         let mut kick = VcpuSet::EMPTY;
         for vcpu in targets.iter() {
-            if let Some(target) = self.raise_edge(intid, vcpu) {
-                kick.insert(target);
+            let enabled = self.state_mut(vcpu, intid).is_some_and(|state| state.enabled);
+            self.raise_edge(intid, vcpu);
+            if enabled {
+                kick.insert(vcpu);
             }
         }
         kick
