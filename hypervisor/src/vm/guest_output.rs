@@ -34,8 +34,10 @@ struct Waiting {
 }
 
 /// How much a VM's waiting output may grow before the unfinished line that
-/// holds it up is cut (a prompt that never gets its newline).
-pub const WAITING_LIMIT: usize = 256;
+/// holds it up is cut (a prompt that never gets its newline). Longer than the
+/// long lines guests print (Linux's `/proc/cpuinfo` features, ~330 bytes), so
+/// that two VMs printing them at once still give whole lines.
+pub const WAITING_LIMIT: usize = 1024;
 
 /// The console's line state.
 ///
