@@ -38,6 +38,7 @@ pub fn target_dir() -> PathBuf {
 
 /// Builds the hypervisor and writes `hypervisor[-features].bin` next to the ELF.
 pub fn build(options: &BuildOptions) -> Result<BuiltImage> {
+    ensure_targets()?;
     let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cargo
         .current_dir(workspace_root())
@@ -96,6 +97,7 @@ pub fn flatten_elf(elf: &Path) -> Result<Vec<u8>> {
 /// Builds the bare-metal test guest (release) and returns its flat image, which
 /// the hypervisor loads at the start of guest RAM.
 pub fn build_test_guest() -> Result<PathBuf> {
+    ensure_targets()?;
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(workspace_root())
         .args(["build", "--release", "--package", "test-guest", "--bin", "test-guest", "--target", TARGET])
@@ -115,5 +117,44 @@ fn check_image_header(image: &[u8]) -> Result<()> {
     }
     let image_size = u64::from_le_bytes(image[16..24].try_into().unwrap());
     ensure!(image_size as usize >= image.len(), "Image header image_size {image_size:#x} is smaller than the file");
+    Ok(())
+}
+
+/// The Rust targets every build here needs (rust-toolchain.toml lists them, but
+/// rustup only adds those to a toolchain it installs, not to one already there).
+pub const REQUIRED_TARGETS: [&str; 2] = [TARGET, crate::guest_images::GUEST_TARGET];
+
+/// Adds the required targets to the active toolchain if it lacks them (once per
+/// machine), or says exactly what to run when rustup is not available.
+pub fn ensure_targets() -> Result<()> {
+    static CHECKED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    if CHECKED.get().is_some() {
+        return Ok(());
+    }
+    let listed = Command::new("rustup").current_dir(workspace_root()).args(["target", "list", "--installed"]).output();
+    let installed = match listed {
+        Ok(output) if output.status.success() => String::from_utf8_lossy(&output.stdout).into_owned(),
+        // No rustup: the toolchain was installed some other way; let cargo say what is missing.
+        _ => {
+            let _ = CHECKED.set(());
+            return Ok(());
+        }
+    };
+    let missing: Vec<&str> = REQUIRED_TARGETS
+        .iter()
+        .copied()
+        .filter(|target| !installed.lines().any(|line| line.trim() == *target))
+        .collect();
+    if !missing.is_empty() {
+        eprintln!("xtask: adding Rust target(s) {} (rustup target add)", missing.join(" "));
+        let status = Command::new("rustup")
+            .current_dir(workspace_root())
+            .args(["target", "add"])
+            .args(&missing)
+            .status()
+            .context("running rustup target add")?;
+        ensure!(status.success(), "`rustup target add {}` failed; run it by hand", missing.join(" "));
+    }
+    let _ = CHECKED.set(());
     Ok(())
 }

@@ -112,6 +112,7 @@ pub fn default_busybox() -> Result<PathBuf> {
 /// Builds `mte-check` (release, static, for `aarch64-unknown-linux-musl`) and returns the
 /// binary. Debug info is stripped: it would be most of the initramfs.
 pub fn build_mte_check() -> Result<PathBuf> {
+    crate::build::ensure_targets()?;
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(workspace_root())
         .args(["build", "--release", "--package", "mte-check", "--target", GUEST_TARGET])

@@ -331,6 +331,8 @@ fn run_lints() -> Result<bool> {
 
 pub fn run_all(options: &TestOptions) -> Result<i32> {
     qemu::ensure_qemu()?;
+    // Lints build for the bare-metal and Linux guest targets before anything else does.
+    build::ensure_targets()?;
     let mut passed = 0u32;
     let mut failed = 0u32;
     if !options.no_unit {
