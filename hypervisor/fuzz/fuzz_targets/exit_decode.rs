@@ -57,7 +57,7 @@ fuzz_target!(|input: Input| {
         GuestExit::Hvc { imm } => assert_eq!(Some(imm), esr.imm16()),
         GuestExit::SysReg(access) => assert_eq!(Some(access), esr.sys_reg_access()),
         GuestExit::Wait(kind) => assert_eq!(Some(kind), esr.wfx()),
-        GuestExit::Smc | GuestExit::Unhandled(_) => {}
+        GuestExit::Smc { .. } | GuestExit::Unhandled(_) => {}
     }
 
     // Every accessor of the raw syndrome.

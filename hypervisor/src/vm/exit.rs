@@ -10,9 +10,9 @@ pub enum GuestExit {
     /// `HVC #imm`: an SMCCC call (PSCI, or our hypercalls). ELR already points
     /// past the instruction.
     Hvc { imm: u16 },
-    /// A trapped `SMC` (HCR_EL2.TSC): treated as an SMCCC call too; ELR points at
-    /// the instruction, so the handler must step over it.
-    Smc,
+    /// A trapped `SMC #imm` (HCR_EL2.TSC): treated as an SMCCC call too; ELR
+    /// points at the instruction, so the handler must step over it.
+    Smc { imm: u16 },
     /// A stage-2 abort on `ipa`.
     Stage2Abort(Stage2Abort),
     /// A trapped system-register access (ID registers with HCR_EL2.TID3, MTE
@@ -71,7 +71,7 @@ pub fn decode(esr: u64, far: u64, hpfar: u64) -> GuestExit {
     let esr = Esr(esr);
     match esr.ec() {
         ExceptionClass::Hvc64 => GuestExit::Hvc { imm: esr.imm16().unwrap_or(0) },
-        ExceptionClass::Smc64 => GuestExit::Smc,
+        ExceptionClass::Smc64 => GuestExit::Smc { imm: esr.imm16().unwrap_or(0) },
         ExceptionClass::DataAbortLowerEl => {
             let abort = esr.data_abort().expect("EC is a data abort");
             let access = abort.isv.then_some(MmioAccess {
@@ -177,7 +177,8 @@ mod tests {
     #[test]
     fn calls_sysregs_and_waits() {
         assert_eq!(decode(0x5A00_0000, 0, 0), GuestExit::Hvc { imm: 0 });
-        assert_eq!(decode(0x5E00_0000, 0, 0), GuestExit::Smc);
+        assert_eq!(decode(0x5E00_0000, 0, 0), GuestExit::Smc { imm: 0 });
+        assert_eq!(decode(0x5E00_0042, 0, 0), GuestExit::Smc { imm: 0x42 });
         // MRS x0, ID_AA64PFR1_EL1 (op0=3 op1=0 CRn=0 CRm=4 op2=1), a read: ISS bit 0 = 1.
         let iss = (3 << 20) | (1 << 17) | (4 << 1) | 1;
         let GuestExit::SysReg(access) = decode((0x18 << 26) | (1 << 25) | iss, 0, 0) else { panic!() };

@@ -17,6 +17,9 @@ const PSTATE_SSBS: u64 = 1 << 12;
 const PSTATE_PAN: u64 = 1 << 22;
 const PSTATE_TCO: u64 = 1 << 25;
 
+/// ESR_ELx.IL: the trapped instruction was 32-bit (clear: a 16-bit T32 one).
+pub const ESR_IL: u64 = 1 << 25;
+
 const SCTLR_SPAN: u64 = 1 << 23;
 const SCTLR_DSSBS: u64 = 1 << 44;
 
@@ -47,8 +50,7 @@ pub fn exception_entry_pstate(pstate: u64, sctlr_el1: u64, mte: bool) -> u64 {
     if sctlr_el1 & SCTLR_DSSBS != 0 {
         new |= PSTATE_SSBS;
     }
-    let from_el1 = pstate & PSTATE_NRW == 0 && matches!(pstate & PSTATE_MODE_MASK, PSTATE_EL1H | PSTATE_EL1T);
-    if sctlr_el1 & SCTLR_SPAN == 0 || (from_el1 && pstate & PSTATE_PAN != 0) {
+    if sctlr_el1 & SCTLR_SPAN == 0 || (from_el1(pstate) && pstate & PSTATE_PAN != 0) {
         new |= PSTATE_PAN;
     }
     if mte {
@@ -65,7 +67,7 @@ pub fn from_el1(pstate: u64) -> bool {
 /// Length in bytes of the trapped instruction, from ESR_EL2.IL: 4, or 2 for a
 /// 16-bit T32 instruction (only possible at AArch32 EL0).
 pub fn instruction_length(esr: u64) -> u64 {
-    if esr & (1 << 25) != 0 { 4 } else { 2 }
+    if esr & ESR_IL != 0 { 4 } else { 2 }
 }
 
 /// The PC after completing the trapped instruction at `pc` (wraps at the top of

@@ -76,9 +76,10 @@ pub fn run_cpu(cpu: usize) -> ! {
         take_reschedule();
         let count = vcpus.len();
         let (now, frequency) = cpu::counter();
-        let is_ready = |i: usize| vcpus[i].ready(loaded == Some(i), now);
-        let ready = (0..count).map(|k| (next + k) % count.max(1)).find(|&i| is_ready(i));
-        let Some(current) = ready else {
+        // Round robin from `next`; each vCPU is asked at most once per pass.
+        let mut ready =
+            (0..count).map(|k| (next + k) % count.max(1)).filter(|&i| vcpus[i].ready(loaded == Some(i), now));
+        let Some(current) = ready.next() else {
             // Nothing to run: wait for an interrupt (masked at EL2, it still ends WFI).
             // Reaping may itself have queued vCPUs here (a VM restarted by this
             // CPU), and nobody kicks us for those.
@@ -92,7 +93,7 @@ pub fn run_cpu(cpu: usize) -> ! {
             continue;
         };
         // A time slice only matters if someone else here could run.
-        let contended = (0..count).any(|i| i != current && is_ready(i));
+        let contended = ready.next().is_some();
         let slice_end = contended.then(|| now.saturating_add(frequency.saturating_mul(TIME_SLICE_MS) / 1000));
         switch_to(director, &mut vcpus, &mut loaded, current);
         guest::set_wakeup(earliest_wakeup(&vcpus, loaded, slice_end));

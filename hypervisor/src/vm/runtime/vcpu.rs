@@ -372,22 +372,11 @@ impl Vcpu {
 
     fn handle_synchronous(&mut self, director: &Director, exit: GuestExit) -> Next {
         match exit {
-            // SMCCC uses HVC #0 only; other immediates are not calls (KVM answers them
-            // the same way: NOT_SUPPORTED in x0).
-            GuestExit::Hvc { imm: 0 } => self.handle_call(director),
-            GuestExit::Hvc { .. } => {
-                self.registers.x[0] = hv_abi::Error::NotSupported as i64 as u64;
-                Next::Resume
-            }
-            GuestExit::Smc => {
-                // Trapped SMC: ELR points at the instruction itself. As for HVC,
-                // only `SMC #0` is an SMCCC call (the immediate is ISS[15:0]).
+            GuestExit::Hvc { imm } => self.handle_conduit(director, imm),
+            GuestExit::Smc { imm } => {
+                // Trapped SMC: ELR points at the instruction itself.
                 self.skip_instruction();
-                if self.exit_esr & 0xFFFF != 0 {
-                    self.registers.x[0] = hv_abi::Error::NotSupported as i64 as u64;
-                    return Next::Resume;
-                }
-                self.handle_call(director)
+                self.handle_conduit(director, imm)
             }
             GuestExit::Stage2Abort(abort) => self.handle_stage2_abort(director, abort),
             GuestExit::SysReg(access) => self.handle_sysreg(access),
@@ -402,6 +391,16 @@ impl Vcpu {
                 Next::Resume
             }
         }
+    }
+
+    /// An HVC or SMC: SMCCC uses `#0` only; other immediates are not calls (KVM
+    /// answers them the same way: NOT_SUPPORTED in x0).
+    fn handle_conduit(&mut self, director: &Director, imm: u16) -> Next {
+        if imm != 0 {
+            self.registers.x[0] = hv_abi::Error::NotSupported as i64 as u64;
+            return Next::Resume;
+        }
+        self.handle_call(director)
     }
 
     /// WFI blocks until an interrupt is pending for the vCPU; WFIT also until its
@@ -633,8 +632,7 @@ impl Vcpu {
     /// Injects a synchronous exception whose syndrome reports the length of the
     /// instruction that trapped (IL = 0 for a 16-bit T32 instruction).
     fn inject(&mut self, esr: u64, far: u64) {
-        const IL: u64 = 1 << 25;
-        let esr = (esr & !IL) | (self.exit_esr & IL);
+        let esr = (esr & !inject::ESR_IL) | (self.exit_esr & inject::ESR_IL);
         guest::inject_synchronous(&mut self.registers, esr, far, self.vm.mte);
     }
 
