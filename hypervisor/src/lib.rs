@@ -11,6 +11,7 @@ extern crate alloc;
 pub mod bundle;
 pub mod config;
 pub mod exception;
+pub mod guest_context;
 pub mod mm;
 pub mod mte;
 pub mod platform;

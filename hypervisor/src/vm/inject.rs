@@ -6,6 +6,8 @@
 //! References: Arm ARM (DDI 0487) D1.3 "Exception entry" (vector offsets, PSTATE
 //! on entry), D17.2.37 ESR_ELx (IL, CV/COND), C5.2 PSTATE.
 
+use crate::guest_context::{El1ExceptionRegisters, El1VectorState, GuestRegisters};
+
 /// PSTATE.M[4]: the exception came from AArch32 (EL0 only here: HCR_EL2.RW = 1).
 const PSTATE_NRW: u64 = 1 << 4;
 const PSTATE_MODE_MASK: u64 = 0xF;
@@ -57,6 +59,23 @@ pub fn exception_entry_pstate(pstate: u64, sctlr_el1: u64, mte: bool) -> u64 {
         new |= PSTATE_TCO;
     }
     new
+}
+
+/// Takes a synchronous exception with syndrome `esr` (and `far`) to the guest's
+/// EL1, as the architecture would: `registers` move to the vector with the entry
+/// PSTATE; the returned values are what ELR, SPSR, ESR and FAR_EL1 must hold.
+/// `mte`: the VM has MTE (PSTATE.TCO is set on entry).
+pub fn take_synchronous(
+    registers: &mut GuestRegisters,
+    el1: El1VectorState,
+    esr: u64,
+    far: u64,
+    mte: bool,
+) -> El1ExceptionRegisters {
+    let saved = El1ExceptionRegisters { elr: registers.pc, spsr: registers.pstate, esr, far };
+    registers.pc = sync_vector(el1.vbar, registers.pstate);
+    registers.pstate = exception_entry_pstate(registers.pstate, el1.sctlr, mte);
+    saved
 }
 
 /// Whether the exception was taken from EL1 (for the injected syndrome's class).
@@ -120,6 +139,17 @@ pub fn wfit_instruction_register(instruction: u32) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn taking_an_exception_saves_the_return_state_and_enters_the_vector() {
+        let mut registers = GuestRegisters { pc: 0x4008_0000, pstate: 0x3C5, ..Default::default() };
+        let el1 = El1VectorState { vbar: 0x4010_0800, sctlr: 0 };
+        let saved = take_synchronous(&mut registers, el1, 0x0200_0000, 0x1234, true);
+        assert_eq!(saved, El1ExceptionRegisters { elr: 0x4008_0000, spsr: 0x3C5, esr: 0x0200_0000, far: 0x1234 });
+        // From EL1h: current EL with SP_ELx vector.
+        assert_eq!(registers.pc, 0x4010_0A00);
+        assert_eq!(registers.pstate & (1 << 25), 1 << 25, "TCO set for an MTE VM");
+    }
 
     #[test]
     fn pc_wraps_at_the_top_of_the_address_space() {

@@ -2,26 +2,14 @@
 //! entry and exit (`guest_entry.S`), and injecting exceptions into the guest.
 
 use super::registers::{read_sysreg, write_sysreg};
+use crate::guest_context::{El1ExceptionRegisters, El1VectorState};
+pub use crate::guest_context::{GuestRegisters, PSTATE_EL1H_MASKED, SCTLR_EL1_RESET};
 
 core::arch::global_asm!(include_str!("guest_entry.S"));
 
 unsafe extern "C" {
     fn __guest_run(registers: *mut GuestRegisters) -> u64;
 }
-
-/// The guest's general-purpose registers, PC and PSTATE, as `guest_entry.S` lays them out.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
-pub struct GuestRegisters {
-    pub x: [u64; 31],
-    pub pc: u64,
-    pub pstate: u64,
-}
-
-const _: () = assert!(core::mem::size_of::<GuestRegisters>() == 264);
-
-/// PSTATE for a vCPU's first instruction: EL1h, all exceptions masked.
-pub const PSTATE_EL1H_MASKED: u64 = 0x3C5;
 
 /// Why `run` returned: which lower-EL vector the guest left through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,24 +246,20 @@ macro_rules! mte_context {
 
 mte_context! { gcr: "s3_0_c1_c0_6", rgsr: "s3_0_c1_c0_5", tfsr: "s3_0_c5_c6_0", tfsre0: "s3_0_c5_c6_1" }
 
-/// SCTLR_EL1 at reset for a new vCPU: MMU and caches off, RES1 bits set.
-pub const SCTLR_EL1_RESET: u64 = 0x30D0_0800;
+/// The live vCPU's EL1 state that decides where and how an exception is taken.
+pub fn el1_vector_state() -> El1VectorState {
+    El1VectorState { vbar: read_sysreg!("vbar_el1"), sctlr: read_sysreg!("sctlr_el1") }
+}
 
-/// Injects a synchronous exception with syndrome `esr` (and `far`) into the
-/// vCPU whose EL1 state is live, as the architecture would take it to EL1
-/// (vector and PSTATE per `vm::inject`; `mte`: the VM has MTE, so PSTATE.TCO is set).
-pub fn inject_synchronous(registers: &mut GuestRegisters, esr: u64, far: u64, mte: bool) {
-    let sctlr = read_sysreg!("sctlr_el1");
-    let vector = crate::vm::inject::sync_vector(read_sysreg!("vbar_el1"), registers.pstate);
+/// Writes the live vCPU's EL1 exception registers, as taking an exception to EL1 would.
+pub fn write_el1_exception_registers(registers: &El1ExceptionRegisters) {
     // SAFETY: writing the guest's EL1 exception registers; the guest is not running.
     unsafe {
-        write_sysreg!("elr_el1", registers.pc);
-        write_sysreg!("spsr_el1", registers.pstate);
-        write_sysreg!("esr_el1", esr);
-        write_sysreg!("far_el1", far);
+        write_sysreg!("elr_el1", registers.elr);
+        write_sysreg!("spsr_el1", registers.spsr);
+        write_sysreg!("esr_el1", registers.esr);
+        write_sysreg!("far_el1", registers.far);
     }
-    registers.pstate = crate::vm::inject::exception_entry_pstate(registers.pstate, sctlr, mte);
-    registers.pc = vector;
 }
 
 /// Reads the 32-bit instruction at guest virtual address `va` of the vCPU whose

@@ -633,7 +633,8 @@ impl Vcpu {
     /// instruction that trapped (IL = 0 for a 16-bit T32 instruction).
     fn inject(&mut self, esr: u64, far: u64) {
         let esr = (esr & !inject::ESR_IL) | (self.exit_esr & inject::ESR_IL);
-        guest::inject_synchronous(&mut self.registers, esr, far, self.vm.mte);
+        let el1 = inject::take_synchronous(&mut self.registers, guest::el1_vector_state(), esr, far, self.vm.mte);
+        guest::write_el1_exception_registers(&el1);
     }
 
     fn register(&self, index: u8) -> u64 {
