@@ -4,12 +4,6 @@
 //! hypervisor does not switch between vCPUs, and the PMU and profiling units,
 //! whose registers it traps and answers as zero.
 
-/// Whether `(op0, op1, crn, crm, op2)` is in the ID register space trapped by
-/// `HCR_EL2.TID3` (op0 = 3, op1 = 0, CRn = 0, CRm = 1..=7).
-pub fn is_id_register(op0: u8, op1: u8, crn: u8, crm: u8) -> bool {
-    op0 == 3 && op1 == 0 && crn == 0 && (1..=7).contains(&crm)
-}
-
 const fn field(shift: u32) -> u64 {
     0xF << shift
 }
@@ -68,8 +62,5 @@ mod tests {
         assert_eq!(guest_view(4, 0, 0x1_0000_0011, true), 0x11);
         assert_eq!(guest_view(4, 4, 0x1234, true), 0);
         assert_eq!(guest_view(7, 0, 0x1122, false), 0x1122);
-        assert!(is_id_register(3, 0, 0, 4));
-        assert!(!is_id_register(3, 0, 1, 0));
-        assert!(!is_id_register(3, 1, 0, 0));
     }
 }

@@ -441,6 +441,32 @@ fn width_mask(size: u8) -> u64 {
     (1u64 << (8 * u32::from(size))) - 1
 }
 
+impl crate::vm::mmio::MmioDevice for VPl011 {
+    /// An access the PL011 does not decode (bad offset or size) is a bus error.
+    fn mmio_read(&mut self, _window: usize, offset: u64, size: u8, effects: &mut crate::vm::mmio::MmioEffects) -> u64 {
+        self.read(offset, size).unwrap_or_else(|| {
+            effects.external_abort = true;
+            0
+        })
+    }
+
+    fn mmio_write(
+        &mut self,
+        _window: usize,
+        offset: u64,
+        size: u8,
+        value: u64,
+        effects: &mut crate::vm::mmio::MmioEffects,
+    ) {
+        let output = &mut effects.output;
+        // A full buffer drops the byte: one access never emits more than 8.
+        let decoded = self.write(offset, size, value, &mut |byte| {
+            let _ = output.try_push(byte);
+        });
+        effects.external_abort |= !decoded;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

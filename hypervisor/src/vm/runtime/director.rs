@@ -350,11 +350,11 @@ impl Director {
 
     /// Moves backlog bytes into `vm`'s PL011 while its receive FIFO has room (only
     /// for the console VM).
-    pub fn deliver_console_input(&self, vm: &Arc<Vm>) {
+    pub fn deliver_console_input(&self, vm: &Vm) {
         if !self.console_input_waiting.load(Ordering::Acquire) {
             return;
         }
-        let is_console_vm = Weak::ptr_eq(&self.console_vm.lock(), &Arc::downgrade(vm));
+        let is_console_vm = core::ptr::eq(self.console_vm.lock().as_ptr(), vm);
         if !is_console_vm {
             return;
         }

@@ -58,18 +58,10 @@ pub fn handle_physical(director: &Director, loaded: Option<(&Arc<Vm>, usize)>) {
     }
 }
 
-/// Drives the VM's PL011 interrupt line (SPI 33) from the UART model, kicking the
-/// vCPU it targets if it became deliverable.
+/// Drives the VM's PL011 interrupt line from the UART model, kicking the CPU of
+/// the vCPU it targets if it became deliverable.
 pub fn update_uart_line(vm: &Vm) {
-    let level = vm.uart.lock().irq_level();
-    if vm.uart_line.swap(level, core::sync::atomic::Ordering::AcqRel) == level {
-        return;
-    }
-    let kick = vm.vgic.lock().set_level(vgic::UART_SPI, 0, level);
-    vm.interrupts_changed();
-    if let Some(vcpu) = kick
-        && let Some(&host) = vm.hosts.get(vcpu)
-    {
+    if let Some(host) = vm.update_uart_line() {
         super::scheduler::kick_cpus(&[host]);
     }
 }

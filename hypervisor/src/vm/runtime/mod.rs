@@ -4,6 +4,7 @@
 pub mod director;
 mod interrupts;
 pub mod scheduler;
+mod services;
 mod stage2;
 mod vcpu;
 mod virtual_machine;

@@ -2,10 +2,9 @@
 //! statistics, created from a `vms.conf` section and destroyed when its last
 //! vCPU stops.
 
-use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::AtomicUsize;
 
 use hv_abi::{RAM_BASE, SHARED_BASE};
 use spin::Mutex;
@@ -21,11 +20,8 @@ use crate::mte::MteInfo;
 use crate::vm::boot_layout::{self, LayoutError};
 use crate::vm::guest_dtb::{self, GuestBoot, GuestDtbError, GuestLayout};
 use crate::vm::memory::{GuestMemory, SharedMemory};
-use crate::vm::rate_limit::{RateLimiter, Verdict};
-use crate::vm::stats::VmStats;
-use crate::vm::vgic::Vgic;
-use crate::vm::vpl011::VPl011;
-use crate::vm::vpsci::VmPsci;
+use crate::vm::mmio::BusError;
+use crate::vm::model::{VmIdentity, VmModel};
 
 /// Spacing of shared regions in the guest-physical map.
 const SHARED_STRIDE: u64 = 1 << 30;
@@ -38,42 +34,24 @@ pub struct Entry {
     pub args: [u64; 5],
 }
 
-/// A running VM.
+/// A running VM: its portable model (devices, vCPU power state, statistics:
+/// reached through `Deref`) and what the hardware needs to run it.
 pub struct Vm {
-    /// Index of the VM in `vms.conf`.
-    pub index: usize,
-    pub name: String,
+    pub model: VmModel,
     pub vmid: u16,
-    pub mte: bool,
     pub boot: BootProtocol,
-    pub ram_bytes: u64,
     pub controls: VmControls,
     pub memory: Mutex<VmMemory>,
-    pub vgic: Mutex<Vgic>,
-    pub psci: Mutex<VmPsci>,
-    pub uart: Mutex<VPl011>,
-    /// Physical CPU of each vCPU.
-    pub hosts: Vec<usize>,
-    /// Pending `CPU_ON` requests, per vCPU: (entry point, context ID).
-    pub start_requests: Mutex<Vec<Option<(u64, u64)>>>,
     pub entry: Entry,
-    pub stats: VmStats,
-    /// Set when any vCPU stops the VM; the others stop at their next exit.
-    pub stopping: AtomicBool,
-    /// The stop is a `SYSTEM_RESET`: create the VM again from its images.
-    pub reset_requested: AtomicBool,
-    pub exit_status: AtomicI64,
     pub live_vcpus: AtomicUsize,
-    /// Bumped whenever interrupt state changes (a line moves, a register write,
-    /// an SGI): a vCPU refills its list registers only when this moved or one of
-    /// them retired, which keeps the common exit path (MMIO, hypercalls) cheap.
-    pub interrupt_generation: AtomicU64,
-    /// Last level driven onto the PL011's interrupt line.
-    pub uart_line: AtomicBool,
-    /// How many `SYSTEM_RESET`s came before this boot (`HV_STAT` `BootCount`).
-    pub boot_count: u64,
-    /// Budget for the VM's diagnostics on the shared console.
-    log_limit: Mutex<RateLimiter>,
+}
+
+impl core::ops::Deref for Vm {
+    type Target = VmModel;
+
+    fn deref(&self) -> &VmModel {
+        &self.model
+    }
 }
 
 /// Why a VM could not be created.
@@ -83,6 +61,7 @@ pub enum CreateError {
     Load(MappingError),
     Layout(LayoutError),
     DeviceTree(GuestDtbError),
+    Devices(BusError),
 }
 
 impl core::fmt::Display for CreateError {
@@ -92,6 +71,7 @@ impl core::fmt::Display for CreateError {
             Self::Load(e) => write!(f, "loading the images: {e}"),
             Self::Layout(e) => write!(f, "{e}"),
             Self::DeviceTree(e) => write!(f, "generating the device tree: {e}"),
+            Self::Devices(e) => write!(f, "placing the devices: {e}"),
         }
     }
 }
@@ -170,31 +150,23 @@ impl Vm {
         cache::invalidate_instruction_caches();
         let vttbr = stage2.root_address() | (u64::from(vmid) << 48);
         // Whatever the boot protocol, only vCPU 0 starts; the others wait for CPU_ON.
-        let psci = VmPsci::new(vcpus);
-        Ok(Arc::new(Vm {
+        let model = VmModel::new(VmIdentity {
             index,
             name: config.name.clone(),
-            vmid,
             mte,
-            boot: config.boot,
             ram_bytes: config.memory_bytes,
+            hosts: config.cpus.clone(),
+            boot_count,
+        })
+        .map_err(CreateError::Devices)?;
+        Ok(Arc::new(Vm {
+            model,
+            vmid,
+            boot: config.boot,
             controls: VmControls { hcr: VmControls::hcr_for(mte), vttbr, vtcr: shape.vtcr() },
             memory: Mutex::new(VmMemory { guest: guest_memory, stage2 }),
-            vgic: Mutex::new(Vgic::new(vcpus)),
-            psci: Mutex::new(psci),
-            uart: Mutex::new(VPl011::new()),
-            hosts: config.cpus.clone(),
-            start_requests: Mutex::new(alloc::vec![None; vcpus]),
             entry,
-            stats: VmStats::default(),
-            stopping: AtomicBool::new(false),
-            reset_requested: AtomicBool::new(false),
-            exit_status: AtomicI64::new(0),
             live_vcpus: AtomicUsize::new(vcpus),
-            interrupt_generation: AtomicU64::new(1),
-            uart_line: AtomicBool::new(false),
-            boot_count,
-            log_limit: Mutex::new(RateLimiter::new()),
         }))
     }
 
@@ -203,35 +175,16 @@ impl Vm {
         Sanitiser { mte, tag_state, vm_has_mte: self.mte }
     }
 
-    /// Logs a diagnostic about something the guest did, rate limited per VM (the
-    /// guest decides how often it happens; the console is shared): a burst, then
-    /// a few lines a second, with a count of what was dropped.
+    /// Logs a rate-limited diagnostic about something the guest did (see
+    /// [`VmModel::diagnostic_at`]).
     pub fn diagnostic(&self, level: log::Level, message: core::fmt::Arguments) {
-        if !log::log_enabled!(level) {
-            return;
-        }
-        let (now, frequency) = crate::arch::aarch64::cpu::counter();
-        // Only this VM's vCPUs contend for its limiter, and only for a few instructions.
-        let verdict = self.log_limit.lock().check(now, frequency);
-        match verdict {
-            Verdict::Drop => {}
-            Verdict::Print { suppressed: 0 } => log::log!(level, "vm {}: {message}", self.name),
-            Verdict::Print { suppressed } => {
-                log::log!(level, "vm {}: {message} ({suppressed} earlier messages suppressed)", self.name)
-            }
-        }
-    }
-
-    /// Records that interrupt state changed (see [`Vm::interrupt_generation`]).
-    pub fn interrupts_changed(&self) {
-        self.interrupt_generation.fetch_add(1, Ordering::Release);
+        self.model.diagnostic_at(crate::arch::aarch64::cpu::counter(), level, message);
     }
 
     /// Asks every vCPU of the VM to stop with `status` (the first request wins)
     /// and kicks the CPUs running them.
     pub fn request_stop(&self, status: i64) {
-        if !self.stopping.swap(true, Ordering::AcqRel) {
-            self.exit_status.store(status, Ordering::Release);
+        if self.model.request_stop(status) {
             super::scheduler::kick_cpus(&self.hosts);
         }
     }

@@ -76,8 +76,10 @@
 pub mod distributor;
 pub mod irq_state;
 pub mod list_register;
+mod mmio;
 pub mod redistributor;
 pub mod sgi;
+pub mod vcpu_lrs;
 
 #[cfg(test)]
 mod tests;
@@ -88,7 +90,7 @@ pub use distributor::{Distributor, FIRST_SPI, NUM_INTIDS, SPI_BLOCKS, SPI_COUNT}
 pub use irq_state::{InListRegister, IrqState, Trigger};
 pub use list_register::{ListRegister, LrState};
 pub use redistributor::Redistributor;
-pub use sgi::{SgiRequest, SgiRouting, VcpuSet, is_icc_sgi1r, sgi_targets};
+pub use sgi::{SgiRequest, SgiRouting, VcpuSet, sgi_targets};
 
 use crate::config::MAX_VCPUS;
 

@@ -17,14 +17,6 @@
 //! every bit `n` set in `TargetList` (the range selector `RS` reaches Aff0
 //! values above 15; `GICD_TYPER.RSS` says it is supported).
 
-/// `ICC_SGI1R_EL1` is `S3_0_C12_C11_5`: whether a trapped system-register
-/// access `(op0, op1, CRn, CRm, op2)` is a write to it. (`ICC_ASGI1R_EL1`, op2 6,
-/// and `ICC_SGI0R_EL1`, op2 7, target the other groups: with every interrupt in
-/// Group 1 and a single Security state they generate nothing.)
-pub const fn is_icc_sgi1r(op0: u8, op1: u8, crn: u8, crm: u8, op2: u8) -> bool {
-    op0 == 3 && op1 == 0 && crn == 12 && crm == 11 && op2 == 5
-}
-
 /// A set of vCPU indices (at most 64, the most a VM can have).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct VcpuSet(pub u64);
@@ -200,13 +192,6 @@ mod tests {
         assert_eq!(sgi_targets(0, 0x0000_0000_0f00_0001, 2, flat), (15, set(&[0])));
         // TargetList names CPUs 0..15 but only 2 exist.
         assert_eq!(sgi_targets(0, 0xffff, 2, flat).1, set(&[0, 1]));
-    }
-
-    #[test]
-    fn sgi1r_encoding() {
-        assert!(is_icc_sgi1r(3, 0, 12, 11, 5));
-        assert!(!is_icc_sgi1r(3, 0, 12, 11, 6));
-        assert!(!is_icc_sgi1r(3, 0, 12, 12, 5));
     }
 
     #[test]
