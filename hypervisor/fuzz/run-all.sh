@@ -6,7 +6,7 @@
 set -u
 cd "$(dirname "$0")"
 RUNS=${RUNS:-10000000}
-TARGETS=${*:-"exit_decode vgic_mmio vpl011_mmio vpsci_call hypercall devicetree vm_config bundle"}
+TARGETS=${*:-"exit_decode exit_handlers vgic_mmio vpl011_mmio vpsci_call hypercall devicetree vm_config bundle"}
 mkdir -p logs
 RUSTC_BOOTSTRAP=1 cargo fuzz build --sanitizer none --debug-assertions || exit 1
 for target in $TARGETS; do
