@@ -23,9 +23,6 @@
 //! way a hypervisor learns that a level-sensitive interrupt has been handled and
 //! its line must be sampled again); the other bits are RES0.
 
-use super::PendingIrq;
-use super::irq_state::Trigger;
-
 const VINTID_MASK: u64 = 0xFFFF_FFFF;
 const PINTID_SHIFT: u32 = 32;
 const PINTID_MASK: u64 = 0x1FFF;
@@ -101,23 +98,6 @@ pub struct ListRegister {
 }
 
 impl ListRegister {
-    /// A freshly injected Group 1 interrupt in the *pending* state, as
-    /// [`Vgic::next_pending`](super::Vgic::next_pending) offers it. Level-sensitive
-    /// interrupts ask for an EOI maintenance interrupt, so the runtime gets an exit
-    /// when the guest is done with one and can retire it and sample the line again
-    /// (GICv3 specification, "Maintenance interrupts"); edge-triggered ones do not
-    /// need one. Set [`hw`](Self::hw) instead when a physical interrupt backs it.
-    pub const fn from_pending(irq: PendingIrq) -> Self {
-        ListRegister {
-            intid: irq.intid,
-            priority: irq.priority,
-            group1: true,
-            state: LrState::Pending,
-            hw: None,
-            eoi_maintenance: matches!(irq.trigger, Trigger::Level),
-        }
-    }
-
     /// The `ICH_LR<n>_EL2` value. With `hw` set, `eoi_maintenance` is not
     /// encodable (bit 41 is part of the physical INTID) and is dropped.
     pub const fn to_bits(self) -> u64 {
@@ -182,19 +162,6 @@ mod tests {
         // HW (bit 61) and pINTID 27 in [44:32].
         assert_eq!(lr.to_bits(), 0x70a0_001b_0000_001b);
         assert_eq!(ListRegister::from_bits(0x70a0_001b_0000_001b), lr);
-    }
-
-    #[test]
-    fn level_spi_asks_for_an_eoi_maintenance_interrupt() {
-        let uart = PendingIrq { intid: 33, priority: 0xa0, trigger: Trigger::Level };
-        let lr = ListRegister::from_pending(uart);
-        assert!(lr.eoi_maintenance);
-        // EOI is bit 41.
-        assert_eq!(lr.to_bits(), 0x50a0_0200_0000_0021);
-        assert_eq!(ListRegister::from_bits(0x50a0_0200_0000_0021), lr);
-
-        let sgi = PendingIrq { intid: 1, priority: 0x80, trigger: Trigger::Edge };
-        assert_eq!(ListRegister::from_pending(sgi).to_bits(), 0x5080_0000_0000_0001);
     }
 
     #[test]

@@ -49,7 +49,7 @@
 //!    Distributor's Group 1 enable set. (`GICR_WAKER` does not gate delivery: KVM
 //!    treats it as RAZ/WI and guests written for KVM never clear ProcessorSleep;
 //!    the handshake stays readable for those that do.) Write
-//!    `ListRegister::from_pending(irq).to_bits()` (state *pending*, Group 1, EOI
+//!    `irq.list_register().to_bits()` (state *pending*, Group 1, EOI
 //!    maintenance for level-sensitive interrupts) and call
 //!    `mark_in_list_register(vcpu, irq.intid)`. For an edge-triggered interrupt
 //!    this moves the latched edge into the LR; a new edge latches again but is not
@@ -198,8 +198,27 @@ pub struct PendingIrq {
     pub intid: u32,
     pub priority: u8,
     /// Level-sensitive interrupts want an EOI maintenance interrupt (see
-    /// [`ListRegister::from_pending`]).
+    /// [`PendingIrq::list_register`]).
     pub trigger: Trigger,
+}
+
+impl PendingIrq {
+    /// The list register that injects this interrupt: Group 1, *pending*.
+    /// Level-sensitive interrupts ask for an EOI maintenance interrupt, so the
+    /// runtime gets an exit when the guest is done with one and can retire it and
+    /// sample the line again (GICv3 specification, "Maintenance interrupts");
+    /// edge-triggered ones do not need one. Set [`ListRegister::hw`] instead when
+    /// a physical interrupt backs it.
+    pub const fn list_register(self) -> ListRegister {
+        ListRegister {
+            intid: self.intid,
+            priority: self.priority,
+            group1: true,
+            state: LrState::Pending,
+            hw: None,
+            eoi_maintenance: matches!(self.trigger, Trigger::Level),
+        }
+    }
 }
 
 /// The virtual GIC of one VM.

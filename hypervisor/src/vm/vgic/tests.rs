@@ -192,7 +192,7 @@ fn timer_ppi_level_through_a_list_register() {
     assert_eq!(irq, PendingIrq { intid: 27, priority: 0xa0, trigger: Trigger::Level });
     assert_eq!(vgic.next_pending(1), None, "a PPI belongs to its own vCPU");
     // Pending, Group 1, priority 0xa0, EOI maintenance (level), vINTID 27.
-    assert_eq!(ListRegister::from_pending(irq).to_bits(), 0x50a0_0200_0000_001b);
+    assert_eq!(irq.list_register().to_bits(), 0x50a0_0200_0000_001b);
 
     assert!(vgic.mark_in_list_register(0, 27));
     assert_eq!(vgic.next_pending(0), None, "not offered twice");
@@ -440,4 +440,17 @@ fn unknown_intids_and_vcpus_are_ignored() {
     assert!(!vgic.mark_in_list_register(0, NUM_INTIDS));
     assert!(!vgic.list_register_retired(0, 27, false));
     assert_eq!(vgic.next_pending(2), None);
+}
+
+#[test]
+fn level_spi_asks_for_an_eoi_maintenance_interrupt() {
+    let uart = PendingIrq { intid: 33, priority: 0xa0, trigger: Trigger::Level };
+    let lr = uart.list_register();
+    assert!(lr.eoi_maintenance);
+    // EOI is bit 41.
+    assert_eq!(lr.to_bits(), 0x50a0_0200_0000_0021);
+    assert_eq!(ListRegister::from_bits(0x50a0_0200_0000_0021), lr);
+
+    let sgi = PendingIrq { intid: 1, priority: 0x80, trigger: Trigger::Edge };
+    assert_eq!(sgi.list_register().to_bits(), 0x5080_0000_0000_0001);
 }

@@ -82,7 +82,7 @@ impl VcpuListRegisters {
                 continue;
             }
             let Some(irq) = vgic.next_pending(vcpu) else { break };
-            let mut lr = ListRegister::from_pending(irq);
+            let mut lr = irq.list_register();
             let hw = irq.intid == VIRTUAL_TIMER_PPI;
             if hw {
                 // The physical timer interrupt is active (left so by the
