@@ -270,7 +270,7 @@ impl Vcpu {
                 Next::Resume => {
                     // Another vCPU of this CPU became runnable, or a wake-up or
                     // time-slice deadline passed: let the scheduler choose.
-                    if super::scheduler::take_reschedule() {
+                    if super::kick::take_reschedule() {
                         return Event::Yield;
                     }
                 }
@@ -523,7 +523,7 @@ impl Vcpu {
         }
         if result.changed {
             self.vm.interrupts_changed();
-            super::scheduler::kick_cpus(&self.vm.hosts);
+            super::kick::kick_cpus(&self.vm.hosts);
         }
         true
     }
@@ -599,7 +599,7 @@ impl Vcpu {
             self.vm.interrupts_changed();
             let hosts: arrayvec::ArrayVec<usize, 64> =
                 targets.iter().filter_map(|v| self.vm.hosts.get(v).copied()).take(64).collect();
-            super::scheduler::kick_cpus(&hosts);
+            super::kick::kick_cpus(&hosts);
             self.skip_instruction();
             return Next::Resume;
         }
@@ -669,7 +669,7 @@ impl Vcpu {
                     *request = Some((entry, context_id));
                 }
                 if let Some(&host) = self.vm.hosts.get(target) {
-                    super::scheduler::kick_cpus(&[host]);
+                    super::kick::kick_cpus(&[host]);
                 }
                 Next::Resume
             }

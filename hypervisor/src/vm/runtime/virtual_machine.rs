@@ -232,7 +232,7 @@ impl Vm {
     pub fn request_stop(&self, status: i64) {
         if !self.stopping.swap(true, Ordering::AcqRel) {
             self.exit_status.store(status, Ordering::Release);
-            super::scheduler::kick_cpus(&self.hosts);
+            super::kick::kick_cpus(&self.hosts);
         }
     }
 
