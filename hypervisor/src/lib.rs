@@ -1,8 +1,14 @@
 //! The portable core of the hypervisor, plus (on the bare-metal target) the
-//! thin arch layer that drives the hardware.
+//! thin arch layer that drives the hardware and the top level that uses both.
 //!
-//! Everything outside `arch`, `console` and `memory` is plain Rust that
-//! `cargo test` runs on the host.
+//! On the target, `boot` is the main program: the steps from the entry assembly
+//! to running VMs, each a mechanism of `arch` (which imports nothing from the
+//! VMs, the scheduler or the console) or of a portable module. `shutdown` ends
+//! the run (power-off line, crash report, panic handler); `console` and `memory`
+//! are the console and the global allocators; `vm::runtime` runs the guests.
+//!
+//! Everything outside `arch`, `boot`, `console`, `memory`, `shutdown` and
+//! `vm::runtime` is plain Rust that `cargo test` runs on the host.
 
 #![cfg_attr(not(test), no_std)]
 
@@ -10,6 +16,7 @@ extern crate alloc;
 
 pub mod bundle;
 pub mod config;
+pub mod cpus;
 pub mod exception;
 pub mod guest_context;
 pub mod mm;
@@ -21,28 +28,10 @@ pub mod vm;
 #[cfg(target_os = "none")]
 pub mod arch;
 #[cfg(target_os = "none")]
+mod boot;
+#[cfg(target_os = "none")]
 pub mod console;
 #[cfg(target_os = "none")]
 pub mod memory;
-
-/// A hypervisor bug: print the message with a full register dump and stop the machine.
 #[cfg(target_os = "none")]
-#[panic_handler]
-fn panic(info: &core::panic::PanicInfo) -> ! {
-    use exception::CrashReport;
-    let frame = arch::aarch64::exceptions::capture_frame();
-    let message = info.message();
-    let location = info.location();
-    let kind = format_args!("panic: {message}");
-    let mut text: arrayvec::ArrayString<512> = arrayvec::ArrayString::new();
-    let _ = core::fmt::write(&mut text, kind);
-    if let Some(location) = location {
-        let _ = core::fmt::write(&mut text, format_args!(" at {}:{}", location.file(), location.line()));
-    }
-    arch::aarch64::exceptions::crash(&CrashReport {
-        cpu: arch::aarch64::cpu::index(),
-        kind: &text,
-        frame: &frame,
-        hpfar: None,
-    })
-}
+pub mod shutdown;

@@ -1,5 +1,5 @@
-//! The hypervisor image. All code lives in the library; `boot` supplies the entry
-//! point and the library's `arch` layer the Rust entry functions it calls.
+//! The hypervisor image. All code lives in the library; the `boot` crate supplies
+//! the entry point and the library's `boot` module the Rust entry functions it calls.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 

@@ -1,11 +1,11 @@
 //! EL2 exception entry: the vector table and the first-level dispatch.
 //!
 //! Nothing at EL2 is expected to trap yet except the semihosting probe: anything
-//! else is a hypervisor bug and produces a full crash report, then stops the machine.
+//! else is a hypervisor bug, handed as a crash report to the fatal-exception
+//! handler the caller of [`install`] chose (which reports it and stops the machine).
 
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicPtr, Ordering};
 
-use super::power::{Outcome, power_off};
 use super::registers::{read_sysreg, write_sysreg};
 use super::{cpu, semihosting};
 use crate::exception::{CrashReport, Esr, ExceptionClass, TrapFrame};
@@ -39,8 +39,16 @@ fn vector_name(kind: u64) -> &'static str {
     NAMES.get(kind as usize).copied().unwrap_or("unknown vector")
 }
 
-/// Installs the vector table on this CPU.
-pub fn install() {
+/// What to do with an exception EL2 did not expect: report it and stop the machine.
+pub type FatalHandler = fn(&CrashReport) -> !;
+
+/// The [`FatalHandler`], stored as a pointer: a plain store, because [`install`]
+/// runs before the MMU is on, when atomic read-modify-writes do not work.
+static FATAL_HANDLER: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Installs the vector table on this CPU; unexpected exceptions go to `on_fatal`.
+pub fn install(on_fatal: FatalHandler) {
+    FATAL_HANDLER.store(on_fatal as *mut (), Ordering::Release);
     let vectors = core::ptr::addr_of!(el2_vectors) as u64;
     // SAFETY: `el2_vectors` is a complete, 2 KiB-aligned EL2 vector table whose
     // handlers are valid for the whole life of the hypervisor.
@@ -62,14 +70,15 @@ extern "C" fn el2_trap_handler(frame: &mut TrapFrame, kind: u64) {
         return;
     }
     let hpfar = (kind >= 8).then(|| read_sysreg!("hpfar_el2"));
-    crash(&CrashReport { cpu: cpu::index(), kind: vector_name(kind), frame, hpfar });
-}
-
-/// Prints a crash report and stops the machine with a failure status.
-pub fn crash(report: &CrashReport) -> ! {
-    crate::console::write_fmt_unlocked(format_args!("\n{report}\n"));
-    crate::console::flush();
-    power_off(Outcome::Failure)
+    let report = CrashReport { cpu: cpu::index(), kind: vector_name(kind), frame, hpfar };
+    let handler = FATAL_HANDLER.load(Ordering::Acquire);
+    if handler.is_null() {
+        // Unreachable: `install` stores the handler before pointing VBAR_EL2 here.
+        cpu::halt();
+    }
+    // SAFETY: the only non-null value ever stored is a `FatalHandler` (in `install`).
+    let handler = unsafe { core::mem::transmute::<*mut (), FatalHandler>(handler) };
+    handler(&report)
 }
 
 /// The CPU's registers at the call site, for a panic report: x0-x30 as they are

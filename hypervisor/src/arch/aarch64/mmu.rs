@@ -144,9 +144,9 @@ pub fn build(platform: &Platform, tagged_ram: bool) -> Result<El2Translation, Mm
     }
     let device_attributes = el2_leaf_attributes(MemoryKind::Device, Access::ReadWrite);
     for device in device_ranges(platform) {
-        // Devices inside RAM would be a broken DTB; skip rather than double-map.
-        if platform.ram.iter().any(|r| r.overlaps(&device)) {
-            log_early_warning(device);
+        // Devices inside RAM would be a broken DTB; skip rather than double-map
+        // (the boot sequence warns about them: [`devices_overlapping_ram`]).
+        if overlaps_ram(platform, &device) {
             continue;
         }
         match table.map(device.base, device.base, device.size, device_attributes) {
@@ -166,11 +166,14 @@ pub fn build(platform: &Platform, tagged_ram: bool) -> Result<El2Translation, Mm
     Ok(El2Translation { ttbr0: table.root_address(), tcr, mair: MAIR_EL2_VALUE, sctlr })
 }
 
-fn log_early_warning(device: PhysRange) {
-    crate::console::write_fmt(format_args!(
-        "warning: device range {:#x}+{:#x} overlaps RAM; not mapped as a device\n",
-        device.base, device.size
-    ));
+fn overlaps_ram(platform: &Platform, device: &PhysRange) -> bool {
+    platform.ram.iter().any(|r| r.overlaps(device))
+}
+
+/// The device ranges (page-rounded) that [`build`] leaves out of the map because
+/// they overlap RAM: a broken device tree, worth a warning.
+pub fn devices_overlapping_ram(platform: &Platform) -> ArrayVec<PhysRange, 16> {
+    device_ranges(platform).into_iter().filter(|device| overlaps_ram(platform, device)).collect()
 }
 
 /// Turns on the MMU and caches on this CPU with `translation`.

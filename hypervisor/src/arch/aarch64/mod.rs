@@ -1,6 +1,8 @@
-//! AArch64 EL2 support.
+//! AArch64 EL2 support: the mechanisms only (system registers, the EL2 map and
+//! MMU, vectors, GIC, PSCI calls, CPU bring-up, guest entry). It knows nothing of
+//! VMs, the scheduler or the console: it logs through `log`, and what it must
+//! report without the logger (a crash) goes to a handler its caller installs.
 
-pub mod boot;
 pub mod cache;
 pub mod cpu;
 pub mod exceptions;
@@ -8,7 +10,6 @@ pub mod gic;
 pub mod guest;
 pub mod id_registers;
 pub mod mmu;
-pub mod power;
 pub mod psci;
 pub mod registers;
 pub mod sanitise;

@@ -13,13 +13,15 @@ use spin::{Mutex, Once};
 
 use super::vcpu::Vcpu;
 use super::virtual_machine::{Images, Incarnation, Vm};
-use crate::arch::aarch64::{cpu, gic, sanitise, smp};
+use crate::arch::aarch64::{cpu, gic, sanitise};
 use crate::bundle::Bundle;
 use crate::config::Config;
+use crate::cpus::MAX_CPUS;
 use crate::mm::page_table::Stage2Shape;
 use crate::mm::tag_state::TagStateMap;
 use crate::mte::MteInfo;
 use crate::platform::PhysRange;
+use crate::shutdown::{Outcome, power_off};
 use crate::vm::events::EventDomains;
 use crate::vm::memory::SharedMemory;
 use crate::vm::runtime::stage2::GlobalFrames;
@@ -63,7 +65,7 @@ pub struct Director {
     pub events: EventDomains,
     lifecycle: Mutex<Lifecycle>,
     /// vCPUs handed to each physical CPU, picked up by its scheduler loop.
-    pub incoming: [Mutex<Vec<Box<Vcpu>>>; smp::MAX_CPUS],
+    pub incoming: [Mutex<Vec<Box<Vcpu>>>; MAX_CPUS],
     /// Number of GIC list registers (the same on every CPU).
     pub list_registers: usize,
     /// The CPU has pointer-authentication keys to switch between vCPUs.
@@ -155,7 +157,7 @@ pub fn start(
             shared,
             powering_off: false,
         }),
-        incoming: [const { Mutex::new(Vec::new()) }; smp::MAX_CPUS],
+        incoming: [const { Mutex::new(Vec::new()) }; MAX_CPUS],
         list_registers: gic::list_register_count().min(16),
         pointer_authentication: crate::arch::aarch64::guest::has_pointer_authentication(),
         wfxt: crate::arch::aarch64::guest::has_wfxt(),
@@ -251,7 +253,7 @@ impl Director {
                     self.incoming[pcpu].lock().push(vcpu);
                 }
                 aarch64_cpu::asm::sev();
-                super::scheduler::kick_cpus(&config.cpus);
+                super::kick::kick_cpus(&config.cpus);
             }
             Err(error) => {
                 log::error!("vm {}: cannot create: {error}", config.name);
@@ -425,11 +427,6 @@ impl Director {
             counters.frames_zeroed
         );
         crate::console::flush();
-        let outcome = if failures == 0 {
-            crate::arch::aarch64::power::Outcome::Success
-        } else {
-            crate::arch::aarch64::power::Outcome::Failure
-        };
-        crate::arch::aarch64::power::power_off(outcome)
+        power_off(if failures == 0 { Outcome::Success } else { Outcome::Failure })
     }
 }

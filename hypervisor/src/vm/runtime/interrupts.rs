@@ -39,11 +39,11 @@ pub fn handle_physical(director: &Director, loaded: Option<(&Arc<Vm>, usize)>) {
             // A wake-up or time-slice deadline passed: the scheduler looks again
             // (and re-arms the timer). Level-sensitive: turn it off first.
             crate::arch::aarch64::guest::set_wakeup(None);
-            super::scheduler::request_reschedule();
+            super::kick::request_reschedule();
         }
         if intid == gic::KICK_SGI {
             // Another CPU made one of our vCPUs runnable (or is stopping a VM).
-            super::scheduler::request_reschedule();
+            super::kick::request_reschedule();
         }
         if intid == layout.maintenance {
             // Level-sensitive: it stays asserted while its condition holds, so turn
@@ -62,6 +62,6 @@ pub fn handle_physical(director: &Director, loaded: Option<(&Arc<Vm>, usize)>) {
 /// the vCPU it targets if it became deliverable.
 pub fn update_uart_line(vm: &Vm) {
     if let Some(host) = vm.update_uart_line() {
-        super::scheduler::kick_cpus(&[host]);
+        super::kick::kick_cpus(&[host]);
     }
 }

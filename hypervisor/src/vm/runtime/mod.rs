@@ -3,6 +3,7 @@
 
 pub mod director;
 mod interrupts;
+mod kick;
 pub mod scheduler;
 mod services;
 mod stage2;

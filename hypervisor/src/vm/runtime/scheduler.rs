@@ -16,45 +16,15 @@
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::Ordering;
 
 use super::director::{self, Director};
-use super::interrupts;
 use super::vcpu::{Event, Vcpu};
-use crate::arch::aarch64::{cpu, gic, guest, smp};
+use super::{interrupts, kick};
+use crate::arch::aarch64::{cpu, guest};
 
 /// How long a vCPU runs before a runnable vCPU on the same CPU gets its turn.
 pub const TIME_SLICE_MS: u64 = 10;
-
-/// Set when this CPU must re-run its scheduling decision at the next exit
-/// (a vCPU of this CPU became runnable from this CPU, or the EL2 timer fired).
-static RESCHEDULE: [AtomicBool; smp::MAX_CPUS] = [const { AtomicBool::new(false) }; smp::MAX_CPUS];
-
-/// Asks this CPU's scheduler to choose again at the next exit.
-pub fn request_reschedule() {
-    if let Some(flag) = RESCHEDULE.get(cpu::index()) {
-        flag.store(true, Ordering::Release);
-    }
-}
-
-/// Whether a reschedule was requested on this CPU since the last call.
-pub fn take_reschedule() -> bool {
-    RESCHEDULE.get(cpu::index()).is_some_and(|flag| flag.swap(false, Ordering::AcqRel))
-}
-
-/// Makes the given physical CPUs look at their vCPUs again (new work, an
-/// interrupt for a waiting vCPU, a VM stopping); for this CPU itself, at its
-/// next exit.
-pub fn kick_cpus(cpus: &[usize]) {
-    let me = cpu::index();
-    for &target in cpus {
-        if target == me {
-            request_reschedule();
-        } else if target < smp::MAX_CPUS {
-            gic::kick(smp::CPUS[target].mpidr.load(Ordering::Relaxed));
-        }
-    }
-}
 
 /// Runs guests on this CPU forever (the machine powers off when all VMs stop).
 pub fn run_cpu(cpu: usize) -> ! {
@@ -73,7 +43,7 @@ pub fn run_cpu(cpu: usize) -> ! {
         vcpus.append(&mut director.incoming[cpu].lock());
         reap_stopped(director, &mut vcpus, &mut loaded);
         // Nothing stale may survive a pass: this pass looks at everything.
-        take_reschedule();
+        kick::take_reschedule();
         let count = vcpus.len();
         let (now, frequency) = cpu::counter();
         // Round robin from `next`; each vCPU is asked at most once per pass.

@@ -47,7 +47,7 @@ impl Services for MachineServices<'_> {
     }
 
     fn kick_cpus(&mut self, cpus: &[usize]) {
-        super::scheduler::kick_cpus(cpus);
+        super::kick::kick_cpus(cpus);
     }
 
     fn guest_output(&mut self, bytes: &[u8]) {

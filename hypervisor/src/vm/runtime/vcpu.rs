@@ -220,7 +220,7 @@ impl Vcpu {
                 Next::Resume => {
                     // Another vCPU of this CPU became runnable, or a wake-up or
                     // time-slice deadline passed: let the scheduler choose.
-                    if super::scheduler::take_reschedule() {
+                    if super::kick::take_reschedule() {
                         return Event::Yield;
                     }
                 }

@@ -185,7 +185,7 @@ impl Vm {
     /// and kicks the CPUs running them.
     pub fn request_stop(&self, status: i64) {
         if self.model.request_stop(status) {
-            super::scheduler::kick_cpus(&self.hosts);
+            super::kick::kick_cpus(&self.hosts);
         }
     }
 
