@@ -76,8 +76,8 @@ pub fn start_secondaries(platform: &Platform, translation: &El2Translation, boot
 fn start_one(index: usize, mpidr: u64, translation: &El2Translation) -> Result<(), StartError> {
     let (stack, args_page) = {
         let mut frames = crate::memory::frames();
-        let stack = frames.allocate(STACK_BYTES).map_err(StartError::Memory)?;
-        let args_page = frames.allocate(PAGE_SIZE).map_err(StartError::Memory)?;
+        let stack = frames.allocate(STACK_BYTES).map_err(StartError::Memory)?.as_u64();
+        let args_page = frames.allocate(PAGE_SIZE).map_err(StartError::Memory)?.as_u64();
         (stack, args_page)
     };
     let args = SecondaryBootArgs {

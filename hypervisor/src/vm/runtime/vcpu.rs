@@ -18,6 +18,7 @@ use crate::arch::aarch64::guest::{
 use crate::arch::aarch64::id_registers::read_id_register;
 use crate::arch::aarch64::{cache, cpu};
 use crate::exception::{SysRegAccess, SysRegDirection, WfxKind};
+use crate::mm::{GuestVa, Ipa};
 use crate::vm::events::BadEvent;
 use crate::vm::exit::{self, GuestExit, MmioAccess, Stage2Abort, Stage2FaultKind, injected_abort_syndrome};
 use crate::vm::stats::add;
@@ -418,7 +419,7 @@ impl Vcpu {
         // instruction (the PC still points at it here: it was advanced above).
         let qemu_wfit = match kind {
             WfxKind::Wfi if director.wfxt => {
-                guest::read_guest_instruction(pc).and_then(inject::wfit_instruction_register)
+                guest::read_guest_instruction(GuestVa::new(pc)).and_then(inject::wfit_instruction_register)
             }
             _ => None,
         };
@@ -438,11 +439,12 @@ impl Vcpu {
     }
 
     fn handle_stage2_abort(&mut self, director: &Director, abort: Stage2Abort) -> Next {
-        let in_guest_memory = self.vm.memory.lock().guest.contains(abort.ipa);
+        let in_guest_memory = self.vm.memory.lock().guest.contains(Ipa::new(abort.ipa));
         match abort.kind {
             Stage2FaultKind::Translation if in_guest_memory => {
                 let sanitiser = self.vm.sanitiser(&director.mte, &director.tag_state);
-                let result = self.vm.memory.lock().handle_translation_fault(abort.ipa, &sanitiser, &self.vm.stats);
+                let result =
+                    self.vm.memory.lock().handle_translation_fault(Ipa::new(abort.ipa), &sanitiser, &self.vm.stats);
                 match result {
                     Ok(FaultResolution::Mapped { .. } | FaultResolution::AlreadyMapped) => Next::Resume,
                     Err(error) => {
@@ -723,7 +725,7 @@ struct VcpuHypercalls<'a> {
 
 impl hypercall::HypercallEnv for VcpuHypercalls<'_> {
     fn read_guest(&mut self, ipa: u64, out: &mut [u8]) -> Result<(), hypercall::NotGuestRam> {
-        self.vm.memory.lock().read_guest(ipa, out).map_err(|_| hypercall::NotGuestRam)
+        self.vm.memory.lock().read_guest(Ipa::new(ipa), out).map_err(|_| hypercall::NotGuestRam)
     }
 
     fn print_line(&mut self, text: &[u8]) {
