@@ -367,6 +367,25 @@ mod tests {
         );
     }
 
+    /// Guest-chosen IPAs at the edges of the address space and of the regions are
+    /// answered, never wrapped or panicked on.
+    #[test]
+    fn hostile_ipas_are_not_guest_memory() {
+        let mut memory = GuestMemory::new();
+        memory.add_private(ipa(0x4000_0000), 2 * BLOCK_SIZE);
+        let mut frames = FakeFrames::new(100);
+        for at in [0, 0x3fff_ffff, 0x4040_0000, 1 << 48, u64::MAX - 0xfff, u64::MAX] {
+            assert!(!memory.contains(ipa(at)), "{at:#x}");
+            assert_eq!(
+                memory.resolve_fault(ipa(at), &mut frames, |_, _| {}),
+                Err(FaultError::NotGuestMemory { ipa: ipa(at) })
+            );
+        }
+        assert!(frames.live.is_empty());
+        let last = memory.resolve_fault(ipa(0x403f_ffff), &mut frames, |_, _| {}).unwrap();
+        assert_eq!((last.ipa, last.size), (ipa(0x4020_0000), BLOCK_SIZE));
+    }
+
     #[test]
     fn falls_back_to_pages_when_blocks_run_out_or_edges_are_unaligned() {
         let mut memory = GuestMemory::new();
