@@ -63,7 +63,9 @@ extern "C" fn hypervisor_primary_main(x0: u64, x1: u64, _x2: u64, _x3: u64) -> !
     // SAFETY: the frame allocator hands out fresh, page-aligned RAM that nobody
     // else owns, identity-mapped read-write by the EL2 map.
     let offline = unsafe {
-        smp::start_secondaries(&platform, &translation, boot_index, &mut |bytes| memory::frames().allocate(bytes))
+        smp::start_secondaries(&platform, &translation, boot_index, &mut |bytes| {
+            memory::frames().allocate(bytes).map(|pa| pa.as_u64())
+        })
     };
     print_summary(&platform, &mte, offline);
 

@@ -62,7 +62,7 @@ pub const MAX_VCPUS: usize = 64;
 pub const MAX_SIZE_BYTES: u64 = 64 << 30;
 /// Sizes must be multiples of this: the stage-2 block size, so guest memory is
 /// mapped with 2 MiB blocks and never needs page-level tables.
-pub const SIZE_GRANULE_BYTES: u64 = 2 << 20;
+pub const SIZE_GRANULE_BYTES: u64 = crate::mm::BLOCK_SIZE;
 /// Longest VM or shared region name.
 pub const MAX_NAME_LEN: usize = 31;
 
@@ -733,7 +733,7 @@ impl SharedDraft {
         Ok(SharedRegionConfig {
             name: self.name,
             size: size.value,
-            mapping_bytes: self.mapping.map_or(2 << 20, |m| m.value),
+            mapping_bytes: self.mapping.map_or(crate::mm::BLOCK_SIZE, |m| m.value),
             line: self.header_line,
         })
     }

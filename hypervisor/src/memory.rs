@@ -4,6 +4,7 @@
 use buddy_system_allocator::LockedHeap;
 use spin::{Mutex, MutexGuard, Once};
 
+use crate::mm::BLOCK_SIZE;
 use crate::mm::frame_alloc::PhysFrameAllocator;
 use crate::mm::ranges::{self, MAX_FREE_RANGES};
 use crate::platform::PhysRange;
@@ -44,7 +45,9 @@ impl core::fmt::Display for MemoryError {
 /// platform's reserved ranges and anything a boot loader handed over.
 pub fn init(ram: &[PhysRange], exclusions: &[PhysRange]) -> Result<MemorySummary, MemoryError> {
     let mut free = ranges::free_ranges(ram, exclusions).map_err(MemoryError::Ranges)?;
-    let heap = ranges::carve(&mut free, HEAP_BYTES, 2 * 1024 * 1024).ok_or(MemoryError::NoRoomForHeap)?;
+    // Block-aligned: the heap takes whole 2 MiB blocks and leaves the rest of its
+    // range in whole blocks for guest memory.
+    let heap = ranges::carve(&mut free, HEAP_BYTES, BLOCK_SIZE).ok_or(MemoryError::NoRoomForHeap)?;
     // SAFETY: `heap` is RAM no one else uses (carved from the free ranges), identity
     // mapped read-write, and handed to the heap exactly once.
     unsafe { HEAP.lock().init(heap.base as usize, heap.size as usize) };

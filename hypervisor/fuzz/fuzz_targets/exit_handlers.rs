@@ -8,6 +8,7 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use hypervisor::guest_context::{El1ExceptionRegisters, El1VectorState, GuestRegisters};
+use hypervisor::mm::{GuestVa, Ipa};
 use hypervisor::vm::events::BadEvent;
 use hypervisor::vm::exit;
 use hypervisor::vm::exits::{self, Exit, Services};
@@ -48,7 +49,7 @@ impl Services for FakeMachine<'_> {
     fn host_id_register(&self, crm: u8, op2: u8) -> u64 {
         u64::from(crm) << 8 | u64::from(op2)
     }
-    fn read_guest_instruction(&mut self, _va: u64) -> Option<u32> {
+    fn read_guest_instruction(&mut self, _va: GuestVa) -> Option<u32> {
         self.exit.instruction
     }
     fn clean_invalidate_by_set_way(&mut self, _operand: u64) {}
@@ -68,14 +69,15 @@ impl Services for FakeMachine<'_> {
         assert!(text.len() as u64 <= hv_abi::MAX_WRITE);
     }
     fn deliver_console_input(&mut self) {}
-    fn is_guest_memory(&self, ipa: u64) -> bool {
-        (RAM_BASE..RAM_BASE + RAM_BYTES).contains(&ipa)
+    fn is_guest_memory(&self, ipa: Ipa) -> bool {
+        (RAM_BASE..RAM_BASE + RAM_BYTES).contains(&ipa.as_u64())
     }
-    fn back_guest_memory(&mut self, ipa: u64) -> Result<(), String> {
+    fn back_guest_memory(&mut self, ipa: Ipa) -> Result<(), String> {
         assert!(self.is_guest_memory(ipa));
         if self.exit.backing_fails { Err("no frames".into()) } else { Ok(()) }
     }
-    fn read_guest(&mut self, ipa: u64, out: &mut [u8]) -> Result<(), NotGuestRam> {
+    fn read_guest(&mut self, ipa: Ipa, out: &mut [u8]) -> Result<(), NotGuestRam> {
+        let ipa = ipa.as_u64();
         let end = ipa.checked_add(out.len() as u64).ok_or(NotGuestRam)?;
         if ipa < RAM_BASE || end > RAM_BASE + RAM_BYTES {
             return Err(NotGuestRam);

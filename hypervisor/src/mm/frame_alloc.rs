@@ -5,7 +5,7 @@
 
 use buddy_system_allocator::FrameAllocator;
 
-use super::{PAGE_SHIFT, PAGE_SIZE};
+use super::{PAGE_SHIFT, PAGE_SIZE, PhysAddr};
 use crate::platform::PhysRange;
 
 /// Buddy orders up to 2^31 frames (8 TiB).
@@ -54,19 +54,19 @@ impl PhysFrameAllocator {
     }
 
     /// Allocates `bytes` (rounded up to a power-of-two number of frames), naturally
-    /// aligned to that size. Returns the physical address.
-    pub fn allocate(&mut self, bytes: u64) -> Result<u64, OutOfMemory> {
+    /// aligned to that size. Returns its physical address.
+    pub fn allocate(&mut self, bytes: u64) -> Result<PhysAddr, OutOfMemory> {
         let frames = frames_for(bytes);
         let out_of_memory = OutOfMemory { requested_bytes: frames << PAGE_SHIFT, free_bytes: self.free_bytes() };
         let first = self.buddy.alloc(frames as usize).ok_or(out_of_memory)?;
         self.free_frames -= frames;
-        Ok((first as u64) << PAGE_SHIFT)
+        Ok(PhysAddr::new((first as u64) << PAGE_SHIFT))
     }
 
     /// Returns an allocation made by [`Self::allocate`] with the same `bytes`.
-    pub fn free(&mut self, pa: u64, bytes: u64) {
+    pub fn free(&mut self, pa: PhysAddr, bytes: u64) {
         let frames = frames_for(bytes);
-        self.buddy.dealloc((pa >> PAGE_SHIFT) as usize, frames as usize);
+        self.buddy.dealloc((pa.as_u64() >> PAGE_SHIFT) as usize, frames as usize);
         self.free_frames += frames;
     }
 
@@ -95,13 +95,13 @@ mod tests {
         let free = [PhysRange { base: 0x4000_0000, size: 0x40_0000 }];
         let mut frames = PhysFrameAllocator::new(&free);
         let block = frames.allocate(0x20_0000).unwrap();
-        assert_eq!(block % 0x20_0000, 0);
+        assert!(block.is_aligned(0x20_0000));
         let small = frames.allocate(100).unwrap();
         assert_eq!(frames.free_bytes(), 0x40_0000 - 0x20_0000 - 0x1000);
         let err = frames.allocate(0x20_0000).unwrap_err();
         assert_eq!(err.requested_bytes, 0x20_0000);
         frames.free(small, 100);
-        assert_eq!(frames.allocate(0x20_0000).unwrap() % 0x20_0000, 0);
+        assert!(frames.allocate(0x20_0000).unwrap().is_aligned(0x20_0000));
     }
 
     /// Drains the allocator built like the hypervisor builds it and checks no frame
@@ -119,7 +119,7 @@ mod tests {
         let total = frames.total_bytes();
         let mut seen = 0;
         while let Ok(pa) = frames.allocate(PAGE_SIZE) {
-            let page = PhysRange { base: pa, size: PAGE_SIZE };
+            let page = PhysRange { base: pa.as_u64(), size: PAGE_SIZE };
             assert!(excluded.iter().all(|e| !page.overlaps(e)), "frame {pa:#x} overlaps an exclusion");
             assert!(page.base >= ram[0].base && page.end() <= ram[0].end());
             seen += PAGE_SIZE;

@@ -5,8 +5,17 @@
 //! The walker is independent of where tables live: [`TableMemory`] hands out and
 //! resolves table pages, so host tests run it on fake memory and the arch layer on
 //! physical memory (identity-mapped, or with the MMU still off).
+//!
+//! The input address type says which regime a table is: stage-2 tables translate
+//! an [`Ipa`] ([`Stage2Table`]); the EL2 stage-1 tables translate a [`PhysAddr`]
+//! ([`El2Table`]), because the hypervisor's own map is an identity map by design
+//! (EL2 reaches memory at its physical address everywhere, see
+//! [`PhysAddr::el2_pointer`]). Output addresses are always [`PhysAddr`]. The
+//! walker works on the raw values; the types are checked at its public edge.
 
-use super::PAGE_SIZE;
+use core::marker::PhantomData;
+
+use super::{BLOCK_SIZE, Ipa, PAGE_SIZE, PhysAddr};
 
 /// Entries per table (4 KiB / 8 bytes).
 pub const ENTRIES: usize = 512;
@@ -168,26 +177,27 @@ impl Stage2Shape {
     }
 }
 
-/// Why a mapping could not be made.
+/// Why a mapping could not be made. Addresses are raw: `input` is the table's input
+/// address (a physical address at EL2 stage 1, an IPA at stage 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MapError {
     /// No memory left for another table.
     OutOfTables,
-    /// Address or size not a multiple of 4 KiB, or beyond the 48-bit input range.
-    Misaligned { va: u64, pa: u64, size: u64 },
+    /// Address or size not a multiple of 4 KiB, or beyond the input or output range.
+    Misaligned { input: u64, output: u64, size: u64 },
     /// Part of the range is already mapped; remapping live entries would need
     /// break-before-make, which this builder does not do.
-    AlreadyMapped { va: u64 },
+    AlreadyMapped { input: u64 },
 }
 
 impl core::fmt::Display for MapError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match *self {
             Self::OutOfTables => write!(f, "out of memory for translation tables"),
-            Self::Misaligned { va, pa, size } => {
-                write!(f, "cannot map {size:#x} bytes {va:#x} -> {pa:#x}: not 4 KiB aligned or out of range")
+            Self::Misaligned { input, output, size } => {
+                write!(f, "cannot map {size:#x} bytes {input:#x} -> {output:#x}: not 4 KiB aligned or out of range")
             }
-            Self::AlreadyMapped { va } => write!(f, "{va:#x} is already mapped"),
+            Self::AlreadyMapped { input } => write!(f, "{input:#x} is already mapped"),
         }
     }
 }
@@ -195,67 +205,105 @@ impl core::fmt::Display for MapError {
 /// Where translation tables live.
 pub trait TableMemory {
     /// Allocates a zero-filled, 4 KiB-aligned table and returns its physical address.
-    fn allocate_table(&mut self) -> Result<u64, MapError>;
+    fn allocate_table(&mut self) -> Result<PhysAddr, MapError>;
     /// The table at physical address `pa`, previously returned by `allocate_table`.
-    fn table_mut(&mut self, pa: u64) -> &mut [u64; ENTRIES];
+    fn table_mut(&mut self, pa: PhysAddr) -> &mut [u64; ENTRIES];
+}
+
+/// The input address of a translation regime the hypervisor builds tables for:
+/// [`PhysAddr`] for its own identity-mapped EL2 stage 1, [`Ipa`] for stage 2.
+/// (A guest's stage 1, with [`super::GuestVa`] input, is the guest's business.)
+pub trait InputAddress: Copy {
+    fn as_u64(self) -> u64;
+}
+
+impl InputAddress for PhysAddr {
+    fn as_u64(self) -> u64 {
+        PhysAddr::as_u64(self)
+    }
+}
+
+impl InputAddress for Ipa {
+    fn as_u64(self) -> u64 {
+        Ipa::as_u64(self)
+    }
 }
 
 /// A successful lookup: the output address and leaf descriptor for an input address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Translation {
-    pub output_address: u64,
+    pub output_address: PhysAddr,
     pub descriptor: u64,
     pub level: usize,
 }
 
-/// A translation table tree of the 4 KiB granule, rooted at `start_level`.
-pub struct PageTable<M: TableMemory> {
-    root: u64,
+/// A translation table tree of the 4 KiB granule, rooted at `start_level`,
+/// translating input addresses of type `A`.
+pub struct PageTable<M: TableMemory, A: InputAddress> {
+    root: PhysAddr,
     memory: M,
     start_level: usize,
     input_bits: u32,
+    input: PhantomData<A>,
 }
+
+/// The hypervisor's EL2 stage-1 tables (an identity map: input addresses are physical).
+pub type El2Table<M> = PageTable<M, PhysAddr>;
+/// A VM's stage-2 tables.
+pub type Stage2Table<M> = PageTable<M, Ipa>;
 
 /// Bytes covered by one entry at `level`.
 pub const fn entry_size(level: usize) -> u64 {
     1 << (12 + 9 * (3 - level as u32))
 }
 
+// The 2 MiB block guest memory is built from is what a level-2 entry maps.
+const _: () = assert!(entry_size(2) == BLOCK_SIZE && entry_size(LEAF_LEVEL) == PAGE_SIZE);
+
 fn index_at(va: u64, level: usize) -> usize {
     ((va >> (12 + 9 * (3 - level as u32))) & (ENTRIES as u64 - 1)) as usize
 }
 
-impl<M: TableMemory> PageTable<M> {
+impl<M: TableMemory> El2Table<M> {
     /// Creates an empty EL2 stage-1 table (48-bit input, level 0 root).
     pub fn new(memory: M) -> Result<Self, MapError> {
         Self::with_shape(memory, 0, INPUT_BITS)
     }
+}
 
+impl<M: TableMemory> Stage2Table<M> {
     /// Creates an empty stage-2 table of the given shape.
     pub fn new_stage2(memory: M, shape: Stage2Shape) -> Result<Self, MapError> {
         Self::with_shape(memory, shape.start_level, shape.ipa_bits)
     }
+}
 
+/// The table a valid table descriptor points at.
+fn next_table(descriptor: u64) -> PhysAddr {
+    PhysAddr::new(descriptor & OUTPUT_ADDRESS_MASK)
+}
+
+impl<M: TableMemory, A: InputAddress> PageTable<M, A> {
     fn with_shape(mut memory: M, start_level: usize, input_bits: u32) -> Result<Self, MapError> {
         let root = memory.allocate_table()?;
-        Ok(Self { root, memory, start_level, input_bits })
+        Ok(Self { root, memory, start_level, input_bits, input: PhantomData })
     }
 
     /// Calls `free` with the address of every table in the tree (the root last) and
     /// forgets them. The mapped memory itself is the caller's; the caller must have
     /// made the tables unreachable by hardware (and invalidated TLBs) first.
-    pub fn destroy(mut self, mut free: impl FnMut(&mut M, u64)) -> M {
+    pub fn destroy(mut self, mut free: impl FnMut(&mut M, PhysAddr)) -> M {
         let root = self.root;
         self.free_subtree(root, self.start_level, &mut free);
         self.memory
     }
 
-    fn free_subtree(&mut self, table: u64, level: usize, free: &mut impl FnMut(&mut M, u64)) {
+    fn free_subtree(&mut self, table: PhysAddr, level: usize, free: &mut impl FnMut(&mut M, PhysAddr)) {
         if level < LEAF_LEVEL {
             for index in 0..ENTRIES {
                 let entry = self.memory.table_mut(table)[index];
                 if entry & DESC_VALID != 0 && entry & DESC_TABLE_OR_PAGE != 0 {
-                    self.free_subtree(entry & OUTPUT_ADDRESS_MASK, level + 1, free);
+                    self.free_subtree(next_table(entry), level + 1, free);
                 }
             }
         }
@@ -267,16 +315,17 @@ impl<M: TableMemory> PageTable<M> {
         &self.memory
     }
 
-    /// Physical address of the level-0 table, for TTBR0_EL2.
-    pub fn root_address(&self) -> u64 {
+    /// Physical address of the root table, for TTBR0_EL2 or VTTBR_EL2.
+    pub fn root_address(&self) -> PhysAddr {
         self.root
     }
 
-    /// Maps `[va, va + size)` to `[pa, pa + size)` with the leaf attribute bits
-    /// `attributes`, using 1 GiB and 2 MiB blocks wherever both addresses and the
-    /// remaining size allow, 4 KiB pages elsewhere.
-    pub fn map(&mut self, va: u64, pa: u64, size: u64, attributes: u64) -> Result<(), MapError> {
-        let misaligned = MapError::Misaligned { va, pa, size };
+    /// Maps `[input, input + size)` to `[output, output + size)` with the leaf
+    /// attribute bits `attributes`, using 1 GiB and 2 MiB blocks wherever both
+    /// addresses and the remaining size allow, 4 KiB pages elsewhere.
+    pub fn map(&mut self, input: A, output: PhysAddr, size: u64, attributes: u64) -> Result<(), MapError> {
+        let (va, pa) = (input.as_u64(), output.as_u64());
+        let misaligned = MapError::Misaligned { input: va, output: pa, size };
         if !(va | pa | size).is_multiple_of(PAGE_SIZE) {
             return Err(misaligned);
         }
@@ -303,7 +352,7 @@ impl<M: TableMemory> PageTable<M> {
                 level >= 1 && va.is_multiple_of(block) && pa.is_multiple_of(block) && remaining >= block;
             if can_use_block {
                 if entry & DESC_VALID != 0 {
-                    return Err(MapError::AlreadyMapped { va });
+                    return Err(MapError::AlreadyMapped { input: va });
                 }
                 let type_bits = if level == LEAF_LEVEL { DESC_VALID | DESC_TABLE_OR_PAGE } else { DESC_VALID };
                 self.memory.table_mut(table)[index] = (pa & OUTPUT_ADDRESS_MASK) | attributes | type_bits;
@@ -311,19 +360,21 @@ impl<M: TableMemory> PageTable<M> {
             }
             table = if entry & DESC_VALID == 0 {
                 let next = self.memory.allocate_table()?;
-                self.memory.table_mut(table)[index] = next | DESC_VALID | DESC_TABLE_OR_PAGE;
+                self.memory.table_mut(table)[index] = next.as_u64() | DESC_VALID | DESC_TABLE_OR_PAGE;
                 next
             } else if entry & DESC_TABLE_OR_PAGE != 0 {
-                entry & OUTPUT_ADDRESS_MASK
+                next_table(entry)
             } else {
-                return Err(MapError::AlreadyMapped { va });
+                return Err(MapError::AlreadyMapped { input: va });
             };
         }
         unreachable!("level 3 always maps a page");
     }
 
-    /// Looks up `va` the way the MMU would (addresses beyond the input range translate to nothing).
-    pub fn translate(&mut self, va: u64) -> Option<Translation> {
+    /// Looks up `input` the way the MMU would (addresses beyond the input range
+    /// translate to nothing).
+    pub fn translate(&mut self, input: A) -> Option<Translation> {
+        let va = input.as_u64();
         if va >> self.input_bits != 0 {
             return None;
         }
@@ -337,9 +388,9 @@ impl<M: TableMemory> PageTable<M> {
             if !is_table {
                 let size = entry_size(level);
                 let output_address = (entry & OUTPUT_ADDRESS_MASK & !(size - 1)) | (va & (size - 1));
-                return Some(Translation { output_address, descriptor: entry, level });
+                return Some(Translation { output_address: PhysAddr::new(output_address), descriptor: entry, level });
             }
-            table = entry & OUTPUT_ADDRESS_MASK;
+            table = next_table(entry);
         }
         None
     }
@@ -352,30 +403,38 @@ mod tests {
 
     /// Tables in host memory with made-up physical addresses, and a budget.
     struct FakeMemory {
-        tables: HashMap<u64, Box<[u64; ENTRIES]>>,
-        next: u64,
+        tables: HashMap<PhysAddr, Box<[u64; ENTRIES]>>,
+        next: PhysAddr,
         budget: usize,
     }
 
     impl FakeMemory {
         fn new(budget: usize) -> Self {
-            Self { tables: HashMap::new(), next: 0x7000_0000, budget }
+            Self { tables: HashMap::new(), next: PhysAddr::new(0x7000_0000), budget }
         }
     }
 
     impl TableMemory for FakeMemory {
-        fn allocate_table(&mut self) -> Result<u64, MapError> {
+        fn allocate_table(&mut self) -> Result<PhysAddr, MapError> {
             if self.tables.len() == self.budget {
                 return Err(MapError::OutOfTables);
             }
             let pa = self.next;
-            self.next += PAGE_SIZE;
+            self.next = pa + PAGE_SIZE;
             self.tables.insert(pa, Box::new([0; ENTRIES]));
             Ok(pa)
         }
-        fn table_mut(&mut self, pa: u64) -> &mut [u64; ENTRIES] {
+        fn table_mut(&mut self, pa: PhysAddr) -> &mut [u64; ENTRIES] {
             self.tables.get_mut(&pa).expect("walker followed a bogus table address")
         }
+    }
+
+    fn pa(raw: u64) -> PhysAddr {
+        PhysAddr::new(raw)
+    }
+
+    fn ipa(raw: u64) -> Ipa {
+        Ipa::new(raw)
     }
 
     const RW_TAGGED: u64 = el2_leaf_attributes(MemoryKind::NormalTagged, Access::ReadWrite);
@@ -397,55 +456,55 @@ mod tests {
     #[test]
     fn large_aligned_ranges_use_blocks() {
         let mut table = PageTable::new(FakeMemory::new(16)).unwrap();
-        table.map(0x4000_0000, 0x4000_0000, 0x8000_0000, RW_TAGGED).unwrap();
-        let t = table.translate(0x7fff_f123).unwrap();
-        assert_eq!((t.output_address, t.level), (0x7fff_f123, 1));
+        table.map(pa(0x4000_0000), pa(0x4000_0000), 0x8000_0000, RW_TAGGED).unwrap();
+        let t = table.translate(pa(0x7fff_f123)).unwrap();
+        assert_eq!((t.output_address, t.level), (pa(0x7fff_f123), 1));
         assert_eq!(decode_leaf_attributes(t.descriptor), Some((MemoryKind::NormalTagged, Access::ReadWrite)));
         // Root + one level-1 table only.
         assert_eq!(table.memory.tables.len(), 2);
-        assert!(table.translate(0x3fff_ffff).is_none());
-        assert!(table.translate(0xC000_0000).is_none());
+        assert!(table.translate(pa(0x3fff_ffff)).is_none());
+        assert!(table.translate(pa(0xC000_0000)).is_none());
     }
 
     #[test]
     fn unaligned_edges_fall_back_to_smaller_entries() {
         let mut table = PageTable::new(FakeMemory::new(16)).unwrap();
         // 4 KiB pages up to 2 MiB, 2 MiB blocks up to 1 GiB, a 1 GiB block, then pages.
-        table.map(0x3FF0_0000, 0x3FF0_0000, 0x4020_3000 - 0x3FF0_0000 + 0x4000_0000, RW_TAGGED).unwrap();
-        assert_eq!(table.translate(0x3FF0_0000).unwrap().level, 3);
-        assert_eq!(table.translate(0x4000_0000).unwrap().level, 1);
-        assert_eq!(table.translate(0x8000_0000).unwrap().level, 2);
-        assert_eq!(table.translate(0x8020_2fff).unwrap().level, 3);
-        assert!(table.translate(0x8020_3000).is_none());
+        table.map(pa(0x3FF0_0000), pa(0x3FF0_0000), 0x4020_3000 - 0x3FF0_0000 + 0x4000_0000, RW_TAGGED).unwrap();
+        assert_eq!(table.translate(pa(0x3FF0_0000)).unwrap().level, 3);
+        assert_eq!(table.translate(pa(0x4000_0000)).unwrap().level, 1);
+        assert_eq!(table.translate(pa(0x8000_0000)).unwrap().level, 2);
+        assert_eq!(table.translate(pa(0x8020_2fff)).unwrap().level, 3);
+        assert!(table.translate(pa(0x8020_3000)).is_none());
     }
 
     #[test]
     fn identity_and_offset_mappings_translate() {
         let mut table = PageTable::new(FakeMemory::new(16)).unwrap();
         let device = el2_leaf_attributes(MemoryKind::Device, Access::ReadWrite);
-        table.map(0x0900_0000, 0x1c09_0000, 0x1000, device).unwrap();
-        let t = table.translate(0x0900_0018).unwrap();
-        assert_eq!(t.output_address, 0x1c09_0018);
+        table.map(pa(0x0900_0000), pa(0x1c09_0000), 0x1000, device).unwrap();
+        let t = table.translate(pa(0x0900_0018)).unwrap();
+        assert_eq!(t.output_address, pa(0x1c09_0018));
         assert_eq!(decode_leaf_attributes(t.descriptor), Some((MemoryKind::Device, Access::ReadWrite)));
     }
 
     #[test]
     fn overlapping_mappings_are_refused() {
         let mut table = PageTable::new(FakeMemory::new(16)).unwrap();
-        table.map(0x4000_0000, 0x4000_0000, 0x20_0000, RW_TAGGED).unwrap();
+        table.map(pa(0x4000_0000), pa(0x4000_0000), 0x20_0000, RW_TAGGED).unwrap();
         assert_eq!(
-            table.map(0x401F_F000, 0x401F_F000, 0x1000, RW_TAGGED),
-            Err(MapError::AlreadyMapped { va: 0x401F_F000 })
+            table.map(pa(0x401F_F000), pa(0x401F_F000), 0x1000, RW_TAGGED),
+            Err(MapError::AlreadyMapped { input: 0x401F_F000 })
         );
     }
 
     #[test]
     fn bad_input_and_exhaustion_are_errors() {
         let mut table = PageTable::new(FakeMemory::new(3)).unwrap();
-        assert!(matches!(table.map(0x1000, 0x1001, 0x1000, RW_TAGGED), Err(MapError::Misaligned { .. })));
-        assert!(matches!(table.map(0xFFFF_FFFF_F000, 0, 0x2000, RW_TAGGED), Err(MapError::Misaligned { .. })));
+        assert!(matches!(table.map(pa(0x1000), pa(0x1001), 0x1000, RW_TAGGED), Err(MapError::Misaligned { .. })));
+        assert!(matches!(table.map(pa(0xFFFF_FFFF_F000), pa(0), 0x2000, RW_TAGGED), Err(MapError::Misaligned { .. })));
         // Needs root + L1 + L2 + L3: the fourth table is over budget.
-        assert_eq!(table.map(0x1000, 0x1000, 0x1000, RW_TAGGED), Err(MapError::OutOfTables));
+        assert_eq!(table.map(pa(0x1000), pa(0x1000), 0x1000, RW_TAGGED), Err(MapError::OutOfTables));
     }
 
     #[test]
@@ -477,16 +536,19 @@ mod tests {
         let shape = Stage2Shape::from_pa_range(1);
         let mut table = PageTable::new_stage2(FakeMemory::new(8), shape).unwrap();
         let ram = stage2_leaf_attributes(Stage2Kind::Ram);
-        table.map(0x4000_0000, 0x8_0020_0000, 0x20_0000, ram).unwrap();
-        table.map(0x4020_1000, 0x8_1234_5000, 0x1000, ram).unwrap();
-        assert_eq!(table.translate(0x4000_1234).unwrap().output_address, 0x8_0020_1234);
-        assert_eq!(table.translate(0x4000_1234).unwrap().level, 2);
-        assert_eq!(table.translate(0x4020_1008).unwrap().output_address, 0x8_1234_5008);
-        assert!(table.translate(0x4020_0000).is_none());
+        table.map(ipa(0x4000_0000), pa(0x8_0020_0000), 0x20_0000, ram).unwrap();
+        table.map(ipa(0x4020_1000), pa(0x8_1234_5000), 0x1000, ram).unwrap();
+        assert_eq!(table.translate(ipa(0x4000_1234)).unwrap().output_address, pa(0x8_0020_1234));
+        assert_eq!(table.translate(ipa(0x4000_1234)).unwrap().level, 2);
+        assert_eq!(table.translate(ipa(0x4020_1008)).unwrap().output_address, pa(0x8_1234_5008));
+        assert!(table.translate(ipa(0x4020_0000)).is_none());
         // A block over a chunk that already has pages is refused (the caller falls back to pages).
-        assert!(matches!(table.map(0x4020_0000, 0x8_0040_0000, 0x20_0000, ram), Err(MapError::AlreadyMapped { .. })));
+        assert!(matches!(
+            table.map(ipa(0x4020_0000), pa(0x8_0040_0000), 0x20_0000, ram),
+            Err(MapError::AlreadyMapped { .. })
+        ));
         // Beyond the 36-bit input range.
-        assert!(matches!(table.map(1 << 36, 0, 0x1000, ram), Err(MapError::Misaligned { .. })));
+        assert!(matches!(table.map(ipa(1 << 36), pa(0), 0x1000, ram), Err(MapError::Misaligned { .. })));
         let created = table.memory().tables.len();
         let mut freed = Vec::new();
         let memory = table.destroy(|_, pa| freed.push(pa));

@@ -81,14 +81,11 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::{Mutex, MutexGuard};
 
-use super::{PAGE_SHIFT, PAGE_SIZE, align_down, align_up};
+use super::{BLOCK_SHIFT, BLOCK_SIZE, PAGE_SHIFT, PAGE_SIZE, PhysAddr, align_down, align_up};
 use crate::platform::PhysRange;
 
-/// The stage-2 block size [`TagStateMap::sanitise_once`] accepts besides a page.
-pub const BLOCK_SIZE: u64 = 2 << 20;
-
 /// log2 of the frames in one 2 MiB chunk (the unit a shard lock covers).
-const CHUNK_FRAMES_SHIFT: u32 = 21 - PAGE_SHIFT;
+const CHUNK_FRAMES_SHIFT: u32 = BLOCK_SHIFT - PAGE_SHIFT;
 
 /// Number of spinlocks the frames are spread over.
 pub const LOCK_SHARDS: usize = 64;
@@ -102,9 +99,9 @@ pub enum TagStateError {
     /// [`TagStateMap::sanitise_once`]: not one 4 KiB page nor one naturally aligned
     /// 2 MiB block. Other operations: empty, not page aligned, or wrapping past the top
     /// of the address space.
-    BadRange { base: u64, size: u64 },
+    BadRange { base: PhysAddr, size: u64 },
     /// The frame containing `pa` is not in any RAM bank.
-    NotRam { pa: u64 },
+    NotRam { pa: PhysAddr },
 }
 
 impl fmt::Display for TagStateError {
@@ -272,13 +269,13 @@ impl TagStateMap {
     /// [`Self::was_used_before`]).
     pub fn sanitise_once(
         &self,
-        base: u64,
+        base: PhysAddr,
         size: u64,
-        mut zero: impl FnMut(u64, u64),
+        mut zero: impl FnMut(PhysAddr, u64),
     ) -> Result<SanitiseOutcome, TagStateError> {
         let is_page = size == PAGE_SIZE;
         let is_block = size == BLOCK_SIZE;
-        if !(is_page || is_block) || base & (size - 1) != 0 {
+        if !(is_page || is_block) || !base.is_aligned(size) {
             return Err(TagStateError::BadRange { base, size });
         }
         let span = self.span(base, size)?;
@@ -312,7 +309,7 @@ impl TagStateMap {
                 i += 1;
             }
             let run = i - start;
-            let pa = (span.first_frame + start as u64) << PAGE_SHIFT;
+            let pa = PhysAddr::new((span.first_frame + start as u64) << PAGE_SHIFT);
             zero(pa, (run as u64) << PAGE_SHIFT);
 
             // Record the hand-over before publishing the sanitised bits: nobody can reach
@@ -345,7 +342,7 @@ impl TagStateMap {
 
     /// Whether the frame containing `pa` is sanitised. Acquire: a `true` answer also
     /// makes the zeroing visible to the caller.
-    pub fn is_sanitised(&self, pa: u64) -> Result<bool, TagStateError> {
+    pub fn is_sanitised(&self, pa: PhysAddr) -> Result<bool, TagStateError> {
         let bit = self.bit_of(pa)?;
         Ok(test_bit(&self.sanitised, bit, Ordering::Acquire))
     }
@@ -354,7 +351,7 @@ impl TagStateMap {
     /// [`Self::sanitise_once`] (in this or any earlier allocation lifetime). `false` for
     /// addresses outside RAM. Ask before the new owner's first `sanitise_once` to learn
     /// whether an earlier VM used the frame. A statistic: Relaxed.
-    pub fn was_used_before(&self, pa: u64) -> bool {
+    pub fn was_used_before(&self, pa: PhysAddr) -> bool {
         self.bit_of(pa).is_ok_and(|bit| test_bit(&self.used, bit, Ordering::Relaxed))
     }
 
@@ -363,7 +360,7 @@ impl TagStateMap {
     /// zeroed itself (for instance with `DC GZVA` when allocating them). The zeroing
     /// must be complete (`DSB ISH`) before this call. Takes each affected shard lock in
     /// turn (one at a time). Returns how many frames were not marked before.
-    pub fn mark_sanitised(&self, base: u64, size: u64) -> Result<u64, TagStateError> {
+    pub fn mark_sanitised(&self, base: PhysAddr, size: u64) -> Result<u64, TagStateError> {
         let span = self.span(base, size)?;
         let mut newly = 0;
         self.for_each_chunk_locked(span, |word, mask| {
@@ -390,7 +387,7 @@ impl TagStateMap {
     ///   visible to the new owner's first `sanitise_once`.
     ///
     /// The "ever used" bits are kept.
-    pub fn clear(&self, base: u64, size: u64) -> Result<u64, TagStateError> {
+    pub fn clear(&self, base: PhysAddr, size: u64) -> Result<u64, TagStateError> {
         let span = self.span(base, size)?;
         let mut cleared = 0;
         self.for_each_chunk_locked(span, |word, mask| {
@@ -418,18 +415,18 @@ impl TagStateMap {
     /// The validated span of `base..base + size`: non-empty, page aligned, not
     /// wrapping, and entirely inside one (merged) bank. Gaps between merged banks are
     /// never RAM, so a valid range can never span two banks.
-    fn span(&self, base: u64, size: u64) -> Result<Span, TagStateError> {
+    fn span(&self, base: PhysAddr, size: u64) -> Result<Span, TagStateError> {
         let bad = TagStateError::BadRange { base, size };
-        if size == 0 || !base.is_multiple_of(PAGE_SIZE) || !size.is_multiple_of(PAGE_SIZE) {
+        if size == 0 || !base.is_aligned(PAGE_SIZE) || !size.is_multiple_of(PAGE_SIZE) {
             return Err(bad);
         }
         base.checked_add(size).ok_or(bad)?;
-        let first_frame = base >> PAGE_SHIFT;
+        let first_frame = base.as_u64() >> PAGE_SHIFT;
         let frames = size >> PAGE_SHIFT;
         let bank = self.bank_of(first_frame).ok_or(TagStateError::NotRam { pa: base })?;
         let end_frame = first_frame + frames;
         if end_frame > bank.end_frame() {
-            return Err(TagStateError::NotRam { pa: bank.end_frame() << PAGE_SHIFT });
+            return Err(TagStateError::NotRam { pa: PhysAddr::new(bank.end_frame() << PAGE_SHIFT) });
         }
         Ok(Span {
             first_frame,
@@ -440,8 +437,8 @@ impl TagStateMap {
     }
 
     /// The bit of the frame containing `pa`.
-    fn bit_of(&self, pa: u64) -> Result<usize, TagStateError> {
-        let frame = pa >> PAGE_SHIFT;
+    fn bit_of(&self, pa: PhysAddr) -> Result<usize, TagStateError> {
+        let frame = pa.as_u64() >> PAGE_SHIFT;
         let bank = self.bank_of(frame).ok_or(TagStateError::NotRam { pa })?;
         Ok(bank.first_bit + (frame - bank.first_frame) as usize)
     }
@@ -537,12 +534,16 @@ mod tests {
         TagStateMap::new(&[BANK0, BANK1])
     }
 
-    /// Records every `zero` call.
-    fn recorder(calls: &mut Vec<(u64, u64)>) -> impl FnMut(u64, u64) + '_ {
-        |pa, len| calls.push((pa, len))
+    fn phys(raw: u64) -> PhysAddr {
+        PhysAddr::new(raw)
     }
 
-    fn never_zero(pa: u64, len: u64) {
+    /// Records every `zero` call (as raw addresses, to compare with range bounds).
+    fn recorder(calls: &mut Vec<(u64, u64)>) -> impl FnMut(PhysAddr, u64) + '_ {
+        |pa, len| calls.push((pa.as_u64(), len))
+    }
+
+    fn never_zero(pa: PhysAddr, len: u64) {
         panic!("unexpected zero({pa:#x}, {len:#x})");
     }
 
@@ -564,28 +565,28 @@ mod tests {
         assert_eq!(map.used.len(), 2 * 1024);
 
         // Frame 0 of each bank has the same low frame-number bits; they must not alias.
-        map.sanitise_once(BANK1.base, PAGE_SIZE, |_, _| {}).unwrap();
-        assert_eq!(map.is_sanitised(BANK1.base), Ok(true));
-        assert_eq!(map.is_sanitised(BANK0.base), Ok(false));
-        assert_eq!(map.is_sanitised(BANK1.base + PAGE_SIZE), Ok(false));
+        map.sanitise_once(phys(BANK1.base), PAGE_SIZE, |_, _| {}).unwrap();
+        assert_eq!(map.is_sanitised(phys(BANK1.base)), Ok(true));
+        assert_eq!(map.is_sanitised(phys(BANK0.base)), Ok(false));
+        assert_eq!(map.is_sanitised(phys(BANK1.base + PAGE_SIZE)), Ok(false));
 
         // Last page of bank 0 and first page of bank 1 are independent.
         let last0 = BANK0.end() - PAGE_SIZE;
-        map.sanitise_once(last0, PAGE_SIZE, |_, _| {}).unwrap();
-        assert_eq!(map.is_sanitised(last0), Ok(true));
-        assert_eq!(map.is_sanitised(last0 - PAGE_SIZE), Ok(false));
+        map.sanitise_once(phys(last0), PAGE_SIZE, |_, _| {}).unwrap();
+        assert_eq!(map.is_sanitised(phys(last0)), Ok(true));
+        assert_eq!(map.is_sanitised(phys(last0 - PAGE_SIZE)), Ok(false));
 
         // 2 MiB blocks at the edges of both banks.
         let last_block0 = BANK0.end() - BLOCK_SIZE;
         let mut calls = Vec::new();
-        let out = map.sanitise_once(last_block0, BLOCK_SIZE, recorder(&mut calls)).unwrap();
+        let out = map.sanitise_once(phys(last_block0), BLOCK_SIZE, recorder(&mut calls)).unwrap();
         assert_eq!((out.frames_already_sanitised, out.frames_zeroed), (1, 511));
         assert_eq!(calls, [(last_block0, BLOCK_SIZE - PAGE_SIZE)]);
         let last_block1 = BANK1.end() - BLOCK_SIZE;
-        let out = map.sanitise_once(last_block1, BLOCK_SIZE, |_, _| {}).unwrap();
+        let out = map.sanitise_once(phys(last_block1), BLOCK_SIZE, |_, _| {}).unwrap();
         assert_eq!(out.frames_zeroed, 512);
-        assert_eq!(map.is_sanitised(BANK1.end() - PAGE_SIZE), Ok(true));
-        assert_eq!(map.is_sanitised(last_block1 - PAGE_SIZE), Ok(false));
+        assert_eq!(map.is_sanitised(phys(BANK1.end() - PAGE_SIZE)), Ok(true));
+        assert_eq!(map.is_sanitised(phys(last_block1 - PAGE_SIZE)), Ok(false));
     }
 
     #[test]
@@ -600,54 +601,54 @@ mod tests {
         assert_eq!(map.banks.len(), 2);
         assert_eq!(map.tracked_frames(), 0x400 + 1);
         // A 2 MiB block across the seam of two adjacent input banks is fine.
-        let out = map.sanitise_once(0x4020_0000, BLOCK_SIZE, |_, _| {}).unwrap();
+        let out = map.sanitise_once(phys(0x4020_0000), BLOCK_SIZE, |_, _| {}).unwrap();
         assert_eq!(out.frames_zeroed, 512);
-        assert_eq!(map.is_sanitised(0x1_0000_1000), Ok(false));
-        assert_eq!(map.is_sanitised(0x1_0000_0000), Err(TagStateError::NotRam { pa: 0x1_0000_0000 }));
-        assert_eq!(map.is_sanitised(0x1_0000_2000), Err(TagStateError::NotRam { pa: 0x1_0000_2000 }));
+        assert_eq!(map.is_sanitised(phys(0x1_0000_1000)), Ok(false));
+        assert_eq!(map.is_sanitised(phys(0x1_0000_0000)), Err(TagStateError::NotRam { pa: phys(0x1_0000_0000) }));
+        assert_eq!(map.is_sanitised(phys(0x1_0000_2000)), Err(TagStateError::NotRam { pa: phys(0x1_0000_2000) }));
         // Bit index and frame number agree modulo 64 in every bank.
         for bank in &map.banks {
             assert_eq!(bank.first_bit % 64, (bank.first_frame % 64) as usize);
         }
-        assert!(TagStateMap::new(&[]).is_sanitised(0).is_err());
+        assert!(TagStateMap::new(&[]).is_sanitised(phys(0)).is_err());
     }
 
     #[test]
     fn frames_outside_ram_are_errors_not_panics() {
         let map = two_banks();
         for pa in [0, BANK0.base - 1, BANK0.end(), 0x1_0000_0000, BANK1.end(), u64::MAX] {
-            assert_eq!(map.is_sanitised(pa), Err(TagStateError::NotRam { pa }), "{pa:#x}");
-            assert!(!map.was_used_before(pa));
+            assert_eq!(map.is_sanitised(phys(pa)), Err(TagStateError::NotRam { pa: phys(pa) }), "{pa:#x}");
+            assert!(!map.was_used_before(phys(pa)));
         }
         let gap = BANK0.end();
-        assert_eq!(map.sanitise_once(gap, PAGE_SIZE, never_zero), Err(TagStateError::NotRam { pa: gap }));
+        assert_eq!(map.sanitise_once(phys(gap), PAGE_SIZE, never_zero), Err(TagStateError::NotRam { pa: phys(gap) }));
         let top = align_down(u64::MAX, BLOCK_SIZE);
         assert_eq!(
-            map.sanitise_once(top - BLOCK_SIZE, BLOCK_SIZE, never_zero),
-            Err(TagStateError::NotRam { pa: top - BLOCK_SIZE })
+            map.sanitise_once(phys(top - BLOCK_SIZE), BLOCK_SIZE, never_zero),
+            Err(TagStateError::NotRam { pa: phys(top - BLOCK_SIZE) })
         );
         // The very last block ends at 2^64, which does not fit: a bad range.
         assert_eq!(
-            map.sanitise_once(top, BLOCK_SIZE, never_zero),
-            Err(TagStateError::BadRange { base: top, size: BLOCK_SIZE })
+            map.sanitise_once(phys(top), BLOCK_SIZE, never_zero),
+            Err(TagStateError::BadRange { base: phys(top), size: BLOCK_SIZE })
         );
 
         // A block that starts in RAM but runs past the end of its bank.
         let small = TagStateMap::new(&[PhysRange::new(0x4000_0000, 3 * MIB)]);
         assert_eq!(
-            small.sanitise_once(0x4020_0000, BLOCK_SIZE, never_zero),
-            Err(TagStateError::NotRam { pa: 0x4030_0000 })
+            small.sanitise_once(phys(0x4020_0000), BLOCK_SIZE, never_zero),
+            Err(TagStateError::NotRam { pa: phys(0x4030_0000) })
         );
-        assert_eq!(small.is_sanitised(0x4020_0000), Ok(false));
+        assert_eq!(small.is_sanitised(phys(0x4020_0000)), Ok(false));
 
         // Ranges spanning a gap are refused as a whole: nothing is changed.
         let across = BANK0.end() - PAGE_SIZE;
-        assert_eq!(map.mark_sanitised(across, 2 * PAGE_SIZE), Err(TagStateError::NotRam { pa: gap }));
-        assert_eq!(map.is_sanitised(across), Ok(false));
-        map.sanitise_once(across, PAGE_SIZE, |_, _| {}).unwrap();
-        assert_eq!(map.clear(across, 2 * PAGE_SIZE), Err(TagStateError::NotRam { pa: gap }));
-        assert_eq!(map.is_sanitised(across), Ok(true));
-        assert_eq!(map.clear(gap, PAGE_SIZE), Err(TagStateError::NotRam { pa: gap }));
+        assert_eq!(map.mark_sanitised(phys(across), 2 * PAGE_SIZE), Err(TagStateError::NotRam { pa: phys(gap) }));
+        assert_eq!(map.is_sanitised(phys(across)), Ok(false));
+        map.sanitise_once(phys(across), PAGE_SIZE, |_, _| {}).unwrap();
+        assert_eq!(map.clear(phys(across), 2 * PAGE_SIZE), Err(TagStateError::NotRam { pa: phys(gap) }));
+        assert_eq!(map.is_sanitised(phys(across)), Ok(true));
+        assert_eq!(map.clear(phys(gap), PAGE_SIZE), Err(TagStateError::NotRam { pa: phys(gap) }));
         assert_eq!(map.counters().lock_acquisitions, 1);
     }
 
@@ -669,20 +670,20 @@ mod tests {
         ];
         for (base, size) in bad {
             assert_eq!(
-                map.sanitise_once(base, size, never_zero),
-                Err(TagStateError::BadRange { base, size }),
+                map.sanitise_once(phys(base), size, never_zero),
+                Err(TagStateError::BadRange { base: phys(base), size }),
                 "{base:#x}+{size:#x}"
             );
         }
-        assert!(map.sanitise_once(b + PAGE_SIZE, PAGE_SIZE, |_, _| {}).is_ok());
-        assert!(map.sanitise_once(b + BLOCK_SIZE, BLOCK_SIZE, |_, _| {}).is_ok());
+        assert!(map.sanitise_once(phys(b + PAGE_SIZE), PAGE_SIZE, |_, _| {}).is_ok());
+        assert!(map.sanitise_once(phys(b + BLOCK_SIZE), BLOCK_SIZE, |_, _| {}).is_ok());
 
         // mark/clear take any page-aligned, non-empty, non-wrapping range.
         for (base, size) in
             [(b, 0), (b + 1, PAGE_SIZE), (b, PAGE_SIZE + 1), (align_down(u64::MAX, PAGE_SIZE), 2 * PAGE_SIZE)]
         {
-            assert_eq!(map.mark_sanitised(base, size), Err(TagStateError::BadRange { base, size }));
-            assert_eq!(map.clear(base, size), Err(TagStateError::BadRange { base, size }));
+            assert_eq!(map.mark_sanitised(phys(base), size), Err(TagStateError::BadRange { base: phys(base), size }));
+            assert_eq!(map.clear(phys(base), size), Err(TagStateError::BadRange { base: phys(base), size }));
         }
         assert_eq!(map.counters().frames_zeroed, 513);
     }
@@ -693,23 +694,23 @@ mod tests {
         let block = BANK1.base + 7 * BLOCK_SIZE;
         let page = block + 5 * PAGE_SIZE;
 
-        let first = map.sanitise_once(page, PAGE_SIZE, |_, _| {}).unwrap();
+        let first = map.sanitise_once(phys(page), PAGE_SIZE, |_, _| {}).unwrap();
         assert_eq!(first, SanitiseOutcome { frames_zeroed: 1, zero_calls: 1, took_lock: true, ..Default::default() });
         let before = map.counters();
         assert_eq!((before.lock_acquisitions, before.fast_path_hits, before.frames_zeroed), (1, 0, 1));
 
-        let again = map.sanitise_once(page, PAGE_SIZE, never_zero).unwrap();
+        let again = map.sanitise_once(phys(page), PAGE_SIZE, never_zero).unwrap();
         assert_eq!(again, SanitiseOutcome { frames_already_sanitised: 1, ..Default::default() });
         let after = map.counters();
         assert_eq!(after.lock_acquisitions, before.lock_acquisitions);
         assert_eq!(after.fast_path_hits, 1);
 
-        map.sanitise_once(block, BLOCK_SIZE, |_, _| {}).unwrap();
+        map.sanitise_once(phys(block), BLOCK_SIZE, |_, _| {}).unwrap();
         let locked = map.counters().lock_acquisitions;
         for pa in [block, page, block + BLOCK_SIZE - PAGE_SIZE] {
-            assert!(!map.sanitise_once(pa, PAGE_SIZE, never_zero).unwrap().took_lock);
+            assert!(!map.sanitise_once(phys(pa), PAGE_SIZE, never_zero).unwrap().took_lock);
         }
-        assert!(!map.sanitise_once(block, BLOCK_SIZE, never_zero).unwrap().took_lock);
+        assert!(!map.sanitise_once(phys(block), BLOCK_SIZE, never_zero).unwrap().took_lock);
         assert_eq!(map.counters().lock_acquisitions, locked);
         assert_eq!(map.counters().fast_path_hits, 5);
 
@@ -720,7 +721,7 @@ mod tests {
         let guard = shard.lock();
         let (tx, rx) = mpsc::channel();
         thread::scope(|s| {
-            s.spawn(|| tx.send(map.sanitise_once(page, PAGE_SIZE, never_zero)).unwrap());
+            s.spawn(|| tx.send(map.sanitise_once(phys(page), PAGE_SIZE, never_zero)).unwrap());
             let result = rx.recv_timeout(Duration::from_secs(10));
             drop(guard);
             assert!(matches!(result, Ok(Ok(SanitiseOutcome { took_lock: false, .. }))), "{result:?}");
@@ -732,10 +733,10 @@ mod tests {
         let map = two_banks();
         let block = BANK0.base + 3 * BLOCK_SIZE;
         for frame in [3, 4, 10] {
-            map.sanitise_once(block + frame * PAGE_SIZE, PAGE_SIZE, |_, _| {}).unwrap();
+            map.sanitise_once(phys(block + frame * PAGE_SIZE), PAGE_SIZE, |_, _| {}).unwrap();
         }
         let mut calls = Vec::new();
-        let out = map.sanitise_once(block, BLOCK_SIZE, recorder(&mut calls)).unwrap();
+        let out = map.sanitise_once(phys(block), BLOCK_SIZE, recorder(&mut calls)).unwrap();
         assert_eq!(
             calls,
             [(block, 3 * PAGE_SIZE), (block + 5 * PAGE_SIZE, 5 * PAGE_SIZE), (block + 11 * PAGE_SIZE, 501 * PAGE_SIZE),]
@@ -758,27 +759,27 @@ mod tests {
     fn clear_then_resanitise_zeroes_again() {
         let map = two_banks();
         let block = BANK0.base + 10 * BLOCK_SIZE;
-        map.sanitise_once(block, BLOCK_SIZE, |_, _| {}).unwrap();
-        assert_eq!(map.clear(block, BLOCK_SIZE), Ok(512));
-        assert_eq!(map.is_sanitised(block), Ok(false));
-        assert_eq!(map.clear(block, BLOCK_SIZE), Ok(0));
+        map.sanitise_once(phys(block), BLOCK_SIZE, |_, _| {}).unwrap();
+        assert_eq!(map.clear(phys(block), BLOCK_SIZE), Ok(512));
+        assert_eq!(map.is_sanitised(phys(block)), Ok(false));
+        assert_eq!(map.clear(phys(block), BLOCK_SIZE), Ok(0));
 
         let mut calls = Vec::new();
-        let out = map.sanitise_once(block, BLOCK_SIZE, recorder(&mut calls)).unwrap();
+        let out = map.sanitise_once(phys(block), BLOCK_SIZE, recorder(&mut calls)).unwrap();
         assert_eq!(calls, [(block, BLOCK_SIZE)]);
         assert_eq!((out.frames_zeroed, out.frames_recycled), (512, 512));
 
         // Clearing one page re-zeroes just that page.
         let page = block + 100 * PAGE_SIZE;
-        assert_eq!(map.clear(page, PAGE_SIZE), Ok(1));
+        assert_eq!(map.clear(phys(page), PAGE_SIZE), Ok(1));
         let mut calls = Vec::new();
-        let out = map.sanitise_once(block, BLOCK_SIZE, recorder(&mut calls)).unwrap();
+        let out = map.sanitise_once(phys(block), BLOCK_SIZE, recorder(&mut calls)).unwrap();
         assert_eq!(calls, [(page, PAGE_SIZE)]);
         assert_eq!((out.frames_already_sanitised, out.frames_zeroed, out.frames_recycled), (511, 1, 1));
 
         // A clear spanning three chunks takes three locks, one at a time.
         let locks = map.counters().lock_acquisitions;
-        assert_eq!(map.clear(block - PAGE_SIZE, BLOCK_SIZE + 2 * PAGE_SIZE), Ok(512));
+        assert_eq!(map.clear(phys(block - PAGE_SIZE), BLOCK_SIZE + 2 * PAGE_SIZE), Ok(512));
         assert_eq!(map.counters().lock_acquisitions, locks + 3);
         let c = map.counters();
         assert_eq!((c.frames_zeroed, c.frames_recycled), (1025, 513));
@@ -788,22 +789,22 @@ mod tests {
     fn mark_sanitised_skips_zeroing() {
         let map = two_banks();
         let block = BANK1.base + 20 * BLOCK_SIZE;
-        assert_eq!(map.mark_sanitised(block, BLOCK_SIZE), Ok(512));
-        assert_eq!(map.is_sanitised(block + BLOCK_SIZE - PAGE_SIZE), Ok(true));
+        assert_eq!(map.mark_sanitised(phys(block), BLOCK_SIZE), Ok(512));
+        assert_eq!(map.is_sanitised(phys(block + BLOCK_SIZE - PAGE_SIZE)), Ok(true));
         // Marking is not handing to a guest.
-        assert!(!map.was_used_before(block));
-        let out = map.sanitise_once(block, BLOCK_SIZE, never_zero).unwrap();
+        assert!(!map.was_used_before(phys(block)));
+        let out = map.sanitise_once(phys(block), BLOCK_SIZE, never_zero).unwrap();
         assert!(!out.took_lock);
         assert_eq!(out.frames_already_sanitised, 512);
-        assert!(map.was_used_before(block));
+        assert!(map.was_used_before(phys(block)));
 
         // Overlapping and chunk-crossing marks only count new frames.
         let seam = block + BLOCK_SIZE - PAGE_SIZE;
-        assert_eq!(map.mark_sanitised(seam, 3 * PAGE_SIZE), Ok(2));
+        assert_eq!(map.mark_sanitised(phys(seam), 3 * PAGE_SIZE), Ok(2));
         let next = block + BLOCK_SIZE;
         let mut calls = Vec::new();
-        map.sanitise_once(next + 2 * PAGE_SIZE, PAGE_SIZE, recorder(&mut calls)).unwrap();
-        map.sanitise_once(next, BLOCK_SIZE, recorder(&mut calls)).unwrap();
+        map.sanitise_once(phys(next + 2 * PAGE_SIZE), PAGE_SIZE, recorder(&mut calls)).unwrap();
+        map.sanitise_once(phys(next), BLOCK_SIZE, recorder(&mut calls)).unwrap();
         assert_eq!(calls, [(next + 2 * PAGE_SIZE, PAGE_SIZE), (next + 3 * PAGE_SIZE, 509 * PAGE_SIZE)]);
         assert_eq!(map.counters().frames_zeroed, 510);
     }
@@ -812,21 +813,21 @@ mod tests {
     fn was_used_before_survives_clear() {
         let map = two_banks();
         let vm_a = BANK0.base + 40 * BLOCK_SIZE;
-        assert!(!map.was_used_before(vm_a));
-        map.sanitise_once(vm_a, BLOCK_SIZE, |_, _| {}).unwrap();
-        assert!(map.was_used_before(vm_a) && map.was_used_before(vm_a + BLOCK_SIZE - 1));
-        assert!(!map.was_used_before(vm_a + BLOCK_SIZE));
+        assert!(!map.was_used_before(phys(vm_a)));
+        map.sanitise_once(phys(vm_a), BLOCK_SIZE, |_, _| {}).unwrap();
+        assert!(map.was_used_before(phys(vm_a)) && map.was_used_before(phys(vm_a + BLOCK_SIZE - 1)));
+        assert!(!map.was_used_before(phys(vm_a + BLOCK_SIZE)));
         // VM A destroyed.
-        map.clear(vm_a, BLOCK_SIZE).unwrap();
-        assert!(map.was_used_before(vm_a));
+        map.clear(phys(vm_a), BLOCK_SIZE).unwrap();
+        assert!(map.was_used_before(phys(vm_a)));
 
         // VM B gets the second half of A's block plus 256 fresh frames.
         let vm_b = vm_a + BLOCK_SIZE / 2;
-        let reused = (0..512).filter(|i| map.was_used_before(vm_b + i * PAGE_SIZE)).count();
+        let reused = (0..512).filter(|i| map.was_used_before(phys(vm_b + i * PAGE_SIZE))).count();
         assert_eq!(reused, 256);
         let mut recycled = 0;
         for i in 0..512 {
-            recycled += map.sanitise_once(vm_b + i * PAGE_SIZE, PAGE_SIZE, |_, _| {}).unwrap().frames_recycled;
+            recycled += map.sanitise_once(phys(vm_b + i * PAGE_SIZE), PAGE_SIZE, |_, _| {}).unwrap().frames_recycled;
         }
         assert_eq!(recycled, 256);
         assert_eq!(map.counters().frames_recycled, 256);
@@ -834,9 +835,9 @@ mod tests {
 
     #[test]
     fn errors_display() {
-        let text = TagStateError::NotRam { pa: 0x1000 }.to_string();
+        let text = TagStateError::NotRam { pa: phys(0x1000) }.to_string();
         assert!(text.contains("0x1000"));
-        let text = TagStateError::BadRange { base: 0x2000, size: 0x3000 }.to_string();
+        let text = TagStateError::BadRange { base: phys(0x2000), size: 0x3000 }.to_string();
         assert!(text.contains("0x2000+0x3000"));
     }
 
@@ -853,7 +854,8 @@ mod tests {
 
     impl Sanitiser for TagStateMap {
         fn sanitise_once(&self, base: u64, size: u64, zero: &mut dyn FnMut(u64, u64)) {
-            TagStateMap::sanitise_once(self, base, size, zero).expect("harness ranges are RAM");
+            TagStateMap::sanitise_once(self, PhysAddr::new(base), size, |pa, len| zero(pa.as_u64(), len))
+                .expect("harness ranges are RAM");
         }
     }
 
@@ -1149,7 +1151,7 @@ mod tests {
     const THREADS: usize = 8;
 
     /// Stands in for zeroing the tags of `len` bytes while the lock is held.
-    fn fake_zero_cost(_pa: u64, len: u64) {
+    fn fake_zero_cost(_pa: PhysAddr, len: u64) {
         for _ in 0..(len / PAGE_SIZE) * 256 {
             std::hint::spin_loop();
         }
@@ -1175,7 +1177,7 @@ mod tests {
                         for chunk in chunks_of(t) {
                             for page in 0..512 {
                                 let pa = base + chunk * BLOCK_SIZE + page * PAGE_SIZE;
-                                let out = map.sanitise_once(pa, PAGE_SIZE, fake_zero_cost).unwrap();
+                                let out = map.sanitise_once(phys(pa), PAGE_SIZE, fake_zero_cost).unwrap();
                                 contended.fetch_add(u64::from(out.contended), Ordering::Relaxed);
                                 zeroed.fetch_add(u64::from(out.frames_zeroed), Ordering::Relaxed);
                             }
@@ -1243,13 +1245,14 @@ mod tests {
                         // Odd rounds: every VM faults on the whole block at once.
                         // Even rounds: page by page, each VM starting elsewhere.
                         if round % 2 == 1 {
-                            let out = map.sanitise_once(base, BLOCK_SIZE, fake_zero_cost).unwrap();
+                            let out = map.sanitise_once(phys(base), BLOCK_SIZE, fake_zero_cost).unwrap();
                             per_call_zeroed.fetch_add(u64::from(out.frames_zeroed), Ordering::Relaxed);
                         } else {
                             for i in 0..512 {
                                 let page = (t as u64 * 64 + i) % 512;
-                                let out =
-                                    map.sanitise_once(base + page * PAGE_SIZE, PAGE_SIZE, fake_zero_cost).unwrap();
+                                let out = map
+                                    .sanitise_once(phys(base + page * PAGE_SIZE), PAGE_SIZE, fake_zero_cost)
+                                    .unwrap();
                                 per_call_zeroed.fetch_add(u64::from(out.frames_zeroed), Ordering::Relaxed);
                             }
                         }
@@ -1257,7 +1260,7 @@ mod tests {
                             // The VMs are gone: recycle the block.
                             // (No assert in here: a panicking thread would leave the
                             // others stuck at the barrier.)
-                            let frames = map.clear(base, BLOCK_SIZE).unwrap_or(0);
+                            let frames = map.clear(phys(base), BLOCK_SIZE).unwrap_or(0);
                             cleared.fetch_add(frames, Ordering::Relaxed);
                         }
                     }

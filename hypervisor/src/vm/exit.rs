@@ -3,6 +3,7 @@
 //! Pure decoding, host-tested with real syndrome values.
 
 use crate::exception::{Esr, ExceptionClass, FaultStatus, SysRegAccess, WfxKind, faulting_ipa};
+use crate::mm::{GuestVa, Ipa};
 
 /// A lower-EL synchronous exception, decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,8 +28,9 @@ pub enum GuestExit {
 /// Why a stage-2 abort happened, and what it was doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stage2Abort {
-    pub ipa: u64,
-    pub far: u64,
+    pub ipa: Ipa,
+    /// The guest virtual address it accessed (FAR_EL2).
+    pub far: GuestVa,
     pub instruction: bool,
     pub write: bool,
     pub kind: Stage2FaultKind,
@@ -81,8 +83,8 @@ pub fn decode(esr: u64, far: u64, hpfar: u64) -> GuestExit {
                 sixty_four_bit_register: abort.sf,
             });
             GuestExit::Stage2Abort(Stage2Abort {
-                ipa: faulting_ipa(hpfar, far),
-                far,
+                ipa: Ipa::new(faulting_ipa(hpfar, far)),
+                far: GuestVa::new(far),
                 instruction: false,
                 // A stage-1 walk that faulted at stage 2 reports WnR for the walk,
                 // which is a read of the guest's tables.
@@ -94,8 +96,8 @@ pub fn decode(esr: u64, far: u64, hpfar: u64) -> GuestExit {
         ExceptionClass::InstructionAbortLowerEl => {
             let abort = esr.instruction_abort().expect("EC is an instruction abort");
             GuestExit::Stage2Abort(Stage2Abort {
-                ipa: faulting_ipa(hpfar, far),
-                far,
+                ipa: Ipa::new(faulting_ipa(hpfar, far)),
+                far: GuestVa::new(far),
                 instruction: true,
                 write: false,
                 kind: fault_kind(abort.ifsc),
@@ -140,7 +142,7 @@ mod tests {
         let GuestExit::Stage2Abort(abort) = exit else { panic!("{exit:?}") };
         assert_eq!(abort.kind, Stage2FaultKind::Translation);
         assert!(abort.write && !abort.instruction);
-        assert_eq!(abort.ipa, 0x0900_0018);
+        assert_eq!(abort.ipa, Ipa::new(0x0900_0018));
         assert_eq!(
             abort.access,
             Some(MmioAccess { size_bytes: 4, register: 1, sign_extend: false, sixty_four_bit_register: false })
@@ -152,7 +154,7 @@ mod tests {
     #[test]
     fn guest_load_without_syndrome() {
         let GuestExit::Stage2Abort(abort) = decode(0x9200_0006, 0x4012_3456, 0x0040_1230) else { panic!() };
-        assert_eq!(abort.ipa, 0x4012_3456);
+        assert_eq!(abort.ipa, Ipa::new(0x4012_3456));
         assert!(!abort.write);
         assert_eq!(abort.access, None);
     }
@@ -163,7 +165,7 @@ mod tests {
         let GuestExit::Stage2Abort(abort) = decode(0x8200_0007, 0x4000_0000, 0x0040_0000) else { panic!() };
         assert!(abort.instruction);
         assert_eq!(abort.kind, Stage2FaultKind::Translation);
-        assert_eq!(abort.ipa, 0x4000_0000);
+        assert_eq!(abort.ipa, Ipa::new(0x4000_0000));
     }
 
     /// Stage-2 fault during the guest's stage-1 walk (S1PTW = 1, WnR reported 1):

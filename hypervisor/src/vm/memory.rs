@@ -11,17 +11,15 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use crate::mm::frame_alloc::OutOfMemory;
-use crate::mm::{PAGE_SHIFT, PAGE_SIZE};
+use crate::mm::{BLOCK_SIZE, Ipa, PAGE_SHIFT, PAGE_SIZE, PhysAddr};
 
-/// Stage-2 block size used for guest memory.
-pub const BLOCK_SIZE: u64 = 2 * 1024 * 1024;
 const PAGES_PER_BLOCK: usize = (BLOCK_SIZE / PAGE_SIZE) as usize;
 
 /// Where frames come from (the frame allocator, or a fake in tests).
 pub trait FrameSource {
     /// A naturally aligned, physically contiguous run of `bytes` (a power of two).
-    fn allocate(&mut self, bytes: u64) -> Result<u64, OutOfMemory>;
-    fn free(&mut self, pa: u64, bytes: u64);
+    fn allocate(&mut self, bytes: u64) -> Result<PhysAddr, OutOfMemory>;
+    fn free(&mut self, pa: PhysAddr, bytes: u64);
 }
 
 /// How the frames behind a mapping must be prepared before the guest sees them.
@@ -37,8 +35,8 @@ pub enum Preparation {
 /// The answer to a stage-2 fault: map `size` bytes at `ipa` to `pa`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backing {
-    pub ipa: u64,
-    pub pa: u64,
+    pub ipa: Ipa,
+    pub pa: PhysAddr,
     pub size: u64,
     pub preparation: Preparation,
 }
@@ -48,7 +46,7 @@ pub struct Backing {
 pub enum FaultError {
     /// The IPA is in no region of this VM.
     NotGuestMemory {
-        ipa: u64,
+        ipa: Ipa,
     },
     OutOfMemory(OutOfMemory),
 }
@@ -67,13 +65,19 @@ impl core::fmt::Display for FaultError {
 enum Chunk {
     Unbacked,
     Block {
-        pa: u64,
+        pa: PhysAddr,
         preparation: Preparation,
     },
-    /// Individual frames (0 = none yet); used at unaligned region edges and when
-    /// no 2 MiB block was free.
-    Pages(Box<[u64; PAGES_PER_BLOCK]>),
+    /// Individual frames ([`NO_FRAME`] = none yet); used at unaligned region edges
+    /// and when no 2 MiB block was free.
+    Pages(Box<[PhysAddr; PAGES_PER_BLOCK]>),
 }
+
+/// "No frame yet" in [`Chunk::Pages`] (rather than an `Option`, which would double
+/// the table's size). Frames are never at physical address 0 in RAM we manage: the
+/// allocator excludes page 0 on every platform (the image, DTB or firmware live
+/// below RAM's first frame).
+const NO_FRAME: PhysAddr = PhysAddr::new(0);
 
 /// Memory backed by the same frames in every VM that maps it, allocated up front
 /// (both VMs must see the same frames) with its data zeroed; its tags are sanitised
@@ -83,7 +87,7 @@ pub struct SharedMemory {
     pub name: alloc::string::String,
     pub size: u64,
     /// Base of each 2 MiB block, or of each 4 KiB frame when `block_size` is 4 KiB.
-    frames: Vec<u64>,
+    frames: Vec<PhysAddr>,
     block_size: u64,
     /// Stage-2 mapping size: 2 MiB where the backing allows, or always 4 KiB.
     mapping_size: u64,
@@ -98,7 +102,7 @@ impl SharedMemory {
         size: u64,
         mapping_size: u64,
         frames: &mut impl FrameSource,
-        mut zero_data: impl FnMut(u64, u64),
+        mut zero_data: impl FnMut(PhysAddr, u64),
     ) -> Result<Self, OutOfMemory> {
         let mut blocks = Vec::new();
         for _ in 0..size / BLOCK_SIZE {
@@ -127,7 +131,7 @@ impl SharedMemory {
     }
 
     /// Every (pa, size) run backing the region, e.g. to free it.
-    pub fn runs(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+    pub fn runs(&self) -> impl Iterator<Item = (PhysAddr, u64)> + '_ {
         self.frames.iter().map(move |&pa| (pa, self.block_size))
     }
 
@@ -136,11 +140,11 @@ impl SharedMemory {
         self.runs().for_each(|(pa, size)| frames.free(pa, size));
     }
 
-    fn backing(&self, region_ipa: u64, offset: u64) -> Backing {
+    fn backing(&self, region_ipa: Ipa, offset: u64) -> Backing {
         let index = (offset / self.block_size) as usize;
         let within = offset % self.block_size;
         let blocks_possible = self.block_size == BLOCK_SIZE && self.mapping_size == BLOCK_SIZE;
-        let size = if blocks_possible && region_ipa.is_multiple_of(BLOCK_SIZE) { BLOCK_SIZE } else { PAGE_SIZE };
+        let size = if blocks_possible && region_ipa.is_aligned(BLOCK_SIZE) { BLOCK_SIZE } else { PAGE_SIZE };
         let pa_base = self.frames[index] + (within & !(size - 1));
         Backing { ipa: region_ipa + (offset & !(size - 1)), pa: pa_base, size, preparation: Preparation::ZeroTagsOnly }
     }
@@ -155,13 +159,13 @@ enum RegionMemory {
 
 #[derive(Debug)]
 struct Region {
-    ipa: u64,
+    ipa: Ipa,
     size: u64,
     memory: RegionMemory,
 }
 
 impl Region {
-    fn contains(&self, ipa: u64) -> bool {
+    fn contains(&self, ipa: Ipa) -> bool {
         ipa >= self.ipa && ipa - self.ipa < self.size
     }
 }
@@ -178,21 +182,21 @@ impl GuestMemory {
     }
 
     /// Adds private RAM at `ipa` (4 KiB aligned), backed lazily.
-    pub fn add_private(&mut self, ipa: u64, size: u64) {
-        let first_chunk = ipa / BLOCK_SIZE;
-        let last_chunk = (ipa + size - 1) / BLOCK_SIZE;
+    pub fn add_private(&mut self, ipa: Ipa, size: u64) {
+        let first_chunk = ipa.as_u64() / BLOCK_SIZE;
+        let last_chunk = ((ipa + size).as_u64() - 1) / BLOCK_SIZE;
         let chunks = (first_chunk..=last_chunk).map(|_| Chunk::Unbacked).collect();
         self.regions.push(Region { ipa, size, memory: RegionMemory::Private(chunks) });
     }
 
     /// Maps `shared` at `ipa` in this VM.
-    pub fn add_shared(&mut self, ipa: u64, shared: Arc<SharedMemory>) {
+    pub fn add_shared(&mut self, ipa: Ipa, shared: Arc<SharedMemory>) {
         let size = shared.size;
         self.regions.push(Region { ipa, size, memory: RegionMemory::Shared(shared) });
     }
 
     /// Whether `ipa` lies in any region.
-    pub fn contains(&self, ipa: u64) -> bool {
+    pub fn contains(&self, ipa: Ipa) -> bool {
         self.regions.iter().any(|r| r.contains(ipa))
     }
 
@@ -201,11 +205,11 @@ impl GuestMemory {
     /// before the copy. Those chunks are then prepared with tags-only sanitising.
     pub fn preload(
         &mut self,
-        ipa: u64,
+        ipa: Ipa,
         data: &[u8],
         frames: &mut impl FrameSource,
-        mut zero_data: impl FnMut(u64, u64),
-        mut copy: impl FnMut(u64, &[u8]),
+        mut zero_data: impl FnMut(PhysAddr, u64),
+        mut copy: impl FnMut(PhysAddr, &[u8]),
     ) -> Result<(), FaultError> {
         let mut offset = 0u64;
         while offset < data.len() as u64 {
@@ -225,19 +229,19 @@ impl GuestMemory {
     /// since they have no per-frame sanitised state to make a later zeroing safe.
     pub fn resolve_fault(
         &mut self,
-        ipa: u64,
+        ipa: Ipa,
         frames: &mut impl FrameSource,
-        mut on_allocation: impl FnMut(u64, u64),
+        mut on_allocation: impl FnMut(PhysAddr, u64),
     ) -> Result<Backing, FaultError> {
         self.back(ipa, frames, Preparation::ZeroDataAndTags, &mut on_allocation)
     }
 
     fn back(
         &mut self,
-        ipa: u64,
+        ipa: Ipa,
         frames: &mut impl FrameSource,
         fresh: Preparation,
-        zero_data: &mut impl FnMut(u64, u64),
+        zero_data: &mut impl FnMut(PhysAddr, u64),
     ) -> Result<Backing, FaultError> {
         let region = self.regions.iter_mut().find(|r| r.contains(ipa)).ok_or(FaultError::NotGuestMemory { ipa })?;
         let (region_ipa, region_size) = (region.ipa, region.size);
@@ -245,8 +249,8 @@ impl GuestMemory {
             RegionMemory::Shared(shared) => return Ok(shared.backing(region_ipa, ipa - region_ipa)),
             RegionMemory::Private(chunks) => chunks,
         };
-        let chunk_ipa = ipa & !(BLOCK_SIZE - 1);
-        let chunk = &mut chunks[((chunk_ipa - (region_ipa & !(BLOCK_SIZE - 1))) / BLOCK_SIZE) as usize];
+        let chunk_ipa = ipa.align_down(BLOCK_SIZE);
+        let chunk = &mut chunks[((chunk_ipa - region_ipa.align_down(BLOCK_SIZE)) / BLOCK_SIZE) as usize];
         let whole_chunk_in_region = chunk_ipa >= region_ipa && chunk_ipa + BLOCK_SIZE <= region_ipa + region_size;
         if let Chunk::Unbacked = chunk {
             if whole_chunk_in_region && let Ok(pa) = frames.allocate(BLOCK_SIZE) {
@@ -254,7 +258,7 @@ impl GuestMemory {
                 *chunk = Chunk::Block { pa, preparation: fresh };
             }
             if let Chunk::Unbacked = chunk {
-                *chunk = Chunk::Pages(Box::new([0; PAGES_PER_BLOCK]));
+                *chunk = Chunk::Pages(Box::new([NO_FRAME; PAGES_PER_BLOCK]));
             }
         }
         match chunk {
@@ -263,13 +267,10 @@ impl GuestMemory {
             }
             Chunk::Pages(pages) => {
                 let index = ((ipa - chunk_ipa) >> PAGE_SHIFT) as usize;
-                let page_ipa = ipa & !(PAGE_SIZE - 1);
-                if pages[index] == 0 {
+                let page_ipa = ipa.align_down(PAGE_SIZE);
+                if pages[index] == NO_FRAME {
                     let pa = frames.allocate(PAGE_SIZE).map_err(FaultError::OutOfMemory)?;
                     zero_data(pa, PAGE_SIZE);
-                    // Frames are never at physical address 0 in RAM we manage with
-                    // 0 as "none"; the allocator excludes page 0 on every platform
-                    // (the image, DTB or firmware live below RAM's first frame).
                     pages[index] = pa;
                     return Ok(Backing { ipa: page_ipa, pa, size: PAGE_SIZE, preparation: fresh });
                 }
@@ -281,7 +282,7 @@ impl GuestMemory {
     }
 
     /// Every private (pa, size) run this VM owns, for freeing at destruction.
-    pub fn private_runs(&self) -> Vec<(u64, u64)> {
+    pub fn private_runs(&self) -> Vec<(PhysAddr, u64)> {
         let mut runs = Vec::new();
         for region in &self.regions {
             if let RegionMemory::Private(chunks) = &region.memory {
@@ -290,7 +291,7 @@ impl GuestMemory {
                         Chunk::Unbacked => {}
                         Chunk::Block { pa, .. } => runs.push((*pa, BLOCK_SIZE)),
                         Chunk::Pages(pages) => {
-                            runs.extend(pages.iter().filter(|&&pa| pa != 0).map(|&pa| (pa, PAGE_SIZE)))
+                            runs.extend(pages.iter().filter(|&&pa| pa != NO_FRAME).map(|&pa| (pa, PAGE_SIZE)))
                         }
                     }
                 }
@@ -315,31 +316,35 @@ mod tests {
 
     /// Hands out addresses from a counter; can refuse 2 MiB blocks or everything.
     struct FakeFrames {
-        next: u64,
+        next: PhysAddr,
         blocks_left: usize,
-        live: BTreeSet<(u64, u64)>,
+        live: BTreeSet<(PhysAddr, u64)>,
     }
 
     impl FakeFrames {
         fn new(blocks_left: usize) -> Self {
-            Self { next: 0x8000_0000, blocks_left, live: BTreeSet::new() }
+            Self { next: PhysAddr::new(0x8000_0000), blocks_left, live: BTreeSet::new() }
         }
     }
 
+    fn ipa(raw: u64) -> Ipa {
+        Ipa::new(raw)
+    }
+
     impl FrameSource for FakeFrames {
-        fn allocate(&mut self, bytes: u64) -> Result<u64, OutOfMemory> {
+        fn allocate(&mut self, bytes: u64) -> Result<PhysAddr, OutOfMemory> {
             if bytes == BLOCK_SIZE {
                 if self.blocks_left == 0 {
                     return Err(OutOfMemory { requested_bytes: bytes, free_bytes: 0 });
                 }
                 self.blocks_left -= 1;
             }
-            let pa = self.next.next_multiple_of(bytes);
+            let pa = self.next.align_up(bytes).expect("fake frames stay far below the top");
             self.next = pa + bytes;
             self.live.insert((pa, bytes));
             Ok(pa)
         }
-        fn free(&mut self, pa: u64, bytes: u64) {
+        fn free(&mut self, pa: PhysAddr, bytes: u64) {
             assert!(self.live.remove(&(pa, bytes)), "double or bogus free of {pa:#x}");
         }
     }
@@ -347,45 +352,67 @@ mod tests {
     #[test]
     fn aligned_ram_faults_in_whole_blocks_once() {
         let mut memory = GuestMemory::new();
-        memory.add_private(0x4000_0000, 8 * BLOCK_SIZE);
+        memory.add_private(ipa(0x4000_0000), 8 * BLOCK_SIZE);
         let mut frames = FakeFrames::new(100);
-        let first = memory.resolve_fault(0x4012_3456, &mut frames, |_, _| {}).unwrap();
-        assert_eq!(first.ipa, 0x4000_0000);
+        let first = memory.resolve_fault(ipa(0x4012_3456), &mut frames, |_, _| {}).unwrap();
+        assert_eq!(first.ipa, ipa(0x4000_0000));
         assert_eq!(first.size, BLOCK_SIZE);
         assert_eq!(first.preparation, Preparation::ZeroDataAndTags);
         // Another vCPU faulting in the same chunk gets the same block.
-        assert_eq!(memory.resolve_fault(0x4000_0008, &mut frames, |_, _| {}).unwrap(), first);
+        assert_eq!(memory.resolve_fault(ipa(0x4000_0008), &mut frames, |_, _| {}).unwrap(), first);
         assert_eq!(frames.live.len(), 1);
-        assert!(matches!(
-            memory.resolve_fault(0x3fff_f000, &mut frames, |_, _| {}),
-            Err(FaultError::NotGuestMemory { ipa: 0x3fff_f000 })
-        ));
+        assert_eq!(
+            memory.resolve_fault(ipa(0x3fff_f000), &mut frames, |_, _| {}),
+            Err(FaultError::NotGuestMemory { ipa: ipa(0x3fff_f000) })
+        );
+    }
+
+    /// Guest-chosen IPAs at the edges of the address space and of the regions are
+    /// answered, never wrapped or panicked on.
+    #[test]
+    fn hostile_ipas_are_not_guest_memory() {
+        let mut memory = GuestMemory::new();
+        memory.add_private(ipa(0x4000_0000), 2 * BLOCK_SIZE);
+        let mut frames = FakeFrames::new(100);
+        for at in [0, 0x3fff_ffff, 0x4040_0000, 1 << 48, u64::MAX - 0xfff, u64::MAX] {
+            assert!(!memory.contains(ipa(at)), "{at:#x}");
+            assert_eq!(
+                memory.resolve_fault(ipa(at), &mut frames, |_, _| {}),
+                Err(FaultError::NotGuestMemory { ipa: ipa(at) })
+            );
+        }
+        assert!(frames.live.is_empty());
+        let last = memory.resolve_fault(ipa(0x403f_ffff), &mut frames, |_, _| {}).unwrap();
+        assert_eq!((last.ipa, last.size), (ipa(0x4020_0000), BLOCK_SIZE));
     }
 
     #[test]
     fn falls_back_to_pages_when_blocks_run_out_or_edges_are_unaligned() {
         let mut memory = GuestMemory::new();
-        memory.add_private(0x4000_0000, 2 * BLOCK_SIZE);
-        memory.add_private(0x5000_1000, 0x3000);
+        memory.add_private(ipa(0x4000_0000), 2 * BLOCK_SIZE);
+        memory.add_private(ipa(0x5000_1000), 0x3000);
         let mut frames = FakeFrames::new(0);
-        let page = memory.resolve_fault(0x4000_5008, &mut frames, |_, _| {}).unwrap();
-        assert_eq!((page.ipa, page.size, page.preparation), (0x4000_5000, PAGE_SIZE, Preparation::ZeroDataAndTags));
-        let edge = memory.resolve_fault(0x5000_2000, &mut frames, |_, _| {}).unwrap();
-        assert_eq!((edge.ipa, edge.size), (0x5000_2000, PAGE_SIZE));
-        assert!(memory.resolve_fault(0x5000_4000, &mut frames, |_, _| {}).is_err());
+        let page = memory.resolve_fault(ipa(0x4000_5008), &mut frames, |_, _| {}).unwrap();
+        assert_eq!(
+            (page.ipa, page.size, page.preparation),
+            (ipa(0x4000_5000), PAGE_SIZE, Preparation::ZeroDataAndTags)
+        );
+        let edge = memory.resolve_fault(ipa(0x5000_2000), &mut frames, |_, _| {}).unwrap();
+        assert_eq!((edge.ipa, edge.size), (ipa(0x5000_2000), PAGE_SIZE));
+        assert!(memory.resolve_fault(ipa(0x5000_4000), &mut frames, |_, _| {}).is_err());
         assert_eq!(memory.private_runs().len(), 2);
     }
 
     #[test]
     fn preloaded_data_is_kept_and_only_tags_are_sanitised() {
         let mut memory = GuestMemory::new();
-        memory.add_private(0x4000_0000, 4 * BLOCK_SIZE);
+        memory.add_private(ipa(0x4000_0000), 4 * BLOCK_SIZE);
         let mut frames = FakeFrames::new(100);
         let image = vec![0xAB; (BLOCK_SIZE + 10) as usize];
         let (mut zeroed, mut copied) = (Vec::new(), 0usize);
         memory
             .preload(
-                0x4000_0000,
+                ipa(0x4000_0000),
                 &image,
                 &mut frames,
                 |pa, len| zeroed.push((pa, len)),
@@ -394,9 +421,9 @@ mod tests {
             .unwrap();
         assert_eq!(copied, image.len());
         assert_eq!(zeroed.len(), 2, "both blocks the image touches are zeroed before the copy");
-        let fault = memory.resolve_fault(0x4020_0004, &mut frames, |_, _| {}).unwrap();
+        let fault = memory.resolve_fault(ipa(0x4020_0004), &mut frames, |_, _| {}).unwrap();
         assert_eq!(fault.preparation, Preparation::ZeroTagsOnly);
-        let untouched = memory.resolve_fault(0x4040_0000, &mut frames, |_, _| {}).unwrap();
+        let untouched = memory.resolve_fault(ipa(0x4040_0000), &mut frames, |_, _| {}).unwrap();
         assert_eq!(untouched.preparation, Preparation::ZeroDataAndTags);
     }
 
@@ -406,10 +433,10 @@ mod tests {
         let shared =
             Arc::new(SharedMemory::allocate("race", 2 * BLOCK_SIZE, BLOCK_SIZE, &mut frames, |_, _| {}).unwrap());
         let (mut a, mut b) = (GuestMemory::new(), GuestMemory::new());
-        a.add_shared(0x1_0000_0000, shared.clone());
-        b.add_shared(0x1_0000_0000, shared.clone());
-        let in_a = a.resolve_fault(0x1_0020_1000, &mut frames, |_, _| {}).unwrap();
-        let in_b = b.resolve_fault(0x1_0020_1fff, &mut frames, |_, _| {}).unwrap();
+        a.add_shared(ipa(0x1_0000_0000), shared.clone());
+        b.add_shared(ipa(0x1_0000_0000), shared.clone());
+        let in_a = a.resolve_fault(ipa(0x1_0020_1000), &mut frames, |_, _| {}).unwrap();
+        let in_b = b.resolve_fault(ipa(0x1_0020_1fff), &mut frames, |_, _| {}).unwrap();
         assert_eq!(in_a, in_b);
         assert_eq!(in_a.preparation, Preparation::ZeroTagsOnly);
         assert_eq!(in_a.size, BLOCK_SIZE);
@@ -419,24 +446,24 @@ mod tests {
         let paged = SharedMemory::allocate("p", 2 * BLOCK_SIZE, BLOCK_SIZE, &mut no_blocks, |_, _| {}).unwrap();
         assert_eq!(no_blocks.live.len(), 1024, "the one block it got was given back");
         let mut c = GuestMemory::new();
-        c.add_shared(0x1_0000_0000, Arc::new(paged));
-        assert_eq!(c.resolve_fault(0x1_0000_3008, &mut no_blocks, |_, _| {}).unwrap().size, PAGE_SIZE);
+        c.add_shared(ipa(0x1_0000_0000), Arc::new(paged));
+        assert_eq!(c.resolve_fault(ipa(0x1_0000_3008), &mut no_blocks, |_, _| {}).unwrap().size, PAGE_SIZE);
         // Block-backed but configured for 4 KiB mappings: every page is its own fault.
         let mut frames = FakeFrames::new(100);
         let small = Arc::new(SharedMemory::allocate("s", BLOCK_SIZE, PAGE_SIZE, &mut frames, |_, _| {}).unwrap());
         let mut d = GuestMemory::new();
-        d.add_shared(0x1_0000_0000, small);
-        let page = d.resolve_fault(0x1_0000_5010, &mut frames, |_, _| {}).unwrap();
-        assert_eq!((page.ipa, page.size), (0x1_0000_5000, PAGE_SIZE));
+        d.add_shared(ipa(0x1_0000_0000), small);
+        let page = d.resolve_fault(ipa(0x1_0000_5010), &mut frames, |_, _| {}).unwrap();
+        assert_eq!((page.ipa, page.size), (ipa(0x1_0000_5000), PAGE_SIZE));
     }
 
     #[test]
     fn destruction_returns_every_frame() {
         let mut memory = GuestMemory::new();
-        memory.add_private(0x4000_0000, 3 * BLOCK_SIZE);
+        memory.add_private(ipa(0x4000_0000), 3 * BLOCK_SIZE);
         let mut frames = FakeFrames::new(1);
-        for ipa in [0x4000_0000, 0x4020_0000, 0x4020_1000, 0x4040_0000] {
-            memory.resolve_fault(ipa, &mut frames, |_, _| {}).unwrap();
+        for at in [0x4000_0000, 0x4020_0000, 0x4020_1000, 0x4040_0000] {
+            memory.resolve_fault(ipa(at), &mut frames, |_, _| {}).unwrap();
         }
         for (pa, size) in memory.private_runs() {
             frames.free(pa, size);

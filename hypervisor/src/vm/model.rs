@@ -9,6 +9,8 @@ use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use spin::Mutex;
 
+use crate::mm::Ipa;
+
 use super::mmio::{BusError, DeviceId, MmioBus, MmioEffects};
 use super::rate_limit::{RateLimiter, Verdict};
 use super::stats::VmStats;
@@ -98,8 +100,8 @@ impl VmModel {
 
     /// Performs a guest load (`value` = `None`) or store of `size` bytes at `ipa`
     /// on the device that decodes it: `None` if no device does.
-    pub fn mmio(&self, ipa: u64, size: u8, value: Option<u64>) -> Option<(u64, MmioEffects, DeviceId)> {
-        let hit = self.bus.find(ipa)?;
+    pub fn mmio(&self, ipa: Ipa, size: u8, value: Option<u64>) -> Option<(u64, MmioEffects, DeviceId)> {
+        let hit = self.bus.find(ipa.as_u64())?;
         let (read, effects) = match hit.device {
             DeviceId::Vgic => MmioBus::access(&mut *self.vgic.lock(), hit, size, value),
             DeviceId::Uart => MmioBus::access(&mut *self.uart.lock(), hit, size, value),
@@ -174,12 +176,15 @@ mod tests {
     fn the_bus_reaches_the_vgic_and_the_uart() {
         let vm = model(2);
         // GICD_PIDR2 says GICv3; the PL011's PeriphID0 is 0x11.
-        assert_eq!(vm.mmio(vgic::GICD_BASE + 0xFFE8, 4, None).map(|(v, _, d)| (v, d)), Some((0x3B, DeviceId::Vgic)));
         assert_eq!(
-            vm.mmio(vpl011::DEFAULT_BASE + 0xFE0, 4, None).map(|(v, _, d)| (v, d)),
+            vm.mmio(Ipa::new(vgic::GICD_BASE + 0xFFE8), 4, None).map(|(v, _, d)| (v, d)),
+            Some((0x3B, DeviceId::Vgic))
+        );
+        assert_eq!(
+            vm.mmio(Ipa::new(vpl011::DEFAULT_BASE + 0xFE0), 4, None).map(|(v, _, d)| (v, d)),
             Some((0x11, DeviceId::Uart))
         );
-        assert!(vm.mmio(vpl011::DEFAULT_BASE + vpl011::SIZE, 4, None).is_none());
+        assert!(vm.mmio(Ipa::new(vpl011::DEFAULT_BASE + vpl011::SIZE), 4, None).is_none());
     }
 
     #[test]

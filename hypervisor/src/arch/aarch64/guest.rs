@@ -4,6 +4,7 @@
 use super::registers::{read_sysreg, write_sysreg};
 use crate::guest_context::{El1ExceptionRegisters, El1VectorState};
 pub use crate::guest_context::{GuestRegisters, PSTATE_EL1H_MASKED, SCTLR_EL1_RESET};
+use crate::mm::GuestVa;
 
 core::arch::global_asm!(include_str!("guest_entry.S"));
 
@@ -266,7 +267,8 @@ pub fn write_el1_exception_registers(registers: &El1ExceptionRegisters) {
 /// EL1 state is live, through its stage 1 and the VM's stage 2 (`AT S12E1R`; the
 /// guest's PAR_EL1 is preserved). `None` if the address does not translate to
 /// guest memory (or is not 4-byte aligned).
-pub fn read_guest_instruction(va: u64) -> Option<u32> {
+pub fn read_guest_instruction(va: GuestVa) -> Option<u32> {
+    let va = va.as_u64();
     if !va.is_multiple_of(4) {
         return None;
     }

@@ -12,7 +12,7 @@ use crate::mm::page_table::{
     Access, ENTRIES, INPUT_BITS, MAIR_EL2_VALUE, MapError, MemoryKind, PageTable, TableMemory, el2_leaf_attributes,
 };
 use crate::mm::ranges::free_ranges;
-use crate::mm::{PAGE_SIZE, align_down, align_up};
+use crate::mm::{PAGE_SIZE, PhysAddr, align_down, align_up};
 use crate::platform::{PhysRange, Platform};
 
 /// Tables for the EL2 map. Plenty for several RAM banks and devices: the map uses
@@ -35,17 +35,18 @@ struct PoolMemory {
 }
 
 impl TableMemory for PoolMemory {
-    fn allocate_table(&mut self) -> Result<u64, MapError> {
+    fn allocate_table(&mut self) -> Result<PhysAddr, MapError> {
         if self.used == POOL_TABLES {
             return Err(MapError::OutOfTables);
         }
         let base = POOL.0.get() as u64;
         let pa = base + (self.used as u64) * PAGE_SIZE;
         self.used += 1;
-        Ok(pa)
+        Ok(PhysAddr::new(pa))
     }
 
-    fn table_mut(&mut self, pa: u64) -> &mut [u64; ENTRIES] {
+    fn table_mut(&mut self, pa: PhysAddr) -> &mut [u64; ENTRIES] {
+        let pa = pa.as_u64();
         let base = POOL.0.get() as u64;
         assert!(pa >= base && pa < base + (self.used as u64) * PAGE_SIZE && pa.is_multiple_of(PAGE_SIZE));
         // SAFETY: `pa` is a table this pool handed out (checked above); the pool is
@@ -135,12 +136,13 @@ pub fn build(platform: &Platform, tagged_ram: bool) -> Result<El2Translation, Mm
     let ram_attributes = el2_leaf_attributes(ram_kind, Access::ReadWrite);
     let ram_outside_image = free_ranges(&platform.ram, &[image.whole()]).map_err(MmuError::Ranges)?;
     for range in &ram_outside_image {
-        table.map(range.base, range.base, range.size, ram_attributes)?;
+        table.map(PhysAddr::new(range.base), PhysAddr::new(range.base), range.size, ram_attributes)?;
     }
     let sections =
         [(image.text, Access::ReadExecute), (image.rodata, Access::ReadOnly), (image.data, Access::ReadWrite)];
     for (section, access) in sections {
-        table.map(section.base, section.base, section.size, el2_leaf_attributes(MemoryKind::Normal, access))?;
+        let base = PhysAddr::new(section.base);
+        table.map(base, base, section.size, el2_leaf_attributes(MemoryKind::Normal, access))?;
     }
     let device_attributes = el2_leaf_attributes(MemoryKind::Device, Access::ReadWrite);
     for device in device_ranges(platform) {
@@ -149,7 +151,7 @@ pub fn build(platform: &Platform, tagged_ram: bool) -> Result<El2Translation, Mm
         if overlaps_ram(platform, &device) {
             continue;
         }
-        match table.map(device.base, device.base, device.size, device_attributes) {
+        match table.map(PhysAddr::new(device.base), PhysAddr::new(device.base), device.size, device_attributes) {
             Ok(()) | Err(MapError::AlreadyMapped { .. }) => {}
             Err(e) => return Err(e.into()),
         }
@@ -163,7 +165,7 @@ pub fn build(platform: &Platform, tagged_ram: bool) -> Result<El2Translation, Mm
     if tagged_ram {
         sctlr |= sctlr_el2::ATA;
     }
-    Ok(El2Translation { ttbr0: table.root_address(), tcr, mair: MAIR_EL2_VALUE, sctlr })
+    Ok(El2Translation { ttbr0: table.root_address().as_u64(), tcr, mair: MAIR_EL2_VALUE, sctlr })
 }
 
 fn overlaps_ram(platform: &Platform, device: &PhysRange) -> bool {

@@ -42,7 +42,7 @@ pub fn handle<S: Services>(exit: &mut Exit<'_, S>, abort: Stage2Abort) -> Next {
             );
             add(&exit.vm.stats.injected_aborts, 1);
             let esr = injected_abort_syndrome(abort.instruction, abort.write, inject::from_el1(exit.registers.pstate));
-            exit.inject(esr, abort.far);
+            exit.inject(esr, abort.far.as_u64());
             Next::Resume
         }
     }

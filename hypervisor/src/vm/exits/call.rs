@@ -6,6 +6,7 @@ use core::sync::atomic::Ordering;
 use hv_abi::Stat;
 
 use super::{Exit, Next, Services};
+use crate::mm::Ipa;
 use crate::vm::events::BadEvent;
 use crate::vm::hypercall::{self, HypercallEnv, NotGuestRam};
 use crate::vm::model::VmModel;
@@ -94,7 +95,7 @@ struct CallEnv<'a, S> {
 
 impl<S: Services> HypercallEnv for CallEnv<'_, S> {
     fn read_guest(&mut self, ipa: u64, out: &mut [u8]) -> Result<(), NotGuestRam> {
-        self.services.read_guest(ipa, out)
+        self.services.read_guest(Ipa::new(ipa), out)
     }
 
     fn print_line(&mut self, text: &[u8]) {

@@ -31,6 +31,7 @@ use super::hypercall::NotGuestRam;
 use super::inject;
 use super::model::VmModel;
 use crate::guest_context::{El1ExceptionRegisters, El1VectorState, GuestRegisters};
+use crate::mm::{GuestVa, Ipa};
 
 /// What the vCPU does after an exit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +59,7 @@ pub trait Services {
     fn host_id_register(&self, crm: u8, op2: u8) -> u64;
     /// The 32-bit instruction at guest virtual address `va` of the live vCPU,
     /// through its stage 1 and stage 2; `None` if it does not translate to RAM.
-    fn read_guest_instruction(&mut self, va: u64) -> Option<u32>;
+    fn read_guest_instruction(&mut self, va: GuestVa) -> Option<u32>;
     /// Performs a data-cache clean and invalidate by set/way (`DC CISW` operand).
     fn clean_invalidate_by_set_way(&mut self, operand: u64);
     /// The live vCPU's VBAR_EL1 and SCTLR_EL1.
@@ -74,12 +75,12 @@ pub trait Services {
     /// Moves waiting console input into the VM's UART, if it is the console VM.
     fn deliver_console_input(&mut self);
     /// Whether `ipa` is in the VM's RAM or shared regions.
-    fn is_guest_memory(&self, ipa: u64) -> bool;
+    fn is_guest_memory(&self, ipa: Ipa) -> bool;
     /// Backs the guest-memory page holding `ipa` (the stage-2 fault path, with
     /// MTE tag sanitising). An error is fatal to the VM.
-    fn back_guest_memory(&mut self, ipa: u64) -> Result<(), String>;
+    fn back_guest_memory(&mut self, ipa: Ipa) -> Result<(), String>;
     /// Copies guest RAM at `ipa` into `out`.
-    fn read_guest(&mut self, ipa: u64, out: &mut [u8]) -> Result<(), NotGuestRam>;
+    fn read_guest(&mut self, ipa: Ipa, out: &mut [u8]) -> Result<(), NotGuestRam>;
     /// `HV_EVENT_SET` / `HV_EVENT_GET` on the VM's event group.
     fn event_set(&mut self, index: u64, value: u64) -> Result<(), BadEvent>;
     fn event_get(&mut self, index: u64) -> Result<u64, BadEvent>;

@@ -6,6 +6,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
 use super::*;
+use crate::mm::{GuestVa, Ipa};
 use crate::exception::{ExceptionClass, SysRegAccess, SysRegDirection, WfxKind};
 use crate::psci as psci_ids;
 use crate::vm::exit::{MmioAccess, Stage2Abort, Stage2FaultKind};
@@ -45,8 +46,8 @@ impl Services for FakeMachine {
     fn host_id_register(&self, crm: u8, op2: u8) -> u64 {
         self.id_registers.iter().find(|(key, _)| *key == (crm, op2)).map_or(0, |&(_, value)| value)
     }
-    fn read_guest_instruction(&mut self, va: u64) -> Option<u32> {
-        self.instructions.iter().find(|(at, _)| *at == va).map(|&(_, insn)| insn)
+    fn read_guest_instruction(&mut self, va: GuestVa) -> Option<u32> {
+        self.instructions.iter().find(|(at, _)| *at == va.as_u64()).map(|&(_, insn)| insn)
     }
     fn clean_invalidate_by_set_way(&mut self, operand: u64) {
         self.set_way.push(operand);
@@ -69,17 +70,17 @@ impl Services for FakeMachine {
     fn deliver_console_input(&mut self) {
         self.console_deliveries += 1;
     }
-    fn is_guest_memory(&self, ipa: u64) -> bool {
-        (hv_abi::RAM_BASE..hv_abi::RAM_BASE + RAM_BYTES).contains(&ipa)
+    fn is_guest_memory(&self, ipa: Ipa) -> bool {
+        (hv_abi::RAM_BASE..hv_abi::RAM_BASE + RAM_BYTES).contains(&ipa.as_u64())
     }
-    fn back_guest_memory(&mut self, ipa: u64) -> Result<(), String> {
+    fn back_guest_memory(&mut self, ipa: Ipa) -> Result<(), String> {
         if self.backing_fails {
             return Err("out of frames".into());
         }
-        self.backed.push(ipa);
+        self.backed.push(ipa.as_u64());
         Ok(())
     }
-    fn read_guest(&mut self, ipa: u64, out: &mut [u8]) -> Result<(), NotGuestRam> {
+    fn read_guest(&mut self, ipa: Ipa, out: &mut [u8]) -> Result<(), NotGuestRam> {
         if !self.is_guest_memory(ipa) {
             return Err(NotGuestRam);
         }
@@ -130,8 +131,8 @@ fn assert_undefined_injected(machine: &FakeMachine, regs: &GuestRegisters, at: u
 
 fn data_abort(ipa: u64, write: bool, access: Option<MmioAccess>) -> GuestExit {
     GuestExit::Stage2Abort(Stage2Abort {
-        ipa,
-        far: ipa,
+        ipa: Ipa::new(ipa),
+        far: GuestVa::new(ipa),
         instruction: false,
         write,
         kind: Stage2FaultKind::Translation,

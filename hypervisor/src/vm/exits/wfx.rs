@@ -5,6 +5,7 @@
 
 use super::{Exit, Next, Services};
 use crate::exception::WfxKind;
+use crate::mm::GuestVa;
 use crate::vm::inject;
 
 pub fn handle<S: Services>(exit: &mut Exit<'_, S>, kind: WfxKind) -> Next {
@@ -18,7 +19,7 @@ pub fn handle<S: Services>(exit: &mut Exit<'_, S>, kind: WfxKind) -> Next {
     // instruction, read at the PC of the exit.
     let misreported_wfit = match kind {
         WfxKind::Wfi if exit.services.has_wfxt() => {
-            exit.services.read_guest_instruction(pc).and_then(inject::wfit_instruction_register)
+            exit.services.read_guest_instruction(GuestVa::new(pc)).and_then(inject::wfit_instruction_register)
         }
         _ => None,
     };

@@ -127,9 +127,9 @@ pub fn start(
     for (index, region) in config.shared.iter().enumerate() {
         let memory =
             SharedMemory::allocate(&region.name, region.size, region.mapping_bytes, &mut GlobalFrames, |pa, len| {
-                sanitise::zero_data(pa, len, &mte);
+                sanitise::zero_data(pa.as_u64(), len, &mte);
                 // VMs without MTE map it as is, and may read it with caches off.
-                crate::arch::aarch64::cache::clean_to_poc(pa, len);
+                crate::arch::aarch64::cache::clean_to_poc(pa.as_u64(), len);
             })
             .map_err(|e| StartError::SharedMemory(region.name.clone(), e))?;
         log::info!(

@@ -10,6 +10,7 @@ use super::virtual_machine::Vm;
 use crate::arch::aarch64::id_registers::read_id_register;
 use crate::arch::aarch64::{cache, cpu, gic, guest};
 use crate::guest_context::{El1ExceptionRegisters, El1VectorState};
+use crate::mm::{GuestVa, Ipa};
 use crate::vm::events::BadEvent;
 use crate::vm::exits::Services;
 use crate::vm::hypercall::NotGuestRam;
@@ -30,7 +31,7 @@ impl Services for MachineServices<'_> {
         read_id_register(crm, op2).unwrap_or(0)
     }
 
-    fn read_guest_instruction(&mut self, va: u64) -> Option<u32> {
+    fn read_guest_instruction(&mut self, va: GuestVa) -> Option<u32> {
         guest::read_guest_instruction(va)
     }
 
@@ -62,11 +63,11 @@ impl Services for MachineServices<'_> {
         self.director.deliver_console_input(self.vm);
     }
 
-    fn is_guest_memory(&self, ipa: u64) -> bool {
+    fn is_guest_memory(&self, ipa: Ipa) -> bool {
         self.vm.memory.lock().guest.contains(ipa)
     }
 
-    fn back_guest_memory(&mut self, ipa: u64) -> Result<(), String> {
+    fn back_guest_memory(&mut self, ipa: Ipa) -> Result<(), String> {
         let sanitiser = self.vm.sanitiser(&self.director.mte, &self.director.tag_state);
         match self.vm.memory.lock().handle_translation_fault(ipa, &sanitiser, &self.vm.stats) {
             Ok(FaultResolution::Mapped { .. } | FaultResolution::AlreadyMapped) => Ok(()),
@@ -74,7 +75,7 @@ impl Services for MachineServices<'_> {
         }
     }
 
-    fn read_guest(&mut self, ipa: u64, out: &mut [u8]) -> Result<(), NotGuestRam> {
+    fn read_guest(&mut self, ipa: Ipa, out: &mut [u8]) -> Result<(), NotGuestRam> {
         self.vm.memory.lock().read_guest(ipa, out).map_err(|_| NotGuestRam)
     }
 

@@ -3,29 +3,29 @@
 
 use crate::arch::aarch64::{cache, guest, sanitise};
 use crate::memory;
-use crate::mm::PAGE_SIZE;
 use crate::mm::frame_alloc::OutOfMemory;
-use crate::mm::page_table::{ENTRIES, MapError, PageTable, Stage2Kind, TableMemory, stage2_leaf_attributes};
+use crate::mm::page_table::{ENTRIES, MapError, Stage2Kind, Stage2Table, TableMemory, stage2_leaf_attributes};
 use crate::mm::tag_state::TagStateMap;
+use crate::mm::{BLOCK_SIZE, Ipa, PAGE_SIZE, PhysAddr};
 use crate::mte::MteInfo;
-use crate::vm::memory::{BLOCK_SIZE, Backing, FaultError, FrameSource, GuestMemory, Preparation};
+use crate::vm::memory::{Backing, FaultError, FrameSource, GuestMemory, Preparation};
 use crate::vm::stats::{VmStats, add};
 
 /// Stage-2 tables live in frames from the global allocator (identity-mapped).
 pub struct FrameTables;
 
 impl TableMemory for FrameTables {
-    fn allocate_table(&mut self) -> Result<u64, MapError> {
+    fn allocate_table(&mut self) -> Result<PhysAddr, MapError> {
         let pa = memory::frames().allocate(PAGE_SIZE).map_err(|_| MapError::OutOfTables)?;
         // SAFETY: a fresh frame we own, identity-mapped read-write at EL2.
-        unsafe { core::ptr::write_bytes(pa as *mut u8, 0, PAGE_SIZE as usize) };
+        unsafe { core::ptr::write_bytes(pa.el2_pointer::<u8>(), 0, PAGE_SIZE as usize) };
         Ok(pa)
     }
 
-    fn table_mut(&mut self, pa: u64) -> &mut [u64; ENTRIES] {
+    fn table_mut(&mut self, pa: PhysAddr) -> &mut [u64; ENTRIES] {
         // SAFETY: `pa` is a table this allocator handed out to the one page table
         // that owns it, which is only walked under its VM's memory lock.
-        unsafe { &mut *(pa as *mut [u64; ENTRIES]) }
+        unsafe { &mut *pa.el2_pointer::<[u64; ENTRIES]>() }
     }
 }
 
@@ -33,11 +33,11 @@ impl TableMemory for FrameTables {
 pub struct GlobalFrames;
 
 impl FrameSource for GlobalFrames {
-    fn allocate(&mut self, bytes: u64) -> Result<u64, OutOfMemory> {
+    fn allocate(&mut self, bytes: u64) -> Result<PhysAddr, OutOfMemory> {
         memory::frames().allocate(bytes)
     }
 
-    fn free(&mut self, pa: u64, bytes: u64) {
+    fn free(&mut self, pa: PhysAddr, bytes: u64) {
         memory::frames().free(pa, bytes)
     }
 }
@@ -45,7 +45,7 @@ impl FrameSource for GlobalFrames {
 /// Everything about a VM's memory that changes, behind the VM's memory lock.
 pub struct VmMemory {
     pub guest: GuestMemory,
-    pub stage2: PageTable<FrameTables>,
+    pub stage2: Stage2Table<FrameTables>,
 }
 
 /// What resolving a fault did.
@@ -95,6 +95,7 @@ impl Sanitiser<'_> {
             let outcome = self
                 .tag_state
                 .sanitise_once(backing.pa, backing.size, |pa, len| {
+                    let pa = pa.as_u64();
                     match backing.preparation {
                         Preparation::ZeroDataAndTags => sanitise::zero_data_and_tags(pa, len, mte),
                         Preparation::ZeroTagsOnly => sanitise::zero_tags(pa, len, mte),
@@ -122,7 +123,7 @@ impl VmMemory {
     /// sanitises them, and maps them. Nothing is mapped before it is sanitised.
     pub fn handle_translation_fault(
         &mut self,
-        ipa: u64,
+        ipa: Ipa,
         sanitiser: &Sanitiser,
         stats: &VmStats,
     ) -> Result<FaultResolution, MappingError> {
@@ -137,8 +138,8 @@ impl VmMemory {
                 // Without MTE there is no sanitised state to make a later zeroing
                 // safe, so fresh memory is zeroed (and cleaned) as it is allocated.
                 if zero_data_now {
-                    sanitise::zero_data(pa, len, mte);
-                    cache::clean_to_poc(pa, len);
+                    sanitise::zero_data(pa.as_u64(), len, mte);
+                    cache::clean_to_poc(pa.as_u64(), len);
                 }
             })
             .map_err(MappingError::Fault)?;
@@ -148,7 +149,7 @@ impl VmMemory {
             Ok(()) => {}
             // The 2 MiB chunk already has 4 KiB pages (or vice versa): map one page.
             Err(MapError::AlreadyMapped { .. }) if backing.size == BLOCK_SIZE => {
-                let page_ipa = ipa & !(PAGE_SIZE - 1);
+                let page_ipa = ipa.align_down(PAGE_SIZE);
                 let page_pa = backing.pa + (page_ipa - backing.ipa);
                 self.stage2.map(page_ipa, page_pa, PAGE_SIZE, attributes).map_err(MappingError::Tables)?;
                 guest::publish_stage2_updates();
@@ -166,21 +167,25 @@ impl VmMemory {
     }
 
     /// Copies guest memory at `ipa` into `out`, through the stage-2 tables.
-    /// Fails on any unmapped byte.
-    pub fn read_guest(&mut self, ipa: u64, out: &mut [u8]) -> Result<(), u64> {
+    /// Fails on any unmapped byte, returning the first IPA that is not mapped.
+    pub fn read_guest(&mut self, ipa: Ipa, out: &mut [u8]) -> Result<(), Ipa> {
         let mut done = 0usize;
         while done < out.len() {
             // A guest-chosen IPA: the range may run off the top of the address space.
             let at = ipa.checked_add(done as u64).ok_or(ipa)?;
             let translation = self.stage2.translate(at).ok_or(at)?;
-            let in_page = (PAGE_SIZE - (at % PAGE_SIZE)) as usize;
+            let in_page = (PAGE_SIZE - at.offset_within(PAGE_SIZE)) as usize;
             let len = in_page.min(out.len() - done);
             // SAFETY: the stage-2 tables only map guest RAM (identity-mapped at EL2),
             // and `len` stays within the page. Guests (of this VM, or another sharing
             // the frame) may write it concurrently, so it is copied byte by byte
             // through a raw pointer rather than borrowed as a slice.
             unsafe {
-                core::ptr::copy_nonoverlapping(translation.output_address as *const u8, out[done..].as_mut_ptr(), len)
+                core::ptr::copy_nonoverlapping(
+                    translation.output_address.el2_pointer::<u8>(),
+                    out[done..].as_mut_ptr(),
+                    len,
+                )
             };
             done += len;
         }

@@ -14,6 +14,7 @@ use crate::arch::aarch64::guest::{self, VmControls};
 use crate::arch::aarch64::{cache, sanitise};
 use crate::config::{BootProtocol, VmConfig};
 use crate::memory;
+use crate::mm::Ipa;
 use crate::mm::page_table::{MapError, PageTable, Stage2Shape};
 use crate::mm::tag_state::TagStateMap;
 use crate::mte::MteInfo;
@@ -108,12 +109,12 @@ impl Vm {
         let mte = config.mte && mte_info.level.has_tag_storage();
         let stage2 = PageTable::new_stage2(FrameTables, shape).map_err(CreateError::Tables)?;
         let mut guest_memory = GuestMemory::new();
-        guest_memory.add_private(RAM_BASE, config.memory_bytes);
+        guest_memory.add_private(Ipa::new(RAM_BASE), config.memory_bytes);
         let mut first_shared = None;
         for (n, region) in shared.iter().enumerate() {
             let ipa = SHARED_BASE + n as u64 * SHARED_STRIDE;
             first_shared.get_or_insert((ipa, region.size));
-            guest_memory.add_shared(ipa, region.clone());
+            guest_memory.add_shared(Ipa::new(ipa), region.clone());
         }
         let vcpus = config.cpus.len();
         let (shared_ipa, shared_size) = first_shared.unwrap_or((0, 0));
@@ -148,7 +149,7 @@ impl Vm {
         };
         // The frames may have held another VM's code.
         cache::invalidate_instruction_caches();
-        let vttbr = stage2.root_address() | (u64::from(vmid) << 48);
+        let vttbr = stage2.root_address().as_u64() | (u64::from(vmid) << 48);
         // Whatever the boot protocol, only vCPU 0 starts; the others wait for CPU_ON.
         let model = VmModel::new(VmIdentity {
             index,
@@ -224,18 +225,18 @@ fn preload(memory: &mut GuestMemory, ipa: u64, data: &[u8], mte: &MteInfo) -> Re
     let mut copied: Vec<(u64, u64)> = Vec::new();
     memory
         .preload(
-            ipa,
+            Ipa::new(ipa),
             data,
             &mut GlobalFrames,
             |pa, len| {
-                sanitise::zero_data(pa, len, mte);
-                fresh.push((pa, len));
+                sanitise::zero_data(pa.as_u64(), len, mte);
+                fresh.push((pa.as_u64(), len));
             },
             |pa, bytes| {
                 // SAFETY: `pa` is in a frame just allocated for this VM, not yet
                 // mapped in any guest; `bytes` fits in it (preload splits per run).
-                unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), pa as *mut u8, bytes.len()) };
-                copied.push((pa, bytes.len() as u64));
+                unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), pa.el2_pointer::<u8>(), bytes.len()) };
+                copied.push((pa.as_u64(), bytes.len() as u64));
             },
         )
         .map_err(|e| CreateError::Load(MappingError::Fault(e)))?;
