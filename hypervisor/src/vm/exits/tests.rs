@@ -6,8 +6,8 @@ use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
 use super::*;
-use crate::mm::{GuestVa, Ipa};
 use crate::exception::{ExceptionClass, SysRegAccess, SysRegDirection, WfxKind};
+use crate::mm::{GuestVa, Ipa};
 use crate::psci as psci_ids;
 use crate::vm::exit::{MmioAccess, Stage2Abort, Stage2FaultKind};
 use crate::vm::model::{VmIdentity, VmModel};

@@ -3,14 +3,15 @@
 //! down, and powering off when the last one is gone.
 
 use alloc::boxed::Box;
-use alloc::collections::VecDeque;
 use alloc::string::String;
-use alloc::sync::{Arc, Weak};
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
 use spin::{Mutex, Once};
 
+use super::console_input::ConsoleInput;
+use super::host::Host;
 use super::vcpu::Vcpu;
 use super::virtual_machine::{Images, Incarnation, Vm};
 use crate::arch::aarch64::{cpu, gic, sanitise};
@@ -25,6 +26,7 @@ use crate::shutdown::{Outcome, power_off};
 use crate::vm::events::EventDomains;
 use crate::vm::memory::SharedMemory;
 use crate::vm::runtime::stage2::GlobalFrames;
+use crate::vm::vgic::vcpu_lrs::MAX_LIST_REGISTERS;
 
 /// 8-bit VMIDs; 0 is never given to a VM.
 const MAX_VMID: u16 = 255;
@@ -58,26 +60,12 @@ struct Lifecycle {
 pub struct Director {
     config: Config,
     bundle: Bundle<'static>,
-    pub mte: MteInfo,
-    pub tag_state: TagStateMap,
+    /// What the CPUs read while running vCPUs.
+    pub host: Host,
     shape: Stage2Shape,
-    /// `HV_EVENT_*` counters, per group of VMs tied by shared regions.
-    pub events: EventDomains,
     lifecycle: Mutex<Lifecycle>,
     /// vCPUs handed to each physical CPU, picked up by its scheduler loop.
     pub incoming: [Mutex<Vec<Box<Vcpu>>>; MAX_CPUS],
-    /// Number of GIC list registers (the same on every CPU).
-    pub list_registers: usize,
-    /// The CPU has pointer-authentication keys to switch between vCPUs.
-    pub pointer_authentication: bool,
-    /// The CPU implements FEAT_WFxT (WFIT/WFET), which guests can see.
-    pub wfxt: bool,
-    /// The VM whose PL011 receives console input (the first one started).
-    console_vm: Mutex<Weak<Vm>>,
-    /// Console input not yet taken by the guest's UART (its FIFO was full).
-    console_input: Mutex<VecDeque<u8>>,
-    /// Whether `console_input` holds anything (checked on every UART access).
-    console_input_waiting: core::sync::atomic::AtomicBool,
 }
 
 static DIRECTOR: Once<Director> = Once::new();
@@ -145,10 +133,16 @@ pub fn start(
     let boots = config.vms.iter().map(|_| 0).collect();
     let director = DIRECTOR.call_once(|| Director {
         bundle,
-        mte,
-        tag_state: TagStateMap::new(ram),
+        host: Host {
+            mte,
+            tag_state: TagStateMap::new(ram),
+            events: EventDomains::new(&config.vms.iter().map(|vm| vm.shared.as_slice()).collect::<Vec<_>>()),
+            list_registers: gic::list_register_count().min(MAX_LIST_REGISTERS),
+            pointer_authentication: crate::arch::aarch64::guest::has_pointer_authentication(),
+            wfxt: crate::arch::aarch64::guest::has_wfxt(),
+            console: ConsoleInput::new(),
+        },
         shape: Stage2Shape::from_pa_range(cpu::pa_range()),
-        events: EventDomains::new(&config.vms.iter().map(|vm| vm.shared.as_slice()).collect::<Vec<_>>()),
         lifecycle: Mutex::new(Lifecycle {
             states,
             boots,
@@ -158,12 +152,6 @@ pub fn start(
             powering_off: false,
         }),
         incoming: [const { Mutex::new(Vec::new()) }; MAX_CPUS],
-        list_registers: gic::list_register_count().min(16),
-        pointer_authentication: crate::arch::aarch64::guest::has_pointer_authentication(),
-        wfxt: crate::arch::aarch64::guest::has_wfxt(),
-        console_vm: Mutex::new(Weak::new()),
-        console_input: Mutex::new(VecDeque::new()),
-        console_input_waiting: core::sync::atomic::AtomicBool::new(false),
         config,
     });
     if let Some(spi) = gic::layout().console_spi {
@@ -224,7 +212,7 @@ impl Director {
             &shared,
             Incarnation { vmid, boot_count: boot_number },
             self.shape,
-            &self.mte,
+            &self.host.mte,
         );
         let mut lifecycle = self.lifecycle.lock();
         match created {
@@ -239,12 +227,7 @@ impl Director {
                     if vm.mte { "on" } else { "off" }
                 );
                 drop(lifecycle);
-                {
-                    let mut console = self.console_vm.lock();
-                    if console.upgrade().is_none() {
-                        *console = Arc::downgrade(&vm);
-                    }
-                }
+                self.host.console.offer(&vm);
                 let vcpus: Vec<Box<Vcpu>> =
                     (0..config.cpus.len()).map(|vcpu_index| Box::new(Vcpu::new(vm.clone(), vcpu_index))).collect();
                 // Only vCPUs hold the VM from here on, so the last one to stop destroys it.
@@ -272,16 +255,11 @@ impl Director {
             return;
         }
         // From here on nothing may take a new reference: console input finds the
-        // VM through `console_vm`, so that link goes first (under its lock, which
+        // VM through its weak link, so that link goes first (under its lock, which
         // every upgrade takes). Other CPUs may still hold the VM for a moment (a
         // vCPU that stopped just before us, input delivery in progress); wait for
         // them to let go, then the VM is ours alone.
-        {
-            let mut console = self.console_vm.lock();
-            if core::ptr::eq(console.as_ptr(), Arc::as_ptr(&vm)) {
-                *console = Weak::new();
-            }
-        }
+        self.host.console.withdraw(&vm);
         let mut vm = vm;
         let vm = loop {
             match Arc::try_unwrap(vm) {
@@ -296,7 +274,7 @@ impl Director {
         let reset = vm.reset_requested.load(Ordering::Acquire);
         let (index, name, vmid) = (vm.index, vm.name.clone(), vm.vmid);
         crate::println!("vm {name} stopped with status {status}: {}", vm.stats);
-        vm.destroy(&self.tag_state);
+        vm.destroy(&self.host.tag_state);
         if reset {
             crate::println!("vm {name} restarting (SYSTEM_RESET) with fresh memory");
             self.lifecycle.lock().vmids_in_use[vmid as usize] = false;
@@ -328,49 +306,6 @@ impl Director {
         self.power_off_if_done();
     }
 
-    /// Takes every byte the console UART received and feeds the console VM's PL011.
-    pub fn receive_console_input(&self) {
-        {
-            let mut input = self.console_input.lock();
-            crate::console::drain_input(|byte| {
-                // Keep a bounded backlog; beyond it the user is typing into a guest
-                // that is not reading.
-                if input.len() < 4096 {
-                    input.push_back(byte);
-                }
-            });
-            self.console_input_waiting.store(!input.is_empty(), Ordering::Release);
-        }
-        // Not `if let ... lock().upgrade()`: the guard would live through the block,
-        // and delivering takes the same lock.
-        let console_vm = self.console_vm.lock().upgrade();
-        if let Some(vm) = console_vm {
-            self.deliver_console_input(&vm);
-            super::interrupts::update_uart_line(&vm);
-        }
-    }
-
-    /// Moves backlog bytes into `vm`'s PL011 while its receive FIFO has room (only
-    /// for the console VM).
-    pub fn deliver_console_input(&self, vm: &Vm) {
-        if !self.console_input_waiting.load(Ordering::Acquire) {
-            return;
-        }
-        let is_console_vm = core::ptr::eq(self.console_vm.lock().as_ptr(), vm);
-        if !is_console_vm {
-            return;
-        }
-        let mut input = self.console_input.lock();
-        let mut uart = vm.uart.lock();
-        while let Some(&byte) = input.front() {
-            if !uart.push_rx(byte) {
-                break;
-            }
-            input.pop_front();
-        }
-        self.console_input_waiting.store(!input.is_empty(), Ordering::Release);
-    }
-
     /// VM `index` no longer needs its shared regions: free those no other VM needs.
     fn release_shared(&self, lifecycle: &mut Lifecycle, index: usize) {
         for &region in &self.config.vms[index].shared {
@@ -387,7 +322,7 @@ impl Director {
         match Arc::try_unwrap(memory) {
             Ok(memory) => {
                 for (pa, size) in memory.runs() {
-                    let _ = self.tag_state.clear(pa, size);
+                    let _ = self.host.tag_state.clear(pa, size);
                 }
                 memory.free(&mut GlobalFrames);
             }
@@ -418,7 +353,7 @@ impl Director {
         lifecycle.powering_off = true;
         let failures = lifecycle.states.iter().filter(|s| !matches!(s, VmState::Stopped { status: 0 })).count();
         drop(lifecycle);
-        let counters = self.tag_state.counters();
+        let counters = self.host.tag_state.counters();
         crate::println!(
             "all VMs stopped ({failures} failed); sanitiser: {} lock acquisitions, {} contended, {} fast-path hits, {} frames zeroed",
             counters.lock_acquisitions,

@@ -3,14 +3,14 @@
 
 use alloc::sync::Arc;
 
-use super::director::Director;
+use super::host::Host;
 use super::virtual_machine::Vm;
 use crate::arch::aarch64::gic;
 use crate::vm::vgic;
 
 /// Acknowledges and handles every pending physical interrupt. `loaded` is the vCPU
 /// whose timer state is live on this CPU, if any.
-pub fn handle_physical(director: &Director, loaded: Option<(&Arc<Vm>, usize)>) {
+pub fn handle_physical(host: &Host, loaded: Option<(&Arc<Vm>, usize)>) {
     let layout = gic::layout();
     loop {
         let intid = gic::acknowledge();
@@ -50,8 +50,10 @@ pub fn handle_physical(director: &Director, loaded: Option<(&Arc<Vm>, usize)>) {
             // the condition off; the next entry re-enables it if still needed.
             gic::set_underflow_interrupt(false);
         }
-        if Some(intid) == layout.console_spi {
-            director.receive_console_input();
+        if Some(intid) == layout.console_spi
+            && let Some(vm) = host.console.receive()
+        {
+            update_uart_line(&vm);
         }
         // The kick SGI and the maintenance interrupt only needed to get us here:
         // list registers are synchronised on every entry and exit.

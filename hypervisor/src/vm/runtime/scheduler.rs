@@ -59,7 +59,7 @@ pub fn run_cpu(cpu: usize) -> ! {
             guest::set_wakeup(earliest_wakeup(&vcpus, loaded, None));
             aarch64_cpu::asm::wfi();
             let live = loaded.map(|i| (&vcpus[i].vm, vcpus[i].index));
-            interrupts::handle_physical(director, live);
+            interrupts::handle_physical(&director.host, live);
             continue;
         };
         // A time slice only matters if someone else here could run.
@@ -67,7 +67,7 @@ pub fn run_cpu(cpu: usize) -> ! {
         let slice_end = contended.then(|| now.saturating_add(frequency.saturating_mul(TIME_SLICE_MS) / 1000));
         switch_to(director, &mut vcpus, &mut loaded, current);
         guest::set_wakeup(earliest_wakeup(&vcpus, loaded, slice_end));
-        match vcpus[current].run(director) {
+        match vcpus[current].run(&director.host) {
             Event::Yield | Event::Blocked => next = current + 1,
             Event::Stopped => next = current,
         }
@@ -90,7 +90,7 @@ fn reap_stopped(director: &Director, vcpus: &mut Vec<Box<Vcpu>>, loaded: &mut Op
         let mut vcpu = vcpus.remove(i);
         match *loaded {
             Some(l) if l == i => {
-                vcpu.unload(director);
+                vcpu.unload(&director.host);
                 *loaded = None;
             }
             Some(l) if l > i => *loaded = Some(l - 1),
@@ -105,9 +105,9 @@ fn switch_to(director: &Director, vcpus: &mut [Box<Vcpu>], loaded: &mut Option<u
         return;
     }
     if let Some(previous) = *loaded {
-        vcpus[previous].save(director);
+        vcpus[previous].save(&director.host);
     }
     log::debug!("vm {} vCPU {} loaded", vcpus[target].vm.name, vcpus[target].index);
-    vcpus[target].load(director);
+    vcpus[target].load(&director.host);
     *loaded = Some(target);
 }

@@ -4,7 +4,7 @@
 
 use alloc::string::{String, ToString};
 
-use super::director::Director;
+use super::host::Host;
 use super::stage2::FaultResolution;
 use super::virtual_machine::Vm;
 use crate::arch::aarch64::id_registers::read_id_register;
@@ -19,7 +19,7 @@ use crate::vm::vgic::vcpu_lrs::ListRegisterFile;
 /// The services for an exit of a vCPU of `vm`, whose state is live on this CPU.
 pub struct MachineServices<'a> {
     pub vm: &'a Vm,
-    pub director: &'a Director,
+    pub host: &'a Host,
 }
 
 impl Services for MachineServices<'_> {
@@ -60,7 +60,7 @@ impl Services for MachineServices<'_> {
     }
 
     fn deliver_console_input(&mut self) {
-        self.director.deliver_console_input(self.vm);
+        self.host.console.deliver(self.vm);
     }
 
     fn is_guest_memory(&self, ipa: Ipa) -> bool {
@@ -68,7 +68,7 @@ impl Services for MachineServices<'_> {
     }
 
     fn back_guest_memory(&mut self, ipa: Ipa) -> Result<(), String> {
-        let sanitiser = self.vm.sanitiser(&self.director.mte, &self.director.tag_state);
+        let sanitiser = self.vm.sanitiser(&self.host.mte, &self.host.tag_state);
         match self.vm.memory.lock().handle_translation_fault(ipa, &sanitiser, &self.vm.stats) {
             Ok(FaultResolution::Mapped { .. } | FaultResolution::AlreadyMapped) => Ok(()),
             Err(error) => Err(error.to_string()),
@@ -80,19 +80,19 @@ impl Services for MachineServices<'_> {
     }
 
     fn event_set(&mut self, index: u64, value: u64) -> Result<(), BadEvent> {
-        self.director.events.set(self.vm.index, index, value)
+        self.host.events.set(self.vm.index, index, value)
     }
 
     fn event_get(&mut self, index: u64) -> Result<u64, BadEvent> {
-        self.director.events.get(self.vm.index, index)
+        self.host.events.get(self.vm.index, index)
     }
 
     fn has_wfxt(&self) -> bool {
-        self.director.wfxt
+        self.host.wfxt
     }
 }
 
-/// This CPU's list registers (`director.list_registers` of them).
+/// This CPU's list registers (`host.list_registers` of them).
 pub struct HardwareListRegisters {
     pub count: usize,
 }

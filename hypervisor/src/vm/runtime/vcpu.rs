@@ -4,7 +4,7 @@
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
 
-use super::director::Director;
+use super::host::Host;
 use super::interrupts;
 use super::services::{HardwareListRegisters, MachineServices};
 use super::virtual_machine::Vm;
@@ -125,34 +125,34 @@ impl Vcpu {
     }
 
     /// Makes this vCPU's state live on the current CPU.
-    pub fn load(&self, director: &Director) {
+    pub fn load(&self, host: &Host) {
         guest::set_virtual_mpidr(self.index as u64);
         self.el1.restore();
         self.fp.restore();
-        if director.mte.level.has_tag_storage() {
+        if host.mte.level.has_tag_storage() {
             self.mte.restore();
         }
-        if director.pointer_authentication {
+        if host.pointer_authentication {
             self.pauth.restore();
         }
         self.interface.restore();
-        self.list_registers.restore(&mut HardwareListRegisters { count: director.list_registers });
+        self.list_registers.restore(&mut HardwareListRegisters { count: host.list_registers });
     }
 
     /// Saves the live state into this vCPU before another one takes the CPU.
-    pub fn save(&mut self, director: &Director) {
+    pub fn save(&mut self, host: &Host) {
         self.el1.save();
         self.fp.save();
-        if director.mte.level.has_tag_storage() {
+        if host.mte.level.has_tag_storage() {
             self.mte.save();
         }
-        if director.pointer_authentication {
+        if host.pointer_authentication {
             self.pauth.save();
         }
         self.interface.save();
         // The list registers keep the virtual timer interrupt without its link
         // to the physical one, which belongs to this CPU: free it.
-        self.list_registers.save(&mut HardwareListRegisters { count: director.list_registers });
+        self.list_registers.save(&mut HardwareListRegisters { count: host.list_registers });
         gic::deactivate(gic::layout().virtual_timer);
     }
 
@@ -160,15 +160,15 @@ impl Vcpu {
     /// timer interrupt, which may be active (behind a hardware-linked list register,
     /// or acknowledged just before the stop), is deactivated so it can fire for
     /// whoever runs next.
-    pub fn unload(&mut self, director: &Director) {
-        self.list_registers.discard(&mut HardwareListRegisters { count: director.list_registers });
+    pub fn unload(&mut self, host: &Host) {
+        self.list_registers.discard(&mut HardwareListRegisters { count: host.list_registers });
         gic::deactivate(gic::layout().virtual_timer);
         guest::disable_virtual_timer();
         guest::park_stage2();
     }
 
     /// Runs the guest until it yields, blocks or its VM stops. The vCPU must be loaded.
-    pub fn run(&mut self, director: &Director) -> Event {
+    pub fn run(&mut self, host: &Host) -> Event {
         if !self.powered_on() {
             match self.take_start_request() {
                 true => {}
@@ -181,7 +181,7 @@ impl Vcpu {
             if self.vm.stopping.load(Ordering::Acquire) {
                 return Event::Stopped;
             }
-            let mut list_registers = HardwareListRegisters { count: director.list_registers };
+            let mut list_registers = HardwareListRegisters { count: host.list_registers };
             let generation = self.vm.interrupt_generation.load(Ordering::Acquire);
             let physical_timer = gic::layout().virtual_timer;
             self.list_registers.flush(&self.vm.vgic, self.index, generation, physical_timer, &mut list_registers);
@@ -193,7 +193,7 @@ impl Vcpu {
             let next = match vector {
                 ExitVector::Synchronous => {
                     let decoded = exit::decode(syndrome.esr, syndrome.far, syndrome.hpfar);
-                    let mut services = MachineServices { vm: &self.vm, director };
+                    let mut services = MachineServices { vm: &self.vm, host };
                     let mut exit = Exit {
                         vm: &self.vm.model,
                         vcpu: self.index,
@@ -204,7 +204,7 @@ impl Vcpu {
                     exits::handle(&mut exit, decoded)
                 }
                 ExitVector::Irq | ExitVector::Fiq => {
-                    interrupts::handle_physical(director, Some((&self.vm, self.index)));
+                    interrupts::handle_physical(host, Some((&self.vm, self.index)));
                     Next::Resume
                 }
                 ExitVector::SError => {
@@ -226,7 +226,7 @@ impl Vcpu {
                 }
                 Next::Yield => return Event::Yield,
                 Next::Block { until } => {
-                    if self.has_pending_interrupt(director) {
+                    if self.has_pending_interrupt(host) {
                         continue;
                     }
                     self.waiting = true;
@@ -253,8 +253,8 @@ impl Vcpu {
         true
     }
 
-    fn has_pending_interrupt(&self, director: &Director) -> bool {
-        self.list_registers.live_pending(&HardwareListRegisters { count: director.list_registers })
+    fn has_pending_interrupt(&self, host: &Host) -> bool {
+        self.list_registers.live_pending(&HardwareListRegisters { count: host.list_registers })
             || self.vm.vgic.lock().next_pending(self.index).is_some()
     }
 }
