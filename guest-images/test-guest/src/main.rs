@@ -1,7 +1,7 @@
 //! Bare-metal EL1 test guest for the hypervisor: one binary, many scenarios,
 //! selected by the VM's `arg` (x0 at entry). See `scenarios` for the list.
 //!
-//! Built for `aarch64-unknown-none-softfloat` and linked at `hv_abi::RAM_BASE`
+//! Built for `aarch64-unknown-none-softfloat` and linked at `hv_abi::machine::RAM_BASE`
 //! with `linker/test-guest.ld`. For the host (workspace builds) it is an empty
 //! program.
 
@@ -58,7 +58,7 @@ mod guest {
         let entry_regs = [arg, ram_base, ram_size, shared_base, shared_size];
         #[cfg(feature = "semihosting-console")]
         let (arg, ram_base, ram_size, shared_base, shared_size) =
-            (smoke::ARG, hv_abi::RAM_BASE, smoke::RAM_MIB << 20, 0, 0);
+            (smoke::ARG, hv_abi::machine::RAM_BASE, smoke::RAM_MIB << 20, 0, 0);
 
         scenarios::set_current(arg);
         let scenario = scenarios::find(arg);

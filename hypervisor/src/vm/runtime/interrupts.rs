@@ -3,10 +3,11 @@
 
 use alloc::sync::Arc;
 
+use hv_abi::machine;
+
 use super::director::Director;
 use super::virtual_machine::Vm;
 use crate::arch::aarch64::gic;
-use crate::vm::vgic;
 
 /// Acknowledges and handles every pending physical interrupt. `loaded` is the vCPU
 /// whose timer state is live on this CPU, if any.
@@ -23,7 +24,7 @@ pub fn handle_physical(director: &Director, loaded: Option<(&Arc<Vm>, usize)>) {
                 // Left active: the hardware-linked list register deactivates it
                 // when the guest EOIs its virtual copy.
                 Some((vm, vcpu)) => {
-                    vm.vgic.lock().set_level(vgic::VIRTUAL_TIMER_PPI, vcpu, true);
+                    vm.vgic.lock().set_level(machine::VIRTUAL_TIMER_INTID, vcpu, true);
                     vm.interrupts_changed();
                 }
                 None => {
@@ -58,14 +59,14 @@ pub fn handle_physical(director: &Director, loaded: Option<(&Arc<Vm>, usize)>) {
     }
 }
 
-/// Drives the VM's PL011 interrupt line (SPI 33) from the UART model, kicking the
+/// Drives the VM's PL011 interrupt line ([`machine::UART_INTID`]) from the UART model, kicking the
 /// vCPU it targets if it became deliverable.
 pub fn update_uart_line(vm: &Vm) {
     let level = vm.uart.lock().irq_level();
     if vm.uart_line.swap(level, core::sync::atomic::Ordering::AcqRel) == level {
         return;
     }
-    let kick = vm.vgic.lock().set_level(vgic::UART_SPI, 0, level);
+    let kick = vm.vgic.lock().set_level(machine::UART_INTID, 0, level);
     vm.interrupts_changed();
     if let Some(vcpu) = kick
         && let Some(&host) = vm.hosts.get(vcpu)

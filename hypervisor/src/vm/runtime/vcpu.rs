@@ -4,7 +4,7 @@
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
 
-use hv_abi::Stat;
+use hv_abi::{Stat, machine};
 
 use super::director::Director;
 use super::interrupts;
@@ -22,8 +22,7 @@ use crate::vm::events::BadEvent;
 use crate::vm::exit::{self, GuestExit, MmioAccess, Stage2Abort, Stage2FaultKind, injected_abort_syndrome};
 use crate::vm::stats::add;
 use crate::vm::vgic::list_register::{ListRegister, LrState};
-use crate::vm::vgic::{self, sgi};
-use crate::vm::vpl011;
+use crate::vm::vgic::sgi;
 use crate::vm::vpsci::{PowerState, PsciOutcome};
 use crate::vm::{hypercall, id_registers, inject};
 
@@ -330,7 +329,7 @@ impl Vcpu {
             }
             let Some(irq) = vgic.next_pending(self.index) else { break };
             let mut lr = ListRegister::from_pending(irq);
-            let hw = irq.intid == vgic::VIRTUAL_TIMER_PPI;
+            let hw = irq.intid == machine::VIRTUAL_TIMER_INTID;
             if hw {
                 // The physical timer interrupt is active (left so by
                 // `interrupts::handle_physical`); the guest's EOI deactivates it.
@@ -495,8 +494,8 @@ impl Vcpu {
         };
         let handled = if self.vm.vgic.lock().region(ipa).is_some() {
             self.emulate_vgic(ipa, size, value, access)
-        } else if (vpl011::DEFAULT_BASE..vpl011::DEFAULT_BASE + vpl011::SIZE).contains(&ipa) {
-            self.emulate_uart(director, ipa - vpl011::DEFAULT_BASE, size, value, access)
+        } else if (machine::UART_BASE..machine::UART_BASE + machine::UART_SIZE).contains(&ipa) {
+            self.emulate_uart(director, ipa - machine::UART_BASE, size, value, access)
         } else {
             false
         };
@@ -658,7 +657,7 @@ impl Vcpu {
             return self.handle_hypercall(director, function, a1, a2);
         }
         let outcome =
-            self.vm.psci.lock().call(self.index, function, [a1, a2, a3], (hv_abi::RAM_BASE, self.vm.ram_bytes));
+            self.vm.psci.lock().call(self.index, function, [a1, a2, a3], (machine::RAM_BASE, self.vm.ram_bytes));
         if let Some(x0) = outcome.caller_x0() {
             self.registers.x[0] = x0;
         }

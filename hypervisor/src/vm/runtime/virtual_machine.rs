@@ -7,7 +7,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
-use hv_abi::{RAM_BASE, SHARED_BASE};
+use hv_abi::machine::{RAM_BASE, SHARED_BASE, SHARED_STRIDE};
 use spin::Mutex;
 
 use super::stage2::{FrameTables, GlobalFrames, MappingError, Sanitiser, VmMemory};
@@ -26,9 +26,6 @@ use crate::vm::stats::VmStats;
 use crate::vm::vgic::Vgic;
 use crate::vm::vpl011::VPl011;
 use crate::vm::vpsci::VmPsci;
-
-/// Spacing of shared regions in the guest-physical map.
-const SHARED_STRIDE: u64 = 1 << 30;
 
 /// Where and how vCPU 0 starts.
 #[derive(Debug, Clone, Copy)]

@@ -71,7 +71,7 @@ pub fn shared_base(ctx: &Ctx) -> Verdict {
     if ctx.env.shared_size != 0 {
         return good!("skipped (this VM has a shared region)");
     }
-    ipas(&[hv_abi::SHARED_BASE, (hv_abi::SHARED_BASE + 0x1234_5678) & !7])
+    ipas(&[hv_abi::machine::SHARED_BASE, (hv_abi::machine::SHARED_BASE + 0x1234_5678) & !7])
 }
 
 pub fn high_ipas(ctx: &Ctx) -> Verdict {
