@@ -55,8 +55,9 @@ pub const UART_BASE: u64 = 0x0900_0000;
 /// The PL011's 4 KiB register frame (its ID registers end at offset 0xFFC).
 pub const UART_SIZE: u64 = 0x1000;
 
-/// Start of the window holding every device above (GICD, GICRs, PL011).
-pub const DEVICES_BASE: u64 = 0x0800_0000;
+/// Start of the window holding every device above (GICD, GICRs, PL011): the
+/// Distributor comes first.
+pub const DEVICES_BASE: u64 = GICD_BASE;
 /// End (exclusive) of the device window.
 pub const DEVICES_END: u64 = 0x0A00_0000;
 
