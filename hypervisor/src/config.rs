@@ -38,7 +38,7 @@
 //! - Sizes (`memory`, `size`) are a decimal or `0x` hexadecimal number with an
 //!   optional `K`, `M` or `G` suffix (powers of 1024), a multiple of 2M (the
 //!   stage-2 block size), from 2M to 64G.
-//! - `cpus` lists 1 to 64 distinct physical CPU indices, comma separated; vCPU
+//! - `cpus` lists 1 to [`MAX_VCPUS`] distinct physical CPU indices, comma separated; vCPU
 //!   `n` runs on the `n`-th one.
 //! - `arg` is a decimal or `0x` hexadecimal number of up to 64 bits.
 //! - `shared` lists shared region names, comma separated; they may be defined
@@ -56,8 +56,8 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 
-/// Most vCPUs one VM may have.
-pub const MAX_VCPUS: usize = 64;
+/// Most vCPUs one VM may have: the guest machine's limit.
+pub use hv_abi::machine::MAX_VCPUS;
 /// Largest guest RAM or shared region size.
 pub const MAX_SIZE_BYTES: u64 = 64 << 30;
 /// Sizes must be multiples of this: the stage-2 block size, so guest memory is

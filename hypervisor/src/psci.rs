@@ -18,6 +18,9 @@ pub const CPU_ON_64: u32 = 0xC400_0003;
 pub const AFFINITY_INFO_32: u32 = 0x8400_0004;
 /// `AFFINITY_INFO`, SMC64 variant.
 pub const AFFINITY_INFO_64: u32 = 0xC400_0004;
+/// `MIGRATE`, SMC64 variant. The guest device tree names it, as PSCI 0.1's binding
+/// wants; the guests' PSCI (`vm::vpsci`) does not offer it.
+pub const MIGRATE_64: u32 = 0xC400_0005;
 /// `MIGRATE_INFO_TYPE` (SMC32 only).
 pub const MIGRATE_INFO_TYPE: u32 = 0x8400_0006;
 /// `SYSTEM_OFF` (SMC32 only).

@@ -1,20 +1,18 @@
-//! The hypercall interface the hypervisor offers its guests, shared by both sides.
+//! What the hypervisor and its guests agree on, shared by both sides: the
+//! machine a guest sees ([`machine`]: addresses, interrupts, limits) and the
+//! hypercall interface below.
 //!
 //! Calls follow the SMC Calling Convention (SMC64, fast calls) through `HVC #0`, in
 //! the *vendor-specific hypervisor service* range (owner 6): function ID in x0,
 //! arguments in x1..x3, result in x0 (negative values are [`Error`] codes).
 //!
-//! Guest entry state: EL1h, MMU and caches off, PC = `RAM_BASE` (where the image
-//! is loaded), x0 = the VM's configured `arg`, x1 = RAM base IPA, x2 = RAM size in
-//! bytes, x3 = IPA of the VM's first shared region (0 if none), x4 = its size.
+//! Guest entry state: EL1h, MMU and caches off, PC = [`machine::RAM_BASE`] (where
+//! the image is loaded), x0 = the VM's configured `arg`, x1 = RAM base IPA, x2 = RAM
+//! size in bytes, x3 = IPA of the VM's first shared region (0 if none), x4 = its size.
 
 #![no_std]
 
-/// Guest-physical address of guest RAM (as on QEMU `virt`).
-pub const RAM_BASE: u64 = 0x4000_0000;
-/// Guest-physical address where shared regions are mapped, one after another,
-/// each aligned to 1 GiB.
-pub const SHARED_BASE: u64 = 0x1_0000_0000;
+pub mod machine;
 
 /// Writes `x2` bytes of UTF-8 text from guest IPA `x1` (at most [`MAX_WRITE`]) to
 /// the hypervisor console, as a line prefixed with the VM's name. Returns 0.

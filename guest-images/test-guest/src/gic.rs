@@ -1,18 +1,15 @@
-//! The (virtual) GICv3 as the guest drives it: Distributor at 0x0800_0000,
-//! Redistributors from 0x080A_0000 (128 KiB each: RD_base, then SGI_base), the
-//! CPU interface through ICC_*_EL1. The guest never takes interrupts as
+//! The (virtual) GICv3 as the guest drives it: the Distributor at `GICD_BASE`,
+//! the Redistributors from `GICR_BASE` (`GICR_FRAME_SIZE` each: RD_base, then
+//! SGI_base), both where `hv_abi::machine` puts them, and the CPU interface
+//! through ICC_*_EL1. The guest never takes interrupts as
 //! exceptions (PSTATE.I stays masked): it waits with WFI and acknowledges by
 //! polling ICC_IAR1_EL1. EOImode is 0 (EOIR both drops priority and deactivates).
 
 use core::arch::asm;
 
-use crate::sysreg;
+use hv_abi::machine::{GICD_BASE, GICR_BASE, GICR_FRAME_SIZE, GICR_SGI_OFFSET, VIRTUAL_TIMER_INTID};
 
-pub const GICD: u64 = 0x0800_0000;
-pub const GICD_SIZE: u64 = 0x1_0000;
-pub const GICR: u64 = 0x080A_0000;
-pub const GICR_STRIDE: u64 = 0x2_0000;
-pub const SGI_FRAME: u64 = 0x1_0000;
+use crate::sysreg;
 
 pub const GICD_CTLR: u64 = 0x0000;
 pub const GICD_TYPER: u64 = 0x0004;
@@ -37,17 +34,15 @@ pub const GICR_ICACTIVER0: u64 = 0x0380;
 pub const GICR_IPRIORITYR: u64 = 0x0400;
 pub const GICR_IGRPMODR0: u64 = 0x0D00;
 
-/// The EL1 virtual timer's PPI.
-pub const TIMER_PPI: u32 = 27;
 /// The priority the guest gives every interrupt.
 pub const PRIORITY: u8 = 0xA0;
 
 pub fn rd_base(cpu: u64) -> u64 {
-    GICR + cpu * GICR_STRIDE
+    GICR_BASE + cpu * GICR_FRAME_SIZE
 }
 
 pub fn sgi_base(cpu: u64) -> u64 {
-    rd_base(cpu) + SGI_FRAME
+    rd_base(cpu) + GICR_SGI_OFFSET
 }
 
 // MMIO accessors are single plain LDR/STR instructions (asm, so the compiler
@@ -102,7 +97,7 @@ pub fn read8(addr: u64) -> u8 {
 
 /// Number of SPIs the Distributor implements (GICD_TYPER.ITLinesNumber).
 pub fn spi_count() -> u32 {
-    let lines = read32(GICD + GICD_TYPER) & 0x1f;
+    let lines = read32(GICD_BASE + GICD_TYPER) & 0x1f;
     (32 * (lines + 1)).min(1020) - 32
 }
 
@@ -122,27 +117,27 @@ pub fn init_distributor() {
     let spis = spi_count();
     for block in 1..=spis / 32 {
         let offset = 4 * u64::from(block);
-        write32(GICD + GICD_ICENABLER + offset, !0);
-        write32(GICD + GICD_ICPENDR + offset, !0);
-        write32(GICD + GICD_ICACTIVER + offset, !0);
-        write32(GICD + GICD_IGROUPR + offset, !0);
+        write32(GICD_BASE + GICD_ICENABLER + offset, !0);
+        write32(GICD_BASE + GICD_ICPENDR + offset, !0);
+        write32(GICD_BASE + GICD_ICACTIVER + offset, !0);
+        write32(GICD_BASE + GICD_IGROUPR + offset, !0);
     }
     let prio = u32::from_ne_bytes([PRIORITY; 4]);
     for intid in (32..32 + spis).step_by(4) {
-        write32(GICD + GICD_IPRIORITYR + u64::from(intid), prio);
+        write32(GICD_BASE + GICD_IPRIORITYR + u64::from(intid), prio);
     }
     for intid in 32..32 + spis {
-        write64(GICD + GICD_IROUTER + 8 * u64::from(intid), 0);
+        write64(GICD_BASE + GICD_IROUTER + 8 * u64::from(intid), 0);
     }
     // ARE (bit 4) is fixed on under the hypervisor; bare QEMU needs it set.
-    let ctlr = read32(GICD + GICD_CTLR);
-    write32(GICD + GICD_CTLR, ctlr | (1 << 4) | 2);
+    let ctlr = read32(GICD_BASE + GICD_CTLR);
+    write32(GICD_BASE + GICD_CTLR, ctlr | (1 << 4) | 2);
     wait_rwp();
 }
 
 fn wait_rwp() {
     for _ in 0..100_000 {
-        if read32(GICD + GICD_CTLR) & (1 << 31) == 0 {
+        if read32(GICD_BASE + GICD_CTLR) & (1 << 31) == 0 {
             return;
         }
     }
@@ -320,10 +315,10 @@ pub fn wait_for(intid: u32, deadline: u64) -> Result<Wake, Missed> {
 pub fn timer_interrupt(delay_ms: u64, timeout_ms: u64) -> Result<Wake, Missed> {
     let now = sysreg::cntvct_el0();
     arm_timer_at(now + sysreg::ms_to_ticks(delay_ms));
-    let result = wait_for(TIMER_PPI, now + sysreg::ms_to_ticks(timeout_ms));
+    let result = wait_for(VIRTUAL_TIMER_INTID, now + sysreg::ms_to_ticks(timeout_ms));
     disarm_timer();
-    if matches!(result, Ok(_) | Err(Missed { got: TIMER_PPI, .. })) {
-        eoi(TIMER_PPI);
+    if matches!(result, Ok(_) | Err(Missed { got: VIRTUAL_TIMER_INTID, .. })) {
+        eoi(VIRTUAL_TIMER_INTID);
     }
     result
 }

@@ -1,7 +1,7 @@
 //! Bare-metal EL1 test guest for the hypervisor: one binary, many scenarios,
 //! selected by the VM's `arg` (x0 at entry). See `scenarios` for the list.
 //!
-//! Built for `aarch64-unknown-none-softfloat` and linked at `hv_abi::RAM_BASE`
+//! Built for `aarch64-unknown-none-softfloat` and linked at `hv_abi::machine::RAM_BASE`
 //! with `linker/test-guest.ld`. For the host (workspace builds) it is an empty
 //! program.
 
@@ -35,6 +35,8 @@ fn main() {}
 
 #[cfg(target_os = "none")]
 mod guest {
+    use hv_abi::machine;
+
     use crate::boot::layout;
     use crate::console::println;
     use crate::mmu::{self, MemType, Region};
@@ -43,13 +45,14 @@ mod guest {
 
     /// HV_EXIT status after a panic.
     const EXIT_PANIC: u64 = 0xE2;
-    /// Most of a shared region that is mapped (the scenarios use far less).
-    const SHARED_MAP_LIMIT: u64 = 1 << 30;
+    /// Most of a shared region that is mapped (the scenarios use far less): its
+    /// window in the machine map.
+    const SHARED_MAP_LIMIT: u64 = machine::SHARED_STRIDE;
     /// Size of each `bad-access` window mapped in stage 1.
     const BAD_WINDOW_SIZE: u64 = 2 << 20;
     /// The device windows every VM sees (GICD, GICR, PL011), mapped Device and
     /// EL0-accessible (the hostile scenario's EL0 code touches the PL011).
-    const DEVICES: (u64, u64) = (0x0800_0000, 0x0A00_0000);
+    const DEVICES: (u64, u64) = (machine::DEVICES_BASE, machine::DEVICES_END);
 
     /// Called by `_start` with the entry registers x0-x4, MMU off.
     #[unsafe(no_mangle)]
@@ -58,7 +61,7 @@ mod guest {
         let entry_regs = [arg, ram_base, ram_size, shared_base, shared_size];
         #[cfg(feature = "semihosting-console")]
         let (arg, ram_base, ram_size, shared_base, shared_size) =
-            (smoke::ARG, hv_abi::RAM_BASE, smoke::RAM_MIB << 20, 0, 0);
+            (smoke::ARG, machine::RAM_BASE, smoke::RAM_MIB << 20, 0, 0);
 
         scenarios::set_current(arg);
         let scenario = scenarios::find(arg);

@@ -6,9 +6,8 @@
 #![no_main]
 
 use arbitrary::{Arbitrary, Unstructured};
-use hypervisor::vm::vgic::{
-    FIRST_SPI, GICD_BASE, GICD_SIZE, GICR_BASE, GICR_FRAME_SIZE, GICR_SGI_OFFSET, LrState, NUM_INTIDS, Region, Vgic,
-};
+use hv_abi::machine::{GICD_BASE, GICD_SIZE, GICR_BASE, GICR_FRAME_SIZE, GICR_SGI_OFFSET};
+use hypervisor::vm::vgic::{FIRST_SPI, LrState, NUM_INTIDS, Region, Vgic};
 use libfuzzer_sys::fuzz_target;
 
 /// List registers per vCPU in the runtime model (GIC-700 has 4, QEMU 4).

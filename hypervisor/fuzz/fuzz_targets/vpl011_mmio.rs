@@ -3,7 +3,8 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use hypervisor::vm::vpl011::{FIFO_DEPTH, SIZE, UARTDR, UARTFR, VPl011};
+use hv_abi::machine::UART_SIZE;
+use hypervisor::vm::vpl011::{FIFO_DEPTH, UARTDR, UARTFR, VPl011};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Debug, Arbitrary)]
@@ -17,7 +18,7 @@ enum Offset {
 impl Offset {
     fn get(&self) -> u64 {
         match *self {
-            Offset::Register(n) => (u64::from(n) * 4) % (SIZE + 8),
+            Offset::Register(n) => (u64::from(n) * 4) % (UART_SIZE + 8),
             Offset::Raw(offset) => offset,
         }
     }
@@ -53,7 +54,7 @@ fuzz_target!(|ops: Vec<Op>| {
                 let before = uart.rx_len();
                 match uart.read(offset, size) {
                     Some(value) => {
-                        assert!(matches!(size, 1 | 2 | 4) && offset % 4 == 0 && offset < SIZE);
+                        assert!(matches!(size, 1 | 2 | 4) && offset % 4 == 0 && offset < UART_SIZE);
                         assert_eq!(value >> (8 * u32::from(size)), 0, "{size}-byte read at {offset:#x}");
                         if offset == UARTDR {
                             assert_eq!(uart.rx_len(), before.saturating_sub(1));

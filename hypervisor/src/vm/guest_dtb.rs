@@ -1,10 +1,11 @@
 //! The flattened device tree a Linux guest boots with.
 //!
-//! A VM's physical layout mirrors QEMU's `virt` machine (RAM at 1 GiB, GICv3
-//! distributor and redistributors, one PL011, PSCI over `hvc`), so a kernel
-//! built for `virt` runs unchanged. [`generate`] describes exactly the
-//! devices the VM has and nothing else: no PCI, flash, virtio, fw-cfg or ITS,
-//! because a guest probing a device that is not there faults on it.
+//! A VM's physical layout is the guest machine of [`hv_abi::machine`], which
+//! mirrors QEMU's `virt` (RAM at 1 GiB, GICv3 distributor and redistributors,
+//! one PL011, PSCI over `hvc`), so a kernel built for `virt` runs unchanged.
+//! [`generate`] describes exactly the devices the VM has and nothing else: no
+//! PCI, flash, virtio, fw-cfg or ITS, because a guest probing a device that is
+//! not there faults on it.
 //!
 //! Node names, compatibles and interrupt flags follow what
 //! `qemu-system-aarch64 -M virt,gic-version=3,dumpdtb=...` writes, so the
@@ -17,7 +18,15 @@ use alloc::format;
 use alloc::vec::Vec;
 use core::fmt;
 
+use hv_abi::machine::{
+    GICD_BASE, GICD_SIZE, GICR_BASE, GICR_FRAME_SIZE, HYP_TIMER_INTID, MAINTENANCE_INTID, MAX_VCPUS, PHYS_TIMER_INTID,
+    RAM_BASE, SECURE_PHYS_TIMER_INTID, UART_BASE, UART_INTID, UART_SIZE, VIRTUAL_TIMER_INTID,
+};
 use vm_fdt::FdtWriter;
+
+use crate::psci::{CPU_OFF, CPU_ON_64, CPU_SUSPEND_64, MIGRATE_64};
+use crate::vm::vgic::FIRST_SPI;
+use crate::vm::vgic::redistributor::FIRST_PPI;
 
 /// Where the VM's devices are and how many vCPUs it has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,44 +38,36 @@ pub struct GuestLayout {
     /// offer range selectors (`ICC_CTLR_EL1.RSS`): an SGI target list only
     /// names Aff0 0..=15.
     pub vcpus: usize,
-    /// GICD, [`Self::GICD_SIZE`] bytes.
+    /// GICD, [`GICD_SIZE`] bytes.
     pub gicd_base: u64,
     /// First GICR frame; the frames of all vCPUs follow contiguously,
-    /// [`Self::GICR_FRAME_SIZE`] bytes each, in vCPU order.
+    /// [`GICR_FRAME_SIZE`] bytes each, in vCPU order.
     pub gicr_base: u64,
-    /// PL011 registers, [`Self::UART_SIZE`] bytes.
+    /// PL011 registers, [`UART_SIZE`] bytes.
     pub uart_base: u64,
-    /// GIC INTID of the PL011's level-high SPI (33 on `virt`: SPI 1).
+    /// GIC INTID of the PL011's level-high SPI.
     pub uart_intid: u32,
 }
 
 impl GuestLayout {
-    /// The GICv3 distributor's register frame.
-    pub const GICD_SIZE: u64 = 0x1_0000;
-    /// One vCPU's redistributor: RD_base plus SGI_base, 64 KiB each.
-    pub const GICR_FRAME_SIZE: u64 = 0x2_0000;
-    /// The PL011's register frame.
-    pub const UART_SIZE: u64 = 0x1000;
-    /// Aff0 is 8 bits wide, and vCPU `n` has Aff0 = `n`.
-    pub const MAX_VCPUS: usize = 256;
-
-    /// QEMU `virt`'s addresses with the given RAM size and vCPU count.
+    /// The guest machine's addresses ([`hv_abi::machine`], QEMU `virt`'s) with the
+    /// given RAM size and vCPU count.
     pub const fn qemu_virt(ram_size: u64, vcpus: usize) -> Self {
         Self {
-            ram_base: 0x4000_0000,
+            ram_base: RAM_BASE,
             ram_size,
             vcpus,
-            gicd_base: 0x0800_0000,
-            gicr_base: 0x080A_0000,
-            uart_base: 0x0900_0000,
-            uart_intid: 33,
+            gicd_base: GICD_BASE,
+            gicr_base: GICR_BASE,
+            uart_base: UART_BASE,
+            uart_intid: UART_INTID,
         }
     }
 
     /// The one redistributor region: every vCPU's frame, back to back.
     /// `None` if its size or end does not fit in 64 bits.
     pub fn redistributor_region(&self) -> Option<(u64, u64)> {
-        let size = u64::try_from(self.vcpus).ok()?.checked_mul(Self::GICR_FRAME_SIZE)?;
+        let size = u64::try_from(self.vcpus).ok()?.checked_mul(GICR_FRAME_SIZE)?;
         self.gicr_base.checked_add(size)?;
         Some((self.gicr_base, size))
     }
@@ -128,7 +129,7 @@ impl fmt::Display for GuestDtbError {
         match self {
             Self::NoVcpus => write!(f, "a VM needs at least one vCPU"),
             Self::TooManyVcpus { vcpus } => {
-                write!(f, "{vcpus} vCPUs, but MPIDR Aff0 numbers at most {}", GuestLayout::MAX_VCPUS)
+                write!(f, "{vcpus} vCPUs, but a VM has at most {MAX_VCPUS}")
             }
             Self::EmptyRam => write!(f, "a VM needs some RAM"),
             Self::AddressOverflow { region } => {
@@ -163,11 +164,11 @@ const GIC_PPI: u32 = 1;
 /// adds no CPU mask with GICv3 (the mask is a GICv2-only field).
 const IRQ_LEVEL_HIGH: u32 = 4;
 
-/// Architected timer PPIs in binding order: secure physical, non-secure
-/// physical, virtual, hypervisor physical (INTIDs 29, 30, 27, 26).
-const TIMER_PPIS: [u32; 4] = [13, 14, 11, 10];
-/// The GIC's virtual CPU interface maintenance interrupt (INTID 25).
-const MAINTENANCE_PPI: u32 = 9;
+/// Architected timer interrupts in binding order: secure physical, non-secure
+/// physical, virtual, hypervisor physical.
+const TIMER_INTIDS: [u32; 4] = [SECURE_PHYS_TIMER_INTID, PHYS_TIMER_INTID, VIRTUAL_TIMER_INTID, HYP_TIMER_INTID];
+/// The last SPI INTID the GICv3 architecture allows (1020..=1023 are special).
+const LAST_SPI: u32 = 1019;
 /// QEMU's `apb-pclk` rate.
 const APB_CLOCK_HZ: u32 = 24_000_000;
 
@@ -190,10 +191,10 @@ pub fn generate(layout: &GuestLayout, boot: &GuestBoot<'_>) -> Result<Vec<u8>, G
     let psci = fdt.begin_node("psci")?;
     string_list(&mut fdt, "compatible", &["arm,psci-1.0", "arm,psci-0.2", "arm,psci"])?;
     fdt.property_string("method", "hvc")?;
-    fdt.property_u32("cpu_suspend", 0xc400_0001)?;
-    fdt.property_u32("cpu_off", 0x8400_0002)?;
-    fdt.property_u32("cpu_on", 0xc400_0003)?;
-    fdt.property_u32("migrate", 0xc400_0005)?;
+    fdt.property_u32("cpu_suspend", CPU_SUSPEND_64)?;
+    fdt.property_u32("cpu_off", CPU_OFF)?;
+    fdt.property_u32("cpu_on", CPU_ON_64)?;
+    fdt.property_u32("migrate", MIGRATE_64)?;
     fdt.end_node(psci)?;
 
     let memory = fdt.begin_node(&format!("memory@{:x}", layout.ram_base))?;
@@ -208,7 +209,7 @@ pub fn generate(layout: &GuestLayout, boot: &GuestBoot<'_>) -> Result<Vec<u8>, G
         let cpu = fdt.begin_node(&format!("cpu@{mpidr:x}"))?;
         fdt.property_string("device_type", "cpu")?;
         fdt.property_string("compatible", "arm,armv8")?;
-        // `validate` capped vcpus at 256, so the affinity fits a cell.
+        // `validate` capped vcpus at MAX_VCPUS, so the affinity fits a cell.
         fdt.property_u32("reg", mpidr as u32)?;
         fdt.property_string("enable-method", "psci")?;
         fdt.end_node(cpu)?;
@@ -228,14 +229,14 @@ pub fn generate(layout: &GuestLayout, boot: &GuestBoot<'_>) -> Result<Vec<u8>, G
     fdt.property_u32("#size-cells", 2)?;
     fdt.property_null("ranges")?;
     fdt.property_u32("#redistributor-regions", 1)?;
-    fdt.property_array_u64("reg", &[layout.gicd_base, GuestLayout::GICD_SIZE, gicr.0, gicr.1])?;
-    fdt.property_array_u32("interrupts", &[GIC_PPI, MAINTENANCE_PPI, IRQ_LEVEL_HIGH])?;
+    fdt.property_array_u64("reg", &[layout.gicd_base, GICD_SIZE, gicr.0, gicr.1])?;
+    fdt.property_array_u32("interrupts", &[GIC_PPI, MAINTENANCE_INTID - FIRST_PPI, IRQ_LEVEL_HIGH])?;
     fdt.property_phandle(GIC_PHANDLE)?;
     fdt.end_node(gic)?;
 
     let timer = fdt.begin_node("timer")?;
     string_list(&mut fdt, "compatible", &["arm,armv8-timer", "arm,armv7-timer"])?;
-    let interrupts = TIMER_PPIS.map(|ppi| [GIC_PPI, ppi, IRQ_LEVEL_HIGH]);
+    let interrupts = TIMER_INTIDS.map(|intid| [GIC_PPI, intid - FIRST_PPI, IRQ_LEVEL_HIGH]);
     fdt.property_array_u32("interrupts", interrupts.as_flattened())?;
     // The counter keeps running in every power state the guest can enter.
     fdt.property_null("always-on")?;
@@ -256,8 +257,8 @@ pub fn generate(layout: &GuestLayout, boot: &GuestBoot<'_>) -> Result<Vec<u8>, G
 
     let uart = fdt.begin_node(&uart_node)?;
     string_list(&mut fdt, "compatible", &["arm,pl011", "arm,primecell"])?;
-    fdt.property_array_u64("reg", &[layout.uart_base, GuestLayout::UART_SIZE])?;
-    fdt.property_array_u32("interrupts", &[GIC_SPI, layout.uart_intid - 32, IRQ_LEVEL_HIGH])?;
+    fdt.property_array_u64("reg", &[layout.uart_base, UART_SIZE])?;
+    fdt.property_array_u32("interrupts", &[GIC_SPI, layout.uart_intid - FIRST_SPI, IRQ_LEVEL_HIGH])?;
     fdt.property_array_u32("clocks", &[CLOCK_PHANDLE, CLOCK_PHANDLE])?;
     string_list(&mut fdt, "clock-names", &["uartclk", "apb_pclk"])?;
     fdt.end_node(uart)?;
@@ -296,7 +297,7 @@ pub fn generate(layout: &GuestLayout, boot: &GuestBoot<'_>) -> Result<Vec<u8>, G
 fn validate(layout: &GuestLayout, boot: &GuestBoot<'_>) -> Result<(u64, u64), GuestDtbError> {
     match layout.vcpus {
         0 => return Err(GuestDtbError::NoVcpus),
-        vcpus if vcpus > GuestLayout::MAX_VCPUS => {
+        vcpus if vcpus > MAX_VCPUS => {
             return Err(GuestDtbError::TooManyVcpus { vcpus });
         }
         _ => {}
@@ -304,7 +305,7 @@ fn validate(layout: &GuestLayout, boot: &GuestBoot<'_>) -> Result<(u64, u64), Gu
     if layout.ram_size == 0 {
         return Err(GuestDtbError::EmptyRam);
     }
-    if !(32..=1019).contains(&layout.uart_intid) {
+    if !(FIRST_SPI..=LAST_SPI).contains(&layout.uart_intid) {
         return Err(GuestDtbError::UartIntidNotSpi { intid: layout.uart_intid });
     }
     if boot.bootargs.contains('\0') {
@@ -314,9 +315,9 @@ fn validate(layout: &GuestLayout, boot: &GuestBoot<'_>) -> Result<(u64, u64), Gu
     let gicr = layout.redistributor_region().ok_or(GuestDtbError::AddressOverflow { region: "GIC redistributor" })?;
     let regions = [
         ("RAM", layout.ram_base, layout.ram_size),
-        ("GIC distributor", layout.gicd_base, GuestLayout::GICD_SIZE),
+        ("GIC distributor", layout.gicd_base, GICD_SIZE),
         ("GIC redistributor", gicr.0, gicr.1),
-        ("PL011", layout.uart_base, GuestLayout::UART_SIZE),
+        ("PL011", layout.uart_base, UART_SIZE),
     ];
     let mut ends = [0; 4];
     for (end, &(region, base, size)) in ends.iter_mut().zip(&regions) {
@@ -467,10 +468,7 @@ mod tests {
         );
         let gic = &platform.gic;
         assert_eq!(gic.distributor, PhysRange::new(0x0800_0000, 0x1_0000));
-        assert_eq!(
-            gic.redistributor_regions.as_slice(),
-            [PhysRange::new(0x080A_0000, vcpus as u64 * GuestLayout::GICR_FRAME_SIZE)]
-        );
+        assert_eq!(gic.redistributor_regions.as_slice(), [PhysRange::new(0x080A_0000, vcpus as u64 * 0x2_0000)]);
         assert_eq!(gic.redistributor_stride, None);
         assert_eq!(gic.maintenance_irq, Some(Ppi { intid: 25, trigger: TriggerType::Level }));
         assert_eq!(gic.its, None);
@@ -499,6 +497,57 @@ mod tests {
         let layout = GuestLayout::qemu_virt(256 * MIB, 4);
         let blob = generate(&layout, &boot()).unwrap();
         check_with_platform_parser(&blob, 256 * MIB, 4, &boot());
+    }
+
+    /// The tree places every device, and numbers every interrupt, exactly where
+    /// the guest machine ([`hv_abi::machine`]) and so the device models have them,
+    /// with as many vCPUs as a VM may have.
+    #[test]
+    fn the_tree_describes_the_guest_machine() {
+        use hv_abi::machine::{DEVICES_BASE, DEVICES_END, GICR_SGI_OFFSET};
+
+        use crate::vm::vgic::{Region, Vgic};
+
+        let layout = GuestLayout::qemu_virt(256 * MIB, MAX_VCPUS);
+        let blob = generate(&layout, &GuestBoot::default()).unwrap();
+        let gicr_size = MAX_VCPUS as u64 * GICR_FRAME_SIZE;
+
+        let tree = fdt::Fdt::new(&blob).unwrap();
+        let memory: Vec<_> = tree.memory().regions().map(|r| (r.starting_address as u64, r.size)).collect();
+        assert_eq!(memory, [(RAM_BASE, Some(256 * MIB as usize))]);
+        let gic = tree.find_compatible(&["arm,gic-v3"]).unwrap();
+        let regions: Vec<_> = gic.reg().unwrap().map(|r| (r.starting_address as u64, r.size.unwrap() as u64)).collect();
+        assert_eq!(regions, [(GICD_BASE, GICD_SIZE), (GICR_BASE, gicr_size)]);
+        let uart = tree.find_compatible(&["arm,pl011"]).unwrap();
+        let reg: Vec<_> = uart.reg().unwrap().map(|r| (r.starting_address as u64, r.size.unwrap() as u64)).collect();
+        assert_eq!(reg, [(UART_BASE, UART_SIZE)]);
+        assert_eq!(tree.cpus().count(), MAX_VCPUS);
+        for (base, size) in [(GICD_BASE, GICD_SIZE), (GICR_BASE, gicr_size), (UART_BASE, UART_SIZE)] {
+            assert!(DEVICES_BASE <= base && base + size <= DEVICES_END, "{base:#x} outside the device window");
+        }
+
+        // The platform parser turns the interrupt cells back into INTIDs.
+        let platform = Platform::from_fdt(RAM_BASE, &blob).unwrap();
+        assert_eq!(platform.gic.maintenance_irq.map(|ppi| ppi.intid), Some(MAINTENANCE_INTID));
+        let timer = platform.timer;
+        assert_eq!(
+            [timer.secure_phys, timer.nonsecure_phys, timer.virt, timer.hyp_phys].map(|ppi| ppi.intid),
+            [SECURE_PHYS_TIMER_INTID, PHYS_TIMER_INTID, VIRTUAL_TIMER_INTID, HYP_TIMER_INTID]
+        );
+        assert_eq!(platform.console.and_then(|uart| uart.intid), Some(UART_INTID));
+
+        // The vGIC model answers at the addresses the tree gives, and only there.
+        let vgic = Vgic::new(MAX_VCPUS);
+        assert_eq!(vgic.region(GICD_BASE), Some(Region::Distributor { offset: 0 }));
+        assert_eq!(vgic.region(GICD_BASE + GICD_SIZE), None);
+        for vcpu in 0..MAX_VCPUS {
+            let rd_base = GICR_BASE + vcpu as u64 * GICR_FRAME_SIZE;
+            assert_eq!(vgic.region(rd_base), Some(Region::Redistributor { vcpu, offset: 0 }));
+            let sgi_base = rd_base + GICR_SGI_OFFSET;
+            assert_eq!(vgic.region(sgi_base), Some(Region::Redistributor { vcpu, offset: GICR_SGI_OFFSET }));
+        }
+        assert_eq!(vgic.region(GICR_BASE + gicr_size), None);
+        assert_eq!(vgic.region(UART_BASE), None);
     }
 
     #[test]
@@ -577,10 +626,13 @@ mod tests {
         let nul = GuestBoot { bootargs: "console=ttyAMA0\0root=/dev/sda", ..boot() };
         assert_eq!(error(virt, nul), GuestDtbError::BootargsContainNul);
         assert_eq!(error(GuestLayout { vcpus: 257, ..virt }, boot()), GuestDtbError::TooManyVcpus { vcpus: 257 });
-        // QEMU's single redistributor region holds 123 vCPUs before the UART.
-        assert!(generate(&GuestLayout { vcpus: 123, ..virt }, &boot()).is_ok());
+        assert!(generate(&GuestLayout { vcpus: 64, ..virt }, &boot()).is_ok());
+        assert_eq!(error(GuestLayout { vcpus: 65, ..virt }, boot()), GuestDtbError::TooManyVcpus { vcpus: 65 });
+        // The redistributor region may end where the UART starts, not one frame later.
+        let flush = GuestLayout { gicr_base: 0x0900_0000 - 64 * 0x2_0000, vcpus: 64, ..virt };
+        assert!(generate(&flush, &boot()).is_ok());
         assert_eq!(
-            error(GuestLayout { vcpus: 124, ..virt }, boot()),
+            error(GuestLayout { gicr_base: flush.gicr_base + 0x2_0000, ..flush }, boot()),
             GuestDtbError::Overlap { first: "GIC redistributor", second: "PL011" }
         );
         assert_eq!(

@@ -7,6 +7,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
+use hv_abi::machine;
 use spin::Mutex;
 
 use crate::mm::Ipa;
@@ -14,8 +15,8 @@ use crate::mm::Ipa;
 use super::mmio::{BusError, DeviceId, MmioBus, MmioEffects};
 use super::rate_limit::{RateLimiter, Verdict};
 use super::stats::VmStats;
-use super::vgic::{self, Vgic};
-use super::vpl011::{self, VPl011};
+use super::vgic::Vgic;
+use super::vpl011::VPl011;
 use super::vpsci::VmPsci;
 
 /// Who a VM is and what it has, as its configuration says.
@@ -71,7 +72,7 @@ impl VmModel {
         let vgic = Vgic::new(vcpus);
         let mut bus = MmioBus::new();
         vgic.register_windows(&mut bus)?;
-        bus.register(vpl011::DEFAULT_BASE, vpl011::SIZE, DeviceId::Uart, 0)?;
+        bus.register(machine::UART_BASE, machine::UART_SIZE, DeviceId::Uart, 0)?;
         Ok(Self {
             index,
             name,
@@ -150,7 +151,7 @@ impl VmModel {
         if self.uart_line.swap(level, Ordering::AcqRel) == level {
             return None;
         }
-        let kick = self.vgic.lock().set_level(vgic::UART_SPI, 0, level);
+        let kick = self.vgic.lock().set_level(machine::UART_INTID, 0, level);
         self.interrupts_changed();
         self.hosts.get(kick?).copied()
     }
@@ -177,14 +178,14 @@ mod tests {
         let vm = model(2);
         // GICD_PIDR2 says GICv3; the PL011's PeriphID0 is 0x11.
         assert_eq!(
-            vm.mmio(Ipa::new(vgic::GICD_BASE + 0xFFE8), 4, None).map(|(v, _, d)| (v, d)),
+            vm.mmio(Ipa::new(machine::GICD_BASE + 0xFFE8), 4, None).map(|(v, _, d)| (v, d)),
             Some((0x3B, DeviceId::Vgic))
         );
         assert_eq!(
-            vm.mmio(Ipa::new(vpl011::DEFAULT_BASE + 0xFE0), 4, None).map(|(v, _, d)| (v, d)),
+            vm.mmio(Ipa::new(machine::UART_BASE + 0xFE0), 4, None).map(|(v, _, d)| (v, d)),
             Some((0x11, DeviceId::Uart))
         );
-        assert!(vm.mmio(Ipa::new(vpl011::DEFAULT_BASE + vpl011::SIZE), 4, None).is_none());
+        assert!(vm.mmio(Ipa::new(machine::UART_BASE + machine::UART_SIZE), 4, None).is_none());
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! An emulated Arm PrimeCell UART (PL011), as Linux's `amba-pl011` driver and
 //! its `pl011` earlycon drive it (Arm DDI 0183, "PrimeCell UART (PL011)
-//! Technical Reference Manual", chapter "Programmers Model"). QEMU's `virt`
-//! machine puts one at IPA `0x0900_0000` ([`DEFAULT_BASE`]), 4 KiB
-//! ([`SIZE`]); the guests see the same.
+//! Technical Reference Manual", chapter "Programmers Model"). The guest
+//! machine has one where QEMU's `virt` does: [`UART_BASE`](hv_abi::machine::UART_BASE),
+//! a 4 KiB frame ([`UART_SIZE`]), interrupt [`UART_INTID`](hv_abi::machine::UART_INTID).
 //!
 //! [`VPl011`] is a pure device model: the runtime hands it each trapped MMIO
 //! access by offset and size, feeds it console input with
@@ -36,10 +36,7 @@
 //! runtime should treat them as a bad access. Reserved offsets inside the
 //! 4 KiB frame (including the test registers) read as zero and ignore writes.
 
-/// Where QEMU `virt` (and our guest layout) puts the UART.
-pub const DEFAULT_BASE: u64 = 0x0900_0000;
-/// The size of the register frame.
-pub const SIZE: u64 = 0x1000;
+use hv_abi::machine::UART_SIZE;
 
 /// Register offsets (DDI 0183, "Summary of registers").
 pub const UARTDR: u64 = 0x000;
@@ -269,7 +266,7 @@ impl VPl011 {
             UARTRIS => self.ris,
             UARTMIS => self.ris & self.imsc,
             UARTDMACR => self.dmacr,
-            UARTPERIPHID0..SIZE => ID[((offset - UARTPERIPHID0) / 4) as usize].into(),
+            UARTPERIPHID0..UART_SIZE => ID[((offset - UARTPERIPHID0) / 4) as usize].into(),
             // UARTICR is write-only; reserved and test registers read as zero.
             _ => 0,
         };
@@ -434,7 +431,7 @@ impl VPl011 {
 /// Whether an access of `size` bytes at `offset` is one the device decodes:
 /// 8, 16 or 32 bits at a word-aligned offset inside the frame.
 fn decodes(offset: u64, size: u8) -> bool {
-    matches!(size, 1 | 2 | 4) && offset.is_multiple_of(4) && offset < SIZE
+    matches!(size, 1 | 2 | 4) && offset.is_multiple_of(4) && offset < UART_SIZE
 }
 
 fn width_mask(size: u8) -> u64 {
@@ -649,8 +646,8 @@ mod tests {
             assert!(!uart.write(offset, 1, 0, &mut sink), "{offset:#x}");
         }
         // Outside the 4 KiB frame.
-        assert_eq!(uart.read(SIZE, 4), None);
-        assert!(!uart.write(SIZE, 4, 0, &mut sink));
+        assert_eq!(uart.read(UART_SIZE, 4), None);
+        assert!(!uart.write(UART_SIZE, 4, 0, &mut sink));
         assert_eq!(uart.control(), 0x301);
     }
 

@@ -10,8 +10,8 @@
 //! host-tested.
 //!
 //! vCPU `i` has the MPIDR affinity `Aff0 = i` (Aff1..Aff3 zero), which is also
-//! the `reg` of its node in the guest device tree; at most 256 vCPUs can be
-//! named that way.
+//! the `reg` of its node in the guest device tree; a VM has at most
+//! [`MAX_VCPUS`] of them.
 //!
 //! What is offered, and why:
 //!
@@ -34,6 +34,8 @@
 
 use alloc::vec;
 use alloc::vec::Vec;
+
+use hv_abi::machine::MAX_VCPUS;
 
 pub use crate::psci::{
     AFFINITY_INFO_32, AFFINITY_INFO_64, ALREADY_ON, CPU_OFF, CPU_ON_32, CPU_ON_64, CPU_SUSPEND_32, CPU_SUSPEND_64,
@@ -59,9 +61,6 @@ pub const CPU_SUSPEND_FEATURE_FLAGS: i64 = 0;
 pub const AFFINITY_ON: i64 = 0;
 pub const AFFINITY_OFF: i64 = 1;
 pub const AFFINITY_ON_PENDING: i64 = 2;
-
-/// The most vCPUs a VM can have: each is named by Aff0 alone, an 8-bit field.
-pub const MAX_VCPUS: usize = 256;
 
 /// A vCPU's power state as PSCI reports it (DEN 0022, AFFINITY_INFO).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -644,8 +643,8 @@ mod tests {
     #[test]
     fn vcpu_of() {
         let psci = VmPsci::new(MAX_VCPUS);
-        assert_eq!(psci.vcpu_of(255), Some(255));
-        assert_eq!(psci.vcpu_of(256), None);
+        assert_eq!(psci.vcpu_of(63), Some(63));
+        assert_eq!(psci.vcpu_of(64), None);
         let psci = VmPsci::new(1);
         assert_eq!(psci.vcpu_of(0), Some(0));
         assert_eq!(psci.vcpu_of(1), None);

@@ -14,6 +14,8 @@
 
 use core::arch::asm;
 
+use hv_abi::machine::VIRTUAL_TIMER_INTID;
+
 use super::{Env, Outcome, fail, foreign};
 use crate::console::{println, text};
 use crate::hypercall::{self, HvError};
@@ -173,7 +175,7 @@ pub fn bystander(env: &Env) -> Outcome {
     if start >= end {
         fail!("no free RAM after the image");
     }
-    gic::init_for_cpu(1 << gic::TIMER_PPI);
+    gic::init_for_cpu(1 << VIRTUAL_TIMER_INTID);
     let deadline = sysreg::deadline_after(BYSTANDER_SECS);
     let (mut rounds, mut verified, mut interrupts, mut worst) = (0u64, 0u64, 0u64, 0u64);
     loop {

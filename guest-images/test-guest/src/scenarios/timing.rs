@@ -11,6 +11,8 @@
 
 use core::arch::asm;
 
+use hv_abi::machine::VIRTUAL_TIMER_INTID;
+
 use super::{Env, Outcome, fail};
 use crate::console::{println, text};
 use crate::{gic, sysreg};
@@ -46,7 +48,7 @@ pub fn bounded_wait(wait: fn(u64), deadline: u64) -> u64 {
 }
 
 pub fn sleeper(_: &Env) -> Outcome {
-    gic::init_for_cpu((1 << gic::TIMER_PPI) | (1 << SGI));
+    gic::init_for_cpu((1 << VIRTUAL_TIMER_INTID) | (1 << SGI));
     let mut worst = 0u64;
     for round in 0..ROUNDS {
         match gic::timer_interrupt(5, 1000) {

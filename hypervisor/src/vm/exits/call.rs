@@ -37,7 +37,8 @@ fn handle_conduit<S: Services>(exit: &mut Exit<'_, S>, imm: u16) -> Next {
     if hypercall::is_hypercall(function) {
         return handle_hypercall(exit, function, a1, a2);
     }
-    let outcome = exit.vm.psci.lock().call(exit.vcpu, function, [a1, a2, a3], (hv_abi::RAM_BASE, exit.vm.ram_bytes));
+    let outcome =
+        exit.vm.psci.lock().call(exit.vcpu, function, [a1, a2, a3], (hv_abi::machine::RAM_BASE, exit.vm.ram_bytes));
     if let Some(x0) = outcome.caller_x0() {
         exit.registers.x[0] = x0;
     }

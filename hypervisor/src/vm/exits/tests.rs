@@ -11,9 +11,10 @@ use crate::mm::{GuestVa, Ipa};
 use crate::psci as psci_ids;
 use crate::vm::exit::{MmioAccess, Stage2Abort, Stage2FaultKind};
 use crate::vm::model::{VmIdentity, VmModel};
-use crate::vm::{vgic, vpl011};
+use crate::vm::vpl011;
+use hv_abi::machine;
 
-/// Guest RAM the fake machine backs: 64 MiB from `hv_abi::RAM_BASE`.
+/// Guest RAM the fake machine backs: 64 MiB from `machine::RAM_BASE`.
 const RAM_BYTES: u64 = 64 << 20;
 const VBAR: u64 = 0x4010_0000;
 /// ESR_EL2.IL: a 32-bit instruction trapped.
@@ -71,7 +72,7 @@ impl Services for FakeMachine {
         self.console_deliveries += 1;
     }
     fn is_guest_memory(&self, ipa: Ipa) -> bool {
-        (hv_abi::RAM_BASE..hv_abi::RAM_BASE + RAM_BYTES).contains(&ipa.as_u64())
+        (machine::RAM_BASE..machine::RAM_BASE + RAM_BYTES).contains(&ipa.as_u64())
     }
     fn back_guest_memory(&mut self, ipa: Ipa) -> Result<(), String> {
         if self.backing_fails {
@@ -114,7 +115,7 @@ fn vm(vcpus: usize, mte: bool) -> VmModel {
 
 /// A guest at EL1h, PC in RAM.
 fn registers() -> GuestRegisters {
-    GuestRegisters { pc: hv_abi::RAM_BASE + 0x1000, pstate: 0x3C5, ..Default::default() }
+    GuestRegisters { pc: machine::RAM_BASE + 0x1000, pstate: 0x3C5, ..Default::default() }
 }
 
 /// Runs one exit of vCPU `vcpu` with syndrome IL set.
@@ -156,7 +157,7 @@ fn an_unknown_exception_class_is_undefined_for_the_guest() {
 fn first_touch_of_guest_ram_is_backed_and_retried() {
     let (vm, mut machine, mut regs) = (vm(1, true), FakeMachine::default(), registers());
     let pc = regs.pc;
-    let ipa = hv_abi::RAM_BASE + 0x20_0000;
+    let ipa = machine::RAM_BASE + 0x20_0000;
     assert_eq!(run(&vm, &mut machine, &mut regs, 0, data_abort(ipa, true, word(1))), Next::Resume);
     assert_eq!(machine.backed, [ipa]);
     assert_eq!(regs.pc, pc, "the access is retried, not skipped");
@@ -166,7 +167,7 @@ fn first_touch_of_guest_ram_is_backed_and_retried() {
 fn a_vm_whose_memory_cannot_be_backed_stops_with_a_failure() {
     let (vm, mut machine, mut regs) =
         (vm(2, true), FakeMachine { backing_fails: true, ..Default::default() }, registers());
-    assert_eq!(run(&vm, &mut machine, &mut regs, 0, data_abort(hv_abi::RAM_BASE, false, None)), Next::Stop);
+    assert_eq!(run(&vm, &mut machine, &mut regs, 0, data_abort(machine::RAM_BASE, false, None)), Next::Stop);
     assert_eq!(vm.exit_status.load(Ordering::Relaxed), -2);
     assert_eq!(machine.kicked, [10, 11], "every vCPU's CPU hears of the stop");
 }
@@ -177,7 +178,7 @@ fn uart_reads_complete_the_load_and_step_over_it() {
     regs.x[3] = u64::MAX;
     let pc = regs.pc;
     let next =
-        run(&vm, &mut machine, &mut regs, 0, data_abort(vpl011::DEFAULT_BASE + vpl011::UARTPERIPHID0, false, word(3)));
+        run(&vm, &mut machine, &mut regs, 0, data_abort(machine::UART_BASE + vpl011::UARTPERIPHID0, false, word(3)));
     assert_eq!(next, Next::Resume);
     assert_eq!(regs.x[3], 0x11, "PL011 PeriphID0, zero-extended into W3");
     assert_eq!(regs.pc, pc + 4);
@@ -188,7 +189,7 @@ fn uart_reads_complete_the_load_and_step_over_it() {
 fn uart_writes_reach_the_console() {
     let (vm, mut machine, mut regs) = (vm(1, false), FakeMachine::default(), registers());
     regs.x[2] = u64::from(b'h') | 0xFFFF_FF00;
-    run(&vm, &mut machine, &mut regs, 0, data_abort(vpl011::DEFAULT_BASE + vpl011::UARTDR, true, word(2)));
+    run(&vm, &mut machine, &mut regs, 0, data_abort(machine::UART_BASE + vpl011::UARTDR, true, word(2)));
     assert_eq!(machine.output, b"h");
 }
 
@@ -197,7 +198,7 @@ fn a_sign_extending_byte_load_sign_extends() {
     let (vm, mut machine, mut regs) = (vm(1, false), FakeMachine::default(), registers());
     // GICD_PIDR2 (0x3B) is positive; PL011 PeriphID3 is 0x00; CellID1 is 0xF0: negative as a byte.
     let access = Some(MmioAccess { size_bytes: 1, register: 4, sign_extend: true, sixty_four_bit_register: true });
-    run(&vm, &mut machine, &mut regs, 0, data_abort(vpl011::DEFAULT_BASE + 0xFF4, false, access));
+    run(&vm, &mut machine, &mut regs, 0, data_abort(machine::UART_BASE + 0xFF4, false, access));
     assert_eq!(regs.x[4], 0xFFFF_FFFF_FFFF_FFF0);
 }
 
@@ -205,7 +206,7 @@ fn a_sign_extending_byte_load_sign_extends() {
 fn a_vgic_write_that_changes_delivery_kicks_the_vms_cpus() {
     let (vm, mut machine, mut regs) = (vm(2, false), FakeMachine::default(), registers());
     regs.x[0] = 0b10; // GICD_CTLR.EnableGrp1NS
-    run(&vm, &mut machine, &mut regs, 0, data_abort(vgic::GICD_BASE, true, word(0)));
+    run(&vm, &mut machine, &mut regs, 0, data_abort(machine::GICD_BASE, true, word(0)));
     assert_eq!(machine.kicked, [10, 11]);
     assert!(vm.vgic.lock().distributor().group1_enabled());
 }
@@ -235,7 +236,7 @@ fn device_accesses_without_a_syndrome_or_that_the_device_refuses_abort() {
         ),
     ] {
         let (vm, mut machine, mut regs) = (vm(1, false), FakeMachine::default(), registers());
-        run(&vm, &mut machine, &mut regs, 0, data_abort(vpl011::DEFAULT_BASE, false, access));
+        run(&vm, &mut machine, &mut regs, 0, data_abort(machine::UART_BASE, false, access));
         assert!(machine.el1_exception.is_some(), "{what}");
         assert_eq!(regs.pc, VBAR + 0x200, "{what}");
     }
@@ -270,8 +271,8 @@ fn an_sgi_kicks_only_its_targets_cpus() {
     // Enable Group 1 and SGI 5 at vCPU 2, so the SGI is deliverable there.
     {
         let mut vgic = vm.vgic.lock();
-        vgic.mmio_write(vgic::GICD_BASE, 4, 0b10).unwrap();
-        let sgi_base = vgic::GICR_BASE + 2 * vgic::GICR_FRAME_SIZE + vgic::GICR_SGI_OFFSET;
+        vgic.mmio_write(machine::GICD_BASE, 4, 0b10).unwrap();
+        let sgi_base = machine::GICR_BASE + 2 * machine::GICR_FRAME_SIZE + machine::GICR_SGI_OFFSET;
         vgic.mmio_write(sgi_base + 0x100, 4, 1 << 5).unwrap();
     }
     // ICC_SGI1R_EL1: INTID 5 [27:24], target list bit 2 (Aff0 = 2).
@@ -388,17 +389,17 @@ fn smc_steps_over_the_instruction_and_hvc_does_not() {
 #[test]
 fn cpu_on_records_the_request_and_kicks_the_targets_cpu() {
     let (vm, mut machine, mut regs) = (vm(2, false), FakeMachine::default(), registers());
-    call(&mut regs, psci_ids::CPU_ON_64, [1, hv_abi::RAM_BASE + 0x2000, 0x77]);
+    call(&mut regs, psci_ids::CPU_ON_64, [1, machine::RAM_BASE + 0x2000, 0x77]);
     assert_eq!(run(&vm, &mut machine, &mut regs, 0, GuestExit::Hvc { imm: 0 }), Next::Resume);
     assert_eq!(regs.x[0], 0, "SUCCESS");
-    assert_eq!(vm.start_requests.lock()[1], Some((hv_abi::RAM_BASE + 0x2000, 0x77)));
+    assert_eq!(vm.start_requests.lock()[1], Some((machine::RAM_BASE + 0x2000, 0x77)));
     assert_eq!(machine.kicked, [11]);
 }
 
 #[test]
 fn cpu_off_powers_the_vcpu_off_and_the_last_one_stops_the_vm() {
     let (vm, mut machine, mut regs) = (vm(2, false), FakeMachine::default(), registers());
-    call(&mut regs, psci_ids::CPU_ON_64, [1, hv_abi::RAM_BASE, 0]);
+    call(&mut regs, psci_ids::CPU_ON_64, [1, machine::RAM_BASE, 0]);
     run(&vm, &mut machine, &mut regs, 0, GuestExit::Hvc { imm: 0 });
     vm.psci.lock().vcpu_started(1);
     call(&mut regs, psci_ids::CPU_OFF, [0; 3]);
@@ -421,7 +422,7 @@ fn system_reset_stops_the_vm_for_a_restart() {
 #[test]
 fn hypercalls_reach_the_console_events_and_statistics() {
     let (vm, mut machine, mut regs) = (vm(1, false), FakeMachine::default(), registers());
-    call(&mut regs, hv_abi::HV_WRITE, [hv_abi::RAM_BASE, 3, 0]);
+    call(&mut regs, hv_abi::HV_WRITE, [machine::RAM_BASE, 3, 0]);
     run(&vm, &mut machine, &mut regs, 0, GuestExit::Hvc { imm: 0 });
     assert_eq!(machine.lines, [b"abc".to_vec()]);
     call(&mut regs, hv_abi::HV_EVENT_SET, [2, 99, 0]);

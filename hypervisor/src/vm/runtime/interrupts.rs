@@ -6,7 +6,7 @@ use alloc::sync::Arc;
 use super::host::Host;
 use super::virtual_machine::Vm;
 use crate::arch::aarch64::gic;
-use crate::vm::vgic;
+use hv_abi::machine;
 
 /// Acknowledges and handles every pending physical interrupt. `loaded` is the vCPU
 /// whose timer state is live on this CPU, if any.
@@ -23,7 +23,7 @@ pub fn handle_physical(host: &Host, loaded: Option<(&Arc<Vm>, usize)>) {
                 // Left active: the hardware-linked list register deactivates it
                 // when the guest EOIs its virtual copy.
                 Some((vm, vcpu)) => {
-                    vm.vgic.lock().set_level(vgic::VIRTUAL_TIMER_PPI, vcpu, true);
+                    vm.vgic.lock().set_level(machine::VIRTUAL_TIMER_INTID, vcpu, true);
                     vm.interrupts_changed();
                 }
                 None => {

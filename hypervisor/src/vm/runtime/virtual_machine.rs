@@ -6,7 +6,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::AtomicUsize;
 
-use hv_abi::{RAM_BASE, SHARED_BASE};
+use hv_abi::machine::{RAM_BASE, SHARED_BASE, SHARED_STRIDE};
 use spin::Mutex;
 
 use super::stage2::{FrameTables, GlobalFrames, MappingError, Sanitiser, VmMemory};
@@ -23,9 +23,6 @@ use crate::vm::guest_dtb::{self, GuestBoot, GuestDtbError, GuestLayout};
 use crate::vm::memory::{GuestMemory, SharedMemory};
 use crate::vm::mmio::BusError;
 use crate::vm::model::{VmIdentity, VmModel};
-
-/// Spacing of shared regions in the guest-physical map.
-const SHARED_STRIDE: u64 = 1 << 30;
 
 /// Where and how vCPU 0 starts.
 #[derive(Debug, Clone, Copy)]

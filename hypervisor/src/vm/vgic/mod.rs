@@ -14,10 +14,12 @@
 //!
 //! # Guest address map
 //!
+//! The windows are the guest machine's ([`hv_abi::machine`]):
+//!
 //! | IPA | what |
 //! | --- | --- |
-//! | [`GICD_BASE`] (64 KiB) | Distributor |
-//! | [`GICR_BASE`] + 128 KiB × n | vCPU n's Redistributor: `RD_base`, then `SGI_base` at +64 KiB |
+//! | [`GICD_BASE`] ([`GICD_SIZE`]) | Distributor |
+//! | [`GICR_BASE`] + [`GICR_FRAME_SIZE`] × n | vCPU n's Redistributor: `RD_base`, then `SGI_base` at [`GICR_SGI_OFFSET`](hv_abi::machine::GICR_SGI_OFFSET) |
 //!
 //! # Who does what
 //!
@@ -30,7 +32,8 @@
 //!   to a reserved offset or of a size the register does not allow; it read as zero
 //!   or was ignored (RAZ/WI), and the runtime may log it once.
 //! - Devices drive interrupts with [`Vgic::set_level`] (level-sensitive sources: the
-//!   virtual timer PPI 27, the PL011 SPI 33) and [`Vgic::raise_edge`]; a trapped
+//!   virtual timer, [`VIRTUAL_TIMER_INTID`](hv_abi::machine::VIRTUAL_TIMER_INTID), and
+//!   the PL011, [`UART_INTID`](hv_abi::machine::UART_INTID)) and [`Vgic::raise_edge`]; a trapped
 //!   `ICC_SGI1R_EL1` write becomes [`Vgic::send_sgi`]. Each returns the vCPU(s) that
 //!   now have something deliverable, to be kicked if running or woken if in WFI.
 //! - The runtime fills free list registers from [`Vgic::next_pending`] and tells the
@@ -92,26 +95,10 @@ pub use list_register::{ListRegister, LrState};
 pub use redistributor::Redistributor;
 pub use sgi::{SgiRequest, SgiRouting, VcpuSet, sgi_targets};
 
-use crate::config::MAX_VCPUS;
+use hv_abi::machine::{GICD_BASE, GICD_SIZE, GICR_BASE, GICR_FRAME_SIZE, MAX_VCPUS};
 
 // A `VcpuSet` is a u64.
 const _: () = assert!(MAX_VCPUS <= 64);
-
-/// The Distributor's guest IPA (QEMU virt's layout).
-pub const GICD_BASE: u64 = 0x0800_0000;
-/// The Distributor's size.
-pub const GICD_SIZE: u64 = 0x1_0000;
-/// The first Redistributor's guest IPA.
-pub const GICR_BASE: u64 = 0x080A_0000;
-/// One Redistributor (`RD_base` + `SGI_base`).
-pub const GICR_FRAME_SIZE: u64 = redistributor::FRAME_SIZE;
-/// The `SGI_base` frame's offset within a Redistributor.
-pub const GICR_SGI_OFFSET: u64 = redistributor::SGI_FRAME_OFFSET;
-
-/// The INTID of the EL1 virtual timer PPI (the Server Base System Architecture's choice, used by QEMU virt).
-pub const VIRTUAL_TIMER_PPI: u32 = 27;
-/// The INTID of QEMU virt's PL011 UART (SPI 1).
-pub const UART_SPI: u32 = 33;
 
 /// `GICD_IIDR`/`GICR_IIDR`: Arm's JEP106 code 0x43B as implementer, product ID
 /// 0x4D. No Linux quirk matches it, which is the point.

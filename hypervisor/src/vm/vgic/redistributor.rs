@@ -9,13 +9,11 @@
 //! finds the next Redistributor 128 KiB further on, and stops after the frame
 //! whose `GICR_TYPER.Last` is set.
 
+use hv_abi::machine::GICR_SGI_OFFSET;
+
 use super::irq_state::{IrqRegister, IrqState, Trigger};
 use super::{MmioResult, affinity_of, aligned, id_register, iidr};
 
-/// Where the `SGI_base` frame starts within a Redistributor.
-pub const SGI_FRAME_OFFSET: u64 = 0x1_0000;
-/// One Redistributor: `RD_base` + `SGI_base`.
-pub const FRAME_SIZE: u64 = 0x2_0000;
 /// SGIs and PPIs.
 pub const PRIVATE_INTIDS: usize = 32;
 /// The first PPI.
@@ -49,8 +47,8 @@ enum Register {
 
 impl Register {
     fn decode(offset: u64) -> Option<Register> {
-        if offset >= SGI_FRAME_OFFSET {
-            let offset = offset - SGI_FRAME_OFFSET;
+        if offset >= GICR_SGI_OFFSET {
+            let offset = offset - GICR_SGI_OFFSET;
             if offset == 0x0E00 {
                 return Some(Register::Nsacr);
             }
@@ -192,7 +190,7 @@ fn range(register: IrqRegister, first: u32, size: u8) -> core::ops::Range<usize>
 mod tests {
     use super::*;
 
-    const SGI: u64 = SGI_FRAME_OFFSET;
+    const SGI: u64 = GICR_SGI_OFFSET;
 
     #[test]
     fn typer_carries_affinity_number_and_last() {

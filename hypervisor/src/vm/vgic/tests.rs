@@ -2,6 +2,8 @@
 
 use std::vec::Vec;
 
+use hv_abi::machine::{GICR_SGI_OFFSET, UART_INTID, VIRTUAL_TIMER_INTID};
+
 use super::*;
 
 const GICD: u64 = GICD_BASE;
@@ -178,16 +180,16 @@ fn clustered_mpidrs_are_found_by_the_redistributor_walk() {
     let bases = linux_boot(&mut vgic, &[mpidrs[2], mpidrs[0], mpidrs[3], mpidrs[1]]);
     assert_eq!(bases, [0x080E_0000, 0x080A_0000, 0x0810_0000, 0x080C_0000]);
     // The boot CPU was 0.1.0 (vCPU 2): Linux routed every SPI there.
-    assert_eq!(vgic.spi_target(UART_SPI), Some(2));
+    assert_eq!(vgic.spi_target(UART_INTID), Some(2));
 }
 
 #[test]
 fn timer_ppi_level_through_a_list_register() {
     let mut vgic = booted(2);
-    enable_private(&mut vgic, 0, VIRTUAL_TIMER_PPI);
+    enable_private(&mut vgic, 0, VIRTUAL_TIMER_INTID);
     assert_eq!(vgic.next_pending(0), None);
 
-    assert_eq!(vgic.set_level(VIRTUAL_TIMER_PPI, 0, true), Some(0));
+    assert_eq!(vgic.set_level(VIRTUAL_TIMER_INTID, 0, true), Some(0));
     let irq = vgic.next_pending(0).unwrap();
     assert_eq!(irq, PendingIrq { intid: 27, priority: 0xa0, trigger: Trigger::Level });
     assert_eq!(vgic.next_pending(1), None, "a PPI belongs to its own vCPU");
@@ -204,7 +206,7 @@ fn timer_ppi_level_through_a_list_register() {
 
     // Second round: the guest reprograms the timer, the line drops.
     assert!(vgic.mark_in_list_register(0, 27));
-    assert_eq!(vgic.set_level(VIRTUAL_TIMER_PPI, 0, false), None);
+    assert_eq!(vgic.set_level(VIRTUAL_TIMER_INTID, 0, false), None);
     assert!(vgic.list_register_retired(0, 27, false));
     assert_eq!(vgic.next_pending(0), None);
 }
@@ -212,15 +214,15 @@ fn timer_ppi_level_through_a_list_register() {
 #[test]
 fn uart_spi_routed_by_irouter_goes_to_that_vcpu_only() {
     let mut vgic = booted(2);
-    enable_spi(&mut vgic, UART_SPI);
+    enable_spi(&mut vgic, UART_INTID);
     // irq_set_affinity(): IROUTER<33> = vCPU 1's affinity.
-    let result = vgic.distributor_write(0x6000 + 8 * u64::from(UART_SPI), 8, 1);
+    let result = vgic.distributor_write(0x6000 + 8 * u64::from(UART_INTID), 8, 1);
     assert!(result.changed && !result.unhandled);
-    assert_eq!(vgic.spi_target(UART_SPI), Some(1));
+    assert_eq!(vgic.spi_target(UART_INTID), Some(1));
 
-    assert_eq!(vgic.set_level(UART_SPI, 0, true), Some(1), "the vcpu argument is unused for SPIs");
+    assert_eq!(vgic.set_level(UART_INTID, 0, true), Some(1), "the vcpu argument is unused for SPIs");
     assert_eq!(vgic.next_pending(0), None);
-    assert_eq!(vgic.next_pending(1).map(|irq| irq.intid), Some(UART_SPI));
+    assert_eq!(vgic.next_pending(1).map(|irq| irq.intid), Some(UART_INTID));
     // GICD_ISPENDR1 shows it pending.
     assert_eq!(vgic.distributor_read(0x0204, 4).value, 1 << 1);
 }
@@ -228,14 +230,14 @@ fn uart_spi_routed_by_irouter_goes_to_that_vcpu_only() {
 #[test]
 fn spi_moved_while_in_a_list_register_is_retired_by_its_holder() {
     let mut vgic = booted(2);
-    enable_spi(&mut vgic, UART_SPI);
-    vgic.set_level(UART_SPI, 0, true);
-    assert!(vgic.mark_in_list_register(0, UART_SPI));
-    vgic.distributor_write(0x6000 + 8 * u64::from(UART_SPI), 8, 1);
+    enable_spi(&mut vgic, UART_INTID);
+    vgic.set_level(UART_INTID, 0, true);
+    assert!(vgic.mark_in_list_register(0, UART_INTID));
+    vgic.distributor_write(0x6000 + 8 * u64::from(UART_INTID), 8, 1);
     assert_eq!(vgic.next_pending(1), None, "still in vCPU 0's list register");
-    assert!(!vgic.list_register_retired(1, UART_SPI, false), "vCPU 1 does not hold it");
-    assert!(vgic.list_register_retired(0, UART_SPI, false));
-    assert_eq!(vgic.next_pending(1).map(|irq| irq.intid), Some(UART_SPI));
+    assert!(!vgic.list_register_retired(1, UART_INTID, false), "vCPU 1 does not hold it");
+    assert!(vgic.list_register_retired(0, UART_INTID, false));
+    assert_eq!(vgic.next_pending(1).map(|irq| irq.intid), Some(UART_INTID));
 }
 
 #[test]
@@ -376,23 +378,23 @@ fn word_halves_of_64_bit_registers() {
     let mut vgic = booted(2);
     assert_eq!(vgic.redistributor_read(1, 0x0008, 4).value, 0x0000_0110);
     assert_eq!(vgic.redistributor_read(1, 0x000C, 4).value, 0x0000_0001);
-    let irouter_33 = 0x6000 + 8 * u64::from(UART_SPI);
+    let irouter_33 = 0x6000 + 8 * u64::from(UART_INTID);
     assert!(vgic.distributor_write(irouter_33, 4, 1).changed);
     assert!(!vgic.distributor_write(irouter_33 + 4, 4, 0).changed);
-    assert_eq!(vgic.spi_target(UART_SPI), Some(1));
+    assert_eq!(vgic.spi_target(UART_INTID), Some(1));
 }
 
 #[test]
 fn group_enable_gates_delivery_and_gicr_waker_does_not() {
     let mut vgic = booted(1);
-    enable_private(&mut vgic, 0, VIRTUAL_TIMER_PPI);
-    enable_spi(&mut vgic, UART_SPI);
-    vgic.set_level(VIRTUAL_TIMER_PPI, 0, true);
-    vgic.set_level(UART_SPI, 0, true);
+    enable_private(&mut vgic, 0, VIRTUAL_TIMER_INTID);
+    enable_spi(&mut vgic, UART_INTID);
+    vgic.set_level(VIRTUAL_TIMER_INTID, 0, true);
+    vgic.set_level(UART_INTID, 0, true);
 
     assert!(vgic.distributor_write(0, 4, 0x10).changed);
     assert_eq!(vgic.next_pending(0), None, "GICD_CTLR.EnableGrp1 clear");
-    assert_eq!(vgic.set_level(UART_SPI, 0, true), None);
+    assert_eq!(vgic.set_level(UART_INTID, 0, true), None);
     vgic.distributor_write(0, 4, 0x12);
 
     // Software written for KVM never touches GICR_WAKER: an asleep redistributor
@@ -405,11 +407,11 @@ fn group_enable_gates_delivery_and_gicr_waker_does_not() {
 #[test]
 fn disabled_interrupt_stays_pending_until_enabled() {
     let mut vgic = booted(1);
-    assert_eq!(vgic.set_level(UART_SPI, 0, true), None);
+    assert_eq!(vgic.set_level(UART_INTID, 0, true), None);
     assert_eq!(vgic.distributor_read(0x0204, 4).value, 1 << 1, "pending though disabled");
     assert_eq!(vgic.next_pending(0), None);
-    enable_spi(&mut vgic, UART_SPI);
-    assert_eq!(vgic.next_pending(0).map(|irq| irq.intid), Some(UART_SPI));
+    enable_spi(&mut vgic, UART_INTID);
+    assert_eq!(vgic.next_pending(0).map(|irq| irq.intid), Some(UART_INTID));
     // ICENABLER1 withdraws it again.
     assert!(vgic.distributor_write(0x0184, 4, 1 << 1).changed);
     assert_eq!(vgic.next_pending(0), None);

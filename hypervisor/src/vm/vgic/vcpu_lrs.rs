@@ -7,10 +7,11 @@
 //! The hand-off protocol with the model is described in the module docs of
 //! `vm::vgic` ("List-register hand-off").
 
+use hv_abi::machine::VIRTUAL_TIMER_INTID;
 use spin::Mutex;
 
+use super::Vgic;
 use super::list_register::{ListRegister, LrState};
-use super::{VIRTUAL_TIMER_PPI, Vgic};
 
 /// Most list registers the architecture allows.
 pub const MAX_LIST_REGISTERS: usize = 16;
@@ -83,7 +84,7 @@ impl VcpuListRegisters {
             }
             let Some(irq) = vgic.next_pending(vcpu) else { break };
             let mut lr = irq.list_register();
-            let hw = irq.intid == VIRTUAL_TIMER_PPI;
+            let hw = irq.intid == VIRTUAL_TIMER_INTID;
             if hw {
                 // The physical timer interrupt is active (left so by the
                 // physical interrupt handler); the guest's EOI deactivates it.
@@ -170,7 +171,7 @@ impl VcpuListRegisters {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vm::vgic::{GICD_BASE, GICR_BASE, GICR_SGI_OFFSET};
+    use hv_abi::machine::{GICD_BASE, GICR_BASE, GICR_SGI_OFFSET};
 
     /// Four list registers in a plain array.
     #[derive(Default)]

@@ -4,6 +4,8 @@
 //! DFSC 0x10) on the access, FAR = the VA unless FnV. IPAs beyond the 39-bit
 //! identity map are reached through 1 GiB level-1 windows (`mmu::window`).
 
+use hv_abi::machine::{GICD_BASE, GICD_SIZE, GICR_BASE, GICR_FRAME_SIZE, RAM_BASE, SHARED_BASE, UART_BASE, UART_SIZE};
+
 use super::{Ctx, Verdict, bad, good};
 use crate::boot::{self, Exception, Probe, ec};
 use crate::console::{Report, text};
@@ -63,15 +65,26 @@ pub fn past_ram_end(ctx: &Ctx) -> Verdict {
 }
 
 pub fn between_devices(ctx: &Ctx) -> Verdict {
-    let gicr_end = crate::gic::GICR + ctx.vcpus * crate::gic::GICR_STRIDE;
-    ipas(&[0x0801_0000, 0x0808_0000, gicr_end, 0x08FF_FFF8, 0x0900_1000, 0x0A00_0000, 0x0C00_0000, 0x3FFF_FFF8])
+    let gicr_end = GICR_BASE + ctx.vcpus * GICR_FRAME_SIZE;
+    // QEMU `virt` has its ITS at 0x0808_0000, virtio-mmio at 0x0A00_0000 and the
+    // platform bus at 0x0C00_0000; this machine has none of them.
+    ipas(&[
+        GICD_BASE + GICD_SIZE,
+        0x0808_0000,
+        gicr_end,
+        UART_BASE - 8,
+        UART_BASE + UART_SIZE,
+        0x0A00_0000,
+        0x0C00_0000,
+        RAM_BASE - 8,
+    ])
 }
 
 pub fn shared_base(ctx: &Ctx) -> Verdict {
     if ctx.env.shared_size != 0 {
         return good!("skipped (this VM has a shared region)");
     }
-    ipas(&[hv_abi::SHARED_BASE, (hv_abi::SHARED_BASE + 0x1234_5678) & !7])
+    ipas(&[SHARED_BASE, (SHARED_BASE + 0x1234_5678) & !7])
 }
 
 pub fn high_ipas(ctx: &Ctx) -> Verdict {

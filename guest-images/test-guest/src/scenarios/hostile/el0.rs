@@ -9,6 +9,8 @@
 //! EL0 code runs in a 2 MiB block of RAM mapped at [`EL0_VA`] (below 4 GiB, for
 //! AArch32), EL0 read/write/execute; [`EL0_BAD_VA`] maps an unbacked IPA for EL0.
 
+use hv_abi::machine::VIRTUAL_TIMER_INTID;
+
 use super::mmio::UART_PCELLID0;
 use super::{Ctx, Verdict, bad, good};
 use crate::boot::{self, Exception, LOWER_A32_SYNC, LOWER_A64_SYNC, SPSR_EL0_A32, SPSR_EL0_A64, SPSR_T, ec};
@@ -106,7 +108,7 @@ pub const WFI_DELAY_MS: u64 = 20;
 /// without trapping it, so that would test nothing.) Also says whether `f`
 /// ended only after the timer fired.
 pub fn with_timer_soon<R>(f: impl FnOnce() -> R) -> (R, bool) {
-    gic::init_for_cpu(1 << gic::TIMER_PPI);
+    gic::init_for_cpu(1 << VIRTUAL_TIMER_INTID);
     let fire = sysreg::cntvct_el0() + sysreg::ms_to_ticks(WFI_DELAY_MS);
     gic::arm_timer_at(fire);
     let result = f();

@@ -5,6 +5,8 @@
 //! checks that each `FORGED-LINE` only ever appears after a `[vm] ` prefix.
 //! Also: the FOREIGN fill of this VM's free RAM, for bystanders to look for.
 
+use hv_abi::machine::UART_BASE;
+
 use super::{Ctx, Verdict, bad, fill_foreign, good, scratch};
 use crate::hypercall;
 
@@ -36,8 +38,8 @@ pub fn hv_write(ctx: &Ctx) -> Verdict {
     good!("{} forged hypervisor lines printed through HV_WRITE", FORGERIES.len())
 }
 
-const UARTDR: u64 = 0x0900_0000;
-const UARTFR: u64 = 0x0900_0018;
+const UARTDR: u64 = UART_BASE;
+const UARTFR: u64 = UART_BASE + 0x018;
 const TXFF: u32 = 1 << 5;
 
 pub fn pl011(_: &Ctx) -> Verdict {

@@ -4,6 +4,7 @@
 //! hypervisor's range; HV_YIELD with junk in x1-x3; and all 64 events set to
 //! 0xBAD (a bystander must never see them).
 
+use hv_abi::machine::{GICD_BASE, UART_BASE};
 use hv_abi::{EVENTS, HV_EVENT_GET, HV_EVENT_SET, HV_STAT, HV_YIELD, MAX_WRITE};
 
 use super::{Ctx, Verdict, bad, good, scratch};
@@ -20,8 +21,8 @@ pub fn write_bad_ipa(ctx: &Ctx) -> Verdict {
         (ram_end, 16),
         (ram_end - 100, MAX_WRITE), // straddles the end of RAM
         (ctx.env.ram_base - 1, 2),  // straddles the start
-        (0x0900_0000, 4),           // the UART: MMIO, not RAM
-        (0x0800_0000, 64),
+        (UART_BASE, 4),             // the UART: MMIO, not RAM
+        (GICD_BASE, 64),
         (u64::MAX - 1, MAX_WRITE), // wraps
         (u64::MAX - 255, MAX_WRITE),
         (1 << 47, 8),

@@ -6,20 +6,21 @@
 //! stage-1 table walk into MMIO) must come back as synchronous external aborts
 //! on the instruction, with no architectural effect (registers unchanged).
 
+use hv_abi::machine::{GICD_BASE, GICR_BASE, GICR_SGI_OFFSET, UART_BASE};
+
 use super::{Ctx, Verdict, bad, good};
 use crate::boot::{Exception, PROBE_POISON, ec, expect_exception, probe_asm};
 use crate::console::{Report, text};
-use crate::gic::{self, GICD, GICD_IPRIORITYR, GICD_IROUTER};
+use crate::gic::{self, GICD_IPRIORITYR, GICD_IROUTER};
 use crate::mmu::{self, Attrs, MemType};
 use crate::{boot, sysreg};
 
-pub const UART: u64 = 0x0900_0000;
 /// UARTPCellID0..3 = 0x0D, 0xF0, 0x05, 0xB1 (the AMBA PrimeCell ID 0xB105F00D).
-pub const UART_PCELLID0: u64 = UART + 0xFF0;
-pub const UART_ILPR: u64 = UART + 0x020;
-pub const UART_IBRD: u64 = UART + 0x024;
+pub const UART_PCELLID0: u64 = UART_BASE + 0xFF0;
+pub const UART_ILPR: u64 = UART_BASE + 0x020;
+pub const UART_IBRD: u64 = UART_BASE + 0x024;
 /// A priority byte of an SPI (harmless to write).
-const PRIO_SPI40: u64 = GICD + GICD_IPRIORITYR + 40;
+const PRIO_SPI40: u64 = GICD_BASE + GICD_IPRIORITYR + 40;
 
 fn sea(fault: Option<Exception>, insn: u64, addr: u64, what: &str) -> Result<Exception, Report> {
     match fault {
@@ -92,7 +93,7 @@ pub fn loads(ctx: &Ctx) -> Verdict {
             bad!("GICR_TYPER of redistributor {cpu} = 0x{typer:x}: affinity {} (want {cpu})", typer >> 32);
         }
     }
-    let (word, fault) = load(GICD + gic::GICD_TYPER, 4);
+    let (word, fault) = load(GICD_BASE + gic::GICD_TYPER, 4);
     completed(fault, "32-bit load of GICD_TYPER")?;
     good!(
         "ldr w: PrimeCell ID 0x{id:08x}; ldrb/ldrh zero-extend 0xf0; ldr x GICR_TYPER affinities ok; GICD_TYPER 0x{word:x}"
@@ -113,9 +114,9 @@ pub fn sign_extending(_: &Ctx) -> Verdict {
     // SAFETY: as above.
     let (_, f4) =
         probe_asm!("1: ldrsb {v:w}, [{a}]"; v = inout(reg) *sb_w, a = in(reg) UART_PCELLID0 + 4, options(nostack));
-    gic::write32(GICD + GICD_IPRIORITYR + 40, 0xF0F0_F0F0);
+    gic::write32(GICD_BASE + GICD_IPRIORITYR + 40, 0xF0F0_F0F0);
     // SAFETY: as above.
-    let (_, f5) = probe_asm!("1: ldrsw {v}, [{a}]"; v = inout(reg) *sw, a = in(reg) GICD + GICD_IPRIORITYR + 40, options(nostack));
+    let (_, f5) = probe_asm!("1: ldrsw {v}, [{a}]"; v = inout(reg) *sw, a = in(reg) GICD_BASE + GICD_IPRIORITYR + 40, options(nostack));
     // SAFETY: as above.
     let (_, f6) = probe_asm!("1: ldrh {v:w}, [{a}]"; v = inout(reg) *h, a = in(reg) UART_IBRD, options(nostack));
     for (fault, what) in
@@ -142,7 +143,7 @@ pub fn stores(ctx: &Ctx) -> Verdict {
     completed(store(UART_IBRD, 2, 0x1234), "strh UARTIBRD")?;
     completed(store(UART_ILPR, 4, 0x5A), "str w UARTILPR")?;
     let route = ctx.vcpus - 1;
-    let router = GICD + GICD_IROUTER + 8 * 40;
+    let router = GICD_BASE + GICD_IROUTER + 8 * 40;
     completed(store(router, 8, route), "str x GICD_IROUTER40")?;
     let readback = [load(PRIO_SPI40 + 1, 1).0, load(UART_IBRD, 4).0, load(UART_ILPR, 4).0, load(router, 8).0];
     let want = [0xA8, 0x1234, 0x5A, route];
@@ -326,7 +327,7 @@ pub fn dc_zva(_: &Ctx) -> Verdict {
         return good!("skipped (DCZID_EL0.DZP set: DC ZVA prohibited)");
     }
     let mut detail = Report::new();
-    for (ipa, name) in [(UART, "PL011"), (GICD + 0x400, "GICD")] {
+    for (ipa, name) in [(UART_BASE, "PL011"), (GICD_BASE + 0x400, "GICD")] {
         // Normal alias: stage 1 allows DC ZVA, stage 2 must refuse it.
         let va = mmu::window(ipa, Attrs::data(MemType::Normal));
         // SAFETY: DC ZVA of a block at a device IPA; must abort (no RAM there).
@@ -340,7 +341,7 @@ pub fn dc_zva(_: &Ctx) -> Verdict {
     // Through the Device mapping the architecture faults first (alignment, at EL1)
     // or the hypervisor must abort it.
     // SAFETY: as above, through the Device-typed identity mapping.
-    let (insn, fault) = probe_asm!("1: dc zva, {a}"; a = in(reg) UART, options(nostack));
+    let (insn, fault) = probe_asm!("1: dc zva, {a}"; a = in(reg) UART_BASE, options(nostack));
     match fault {
         Some(f) if f.elr == insn && f.ec() == ec::DATA_ABORT_SAME_EL && (f.fsc() == 0x21 || f.fsc() == 0x10) => {}
         Some(f) => bad!("DC ZVA through the Device mapping: {f}"),
@@ -353,7 +354,7 @@ pub fn tags(ctx: &Ctx) -> Verdict {
     if !ctx.mte {
         return good!("skipped (no MTE)");
     }
-    let va = mmu::window(UART, Attrs::data(MemType::Tagged));
+    let va = mmu::window(UART_BASE, Attrs::data(MemType::Tagged));
     let mut value = va;
     // SAFETY: LDG of a device IPA through a Tagged alias; must abort.
     let (insn, fault) = probe_asm!(".arch_extension memtag", "1: ldg {v}, [{a}]"; v = inout(reg) value, a = in(reg) va, options(nostack));
@@ -404,9 +405,9 @@ pub fn fetch(target: u64) -> Option<Exception> {
 pub fn ifetch(ctx: &Ctx) -> Verdict {
     let ram_end = ctx.env.ram_end();
     for (ipa, name) in [
-        (UART, "PL011"),
-        (GICD, "GICD"),
-        (gic::GICR + 0x10000, "GICR SGI frame"),
+        (UART_BASE, "PL011"),
+        (GICD_BASE, "GICD"),
+        (GICR_BASE + GICR_SGI_OFFSET, "GICR SGI frame"),
         (0x2000_0000, "unbacked"),
         (ram_end, "RAM end"),
     ] {
@@ -422,7 +423,9 @@ pub fn ifetch(ctx: &Ctx) -> Verdict {
 
 pub fn walk(ctx: &Ctx) -> Verdict {
     let mut fscs = Report::new();
-    for (ipa, name) in [(UART, "PL011"), (GICD, "GICD"), (0x2000_0000, "unbacked"), (ctx.env.ram_end(), "past RAM")] {
+    for (ipa, name) in
+        [(UART_BASE, "PL011"), (GICD_BASE, "GICD"), (0x2000_0000, "unbacked"), (ctx.env.ram_end(), "past RAM")]
+    {
         let va = mmu::set_l1_raw(mmu::table_descriptor(ipa)) + 0x1234_5000;
         // SAFETY: the translation of `va` walks a table at a non-RAM IPA; must abort.
         let probe = unsafe { boot::probe_load(va) };

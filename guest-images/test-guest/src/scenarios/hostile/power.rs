@@ -10,6 +10,8 @@
 
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
+use hv_abi::machine::UART_BASE;
+
 use super::{Ctx, Rng, Verdict, bad, good};
 use crate::boot::{ec, probe_asm};
 use crate::console::text;
@@ -303,7 +305,7 @@ pub fn bad_entry(ctx: &Ctx) -> Verdict {
     ensure_off()?;
     let ram_end = ctx.env.ram_end();
     let entries = ENTRIES.load(SeqCst);
-    let bad_entries = [0, 0x1000, ctx.env.ram_base - 4, ram_end, ram_end + 0x1000, 0x0900_0000, u64::MAX - 3, 1 << 47];
+    let bad_entries = [0, 0x1000, ctx.env.ram_base - 4, ram_end, ram_end + 0x1000, UART_BASE, u64::MAX - 3, 1 << 47];
     for entry in bad_entries {
         smp::prepare(1, worker, MODE_COUNT);
         let got = psci::cpu_on(1, entry, smp::context_of(1));

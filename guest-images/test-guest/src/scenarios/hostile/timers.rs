@@ -3,6 +3,8 @@
 //! the event register set and with the counter event stream, WFIT/WFET with
 //! past and near deadlines (FEAT_WFxT): +10 ms must return within 200 ms.
 
+use hv_abi::machine::VIRTUAL_TIMER_INTID;
+
 use super::{Ctx, Verdict, bad, good};
 use crate::console::text;
 use crate::scenarios::timing::{bounded_wait, wfet, wfit};
@@ -10,7 +12,7 @@ use crate::{gic, sysreg};
 
 pub fn wfi_storm(_: &Ctx) -> Verdict {
     const N: u64 = 3000;
-    gic::init_for_cpu(1 << gic::TIMER_PPI);
+    gic::init_for_cpu(1 << VIRTUAL_TIMER_INTID);
     // Condition met at once and for good: the interrupt stays pending.
     gic::arm_timer_at(0);
     let start = sysreg::cntvct_el0();
@@ -24,7 +26,7 @@ pub fn wfi_storm(_: &Ctx) -> Verdict {
         gic::eoi(got);
     }
     gic::init_for_cpu(0);
-    if got != gic::TIMER_PPI {
+    if got != VIRTUAL_TIMER_INTID {
         bad!("after {N} WFIs with the timer condition met, ICC_IAR1_EL1 read {got}");
     }
     if took > sysreg::ms_to_ticks(20_000) {
@@ -35,20 +37,20 @@ pub fn wfi_storm(_: &Ctx) -> Verdict {
 
 pub fn wfi_blocking_storm(_: &Ctx) -> Verdict {
     const N: u64 = 300;
-    gic::init_for_cpu(1 << gic::TIMER_PPI);
+    gic::init_for_cpu(1 << VIRTUAL_TIMER_INTID);
     let delay = sysreg::cntfrq_el0() / 5000; // 200 us
     let (mut early, mut worst) = (0, 0);
     for round in 0..N {
         let fire = sysreg::cntvct_el0() + delay;
         gic::arm_timer_at(fire);
-        let result = gic::wait_for(gic::TIMER_PPI, fire + sysreg::ms_to_ticks(1000));
+        let result = gic::wait_for(VIRTUAL_TIMER_INTID, fire + sysreg::ms_to_ticks(1000));
         let now = sysreg::cntvct_el0();
         gic::disarm_timer();
         match result {
-            Ok(_) => gic::eoi(gic::TIMER_PPI),
+            Ok(_) => gic::eoi(VIRTUAL_TIMER_INTID),
             Err(missed) => {
-                if missed.got == gic::TIMER_PPI {
-                    gic::eoi(gic::TIMER_PPI);
+                if missed.got == VIRTUAL_TIMER_INTID {
+                    gic::eoi(VIRTUAL_TIMER_INTID);
                 }
                 gic::init_for_cpu(0);
                 bad!("round {round}: timer armed +200 us, want PPI 27 within 1 s: {missed}");
@@ -65,7 +67,7 @@ pub fn wfi_blocking_storm(_: &Ctx) -> Verdict {
 }
 
 pub fn wfi_wake(_: &Ctx) -> Verdict {
-    gic::init_for_cpu(1 << gic::TIMER_PPI);
+    gic::init_for_cpu(1 << VIRTUAL_TIMER_INTID);
     let mut worst = 0;
     for round in 0..5 {
         match gic::timer_interrupt(5, 1000) {
@@ -112,7 +114,7 @@ pub fn wfit_past(_: &Ctx) -> Verdict {
     if !sysreg::has_wfxt() {
         return good!("skipped (no FEAT_WFxT)");
     }
-    gic::init_for_cpu(1 << gic::TIMER_PPI);
+    gic::init_for_cpu(1 << VIRTUAL_TIMER_INTID);
     let start = sysreg::cntvct_el0();
     for deadline in [0, 1, start / 2, start.saturating_sub(1000)] {
         bounded_wait(wfit, deadline);
@@ -129,7 +131,7 @@ fn near(name: &str, wait: fn(u64)) -> Verdict {
     if !sysreg::has_wfxt() {
         return good!("skipped (no FEAT_WFxT)");
     }
-    gic::init_for_cpu(1 << gic::TIMER_PPI);
+    gic::init_for_cpu(1 << VIRTUAL_TIMER_INTID);
     let mut worst = 0;
     for round in 0..5 {
         let took = bounded_wait(wait, sysreg::cntvct_el0() + sysreg::ms_to_ticks(10));

@@ -7,10 +7,12 @@
 
 use core::arch::asm;
 
+use hv_abi::machine::{GICD_BASE, GICD_SIZE, GICR_BASE, GICR_FRAME_SIZE, VIRTUAL_TIMER_INTID};
+
 use super::{Ctx, Rng, Verdict, bad, good};
 use crate::boot::{ec, probe_asm};
 use crate::console::text;
-use crate::gic::{self, GICD, GICD_SIZE};
+use crate::gic;
 use crate::sysreg;
 
 /// Word writes of random values to every offset of `[base, base + size)`;
@@ -52,9 +54,9 @@ fn arch_rev(frame: u64) -> u32 {
 
 pub fn gicd_sweep(_: &Ctx) -> Verdict {
     let mut rng = Rng::new(0x61C0_D157);
-    let (aborted, first) = sweep(GICD, GICD_SIZE, &mut rng);
-    let read_aborts = sweep_reads(GICD, GICD_SIZE);
-    let rev = arch_rev(GICD);
+    let (aborted, first) = sweep(GICD_BASE, GICD_SIZE, &mut rng);
+    let read_aborts = sweep_reads(GICD_BASE, GICD_SIZE);
+    let rev = arch_rev(GICD_BASE);
     gic::init_distributor();
     if aborted != 0 || read_aborts != 0 {
         bad!(
@@ -71,8 +73,8 @@ pub fn gicr_sweep(ctx: &Ctx) -> Verdict {
     let mut rng = Rng::new(0x61C0_12D1);
     for cpu in 0..ctx.vcpus {
         let base = gic::rd_base(cpu);
-        let (aborted, first) = sweep(base, gic::GICR_STRIDE, &mut rng);
-        let read_aborts = sweep_reads(base, gic::GICR_STRIDE);
+        let (aborted, first) = sweep(base, GICR_FRAME_SIZE, &mut rng);
+        let read_aborts = sweep_reads(base, GICR_FRAME_SIZE);
         let rev = arch_rev(base);
         let typer = gic::read64(base + gic::GICR_TYPER);
         gic::init_redistributor(cpu, 0);
@@ -87,13 +89,13 @@ pub fn gicr_sweep(ctx: &Ctx) -> Verdict {
     }
     good!(
         "{} random word writes and reads over {} redistributor(s) (RD and SGI frames)",
-        gic::GICR_STRIDE / 4 * ctx.vcpus,
+        GICR_FRAME_SIZE / 4 * ctx.vcpus,
         ctx.vcpus
     )
 }
 
 pub fn outside_frames(ctx: &Ctx) -> Verdict {
-    let last_inside = [GICD + GICD_SIZE - 4, gic::GICR, gic::GICR + ctx.vcpus * gic::GICR_STRIDE - 4];
+    let last_inside = [GICD_BASE + GICD_SIZE - 4, GICR_BASE, GICR_BASE + ctx.vcpus * GICR_FRAME_SIZE - 4];
     for addr in last_inside {
         let mut value = 0u64;
         // SAFETY: a load of an emulated GIC register at a frame edge.
@@ -102,7 +104,7 @@ pub fn outside_frames(ctx: &Ctx) -> Verdict {
             bad!("load at 0x{addr:x} (inside a GIC frame) aborted: {f}");
         }
     }
-    let outside = [GICD + GICD_SIZE, gic::GICR - 4, gic::GICR + ctx.vcpus * gic::GICR_STRIDE];
+    let outside = [GICD_BASE + GICD_SIZE, GICR_BASE - 4, GICR_BASE + ctx.vcpus * GICR_FRAME_SIZE];
     for addr in outside {
         // SAFETY: a store just outside the GIC frames: nothing is there.
         let (insn, fault) =
@@ -121,11 +123,11 @@ pub fn outside_frames(ctx: &Ctx) -> Verdict {
 fn pend_all_spis(router: u64) -> (u64, u64) {
     let spis = gic::spi_count();
     for intid in 32..32 + spis {
-        gic::write64(GICD + gic::GICD_IROUTER + 8 * u64::from(intid), router);
+        gic::write64(GICD_BASE + gic::GICD_IROUTER + 8 * u64::from(intid), router);
     }
     for block in 1..=spis / 32 {
-        gic::write32(GICD + gic::GICD_ISENABLER + 4 * u64::from(block), !0);
-        gic::write32(GICD + gic::GICD_ISPENDR + 4 * u64::from(block), !0);
+        gic::write32(GICD_BASE + gic::GICD_ISENABLER + 4 * u64::from(block), !0);
+        gic::write32(GICD_BASE + gic::GICD_ISPENDR + 4 * u64::from(block), !0);
     }
     let (mut spi_acks, mut other) = (0, 0);
     for _ in 0..4 * spis {
@@ -147,7 +149,7 @@ pub fn irouter(_: &Ctx) -> Verdict {
     // Aff0 = 5, Aff3 = 1, Aff1 = 0xFF, with RES0 bits [30:24] set too.
     for (i, router) in [0xFF_00FF_FFFFu64, 0x05, 0x1_0000_0000, 0xFF00, 0x7F00_0005].into_iter().enumerate() {
         let (acks, _) = pend_all_spis(router);
-        readback = gic::read64(GICD + gic::GICD_IROUTER + 8 * 40);
+        readback = gic::read64(GICD_BASE + gic::GICD_IROUTER + 8 * 40);
         if acks != 0 {
             gic::init_distributor();
             bad!("SPIs routed to affinity 0x{router:x} (no such vCPU) were delivered to vCPU 0 ({acks}) [{i}]");
@@ -171,12 +173,12 @@ pub fn priorities(_: &Ctx) -> Verdict {
     gic::init_for_cpu(0);
     let mut rng = Rng::new(0x9210);
     let spis = gic::spi_count();
-    let probe = GICD + gic::GICD_IPRIORITYR + 32;
+    let probe = GICD_BASE + gic::GICD_IPRIORITYR + 32;
     gic::write8(probe, 0xFF);
     let mask = gic::read8(probe);
     let mut checked = 0;
     let bytes = (0..32).map(|i| gic::sgi_base(sysreg::cpu_index()) + gic::GICR_IPRIORITYR + i);
-    let spi_bytes = (32..32 + u64::from(spis)).map(|i| GICD + gic::GICD_IPRIORITYR + i);
+    let spi_bytes = (32..32 + u64::from(spis)).map(|i| GICD_BASE + gic::GICD_IPRIORITYR + i);
     for addr in bytes.chain(spi_bytes) {
         let written = rng.next() as u8;
         gic::write8(addr, written);
@@ -207,12 +209,12 @@ pub fn ispendr_storm(_: &Ctx) -> Verdict {
     gic::init_for_cpu(0xFFFF); // SGIs; PPIs stay disabled (some are level lines)
     let spis = gic::spi_count();
     for block in 1..=spis / 32 {
-        gic::write32(GICD + gic::GICD_ISENABLER + 4 * u64::from(block), !0);
+        gic::write32(GICD_BASE + gic::GICD_ISENABLER + 4 * u64::from(block), !0);
     }
     for _ in 0..100 {
         gic::write32(gic::sgi_base(cpu) + gic::GICR_ISPENDR0, 0xFFFF);
         for block in 1..=spis / 32 {
-            gic::write32(GICD + gic::GICD_ISPENDR + 4 * u64::from(block), !0);
+            gic::write32(GICD_BASE + gic::GICD_ISPENDR + 4 * u64::from(block), !0);
         }
     }
     let mut counts = [0u16; 1020];
@@ -341,7 +343,7 @@ pub fn sgi_garbage(_: &Ctx) -> Verdict {
 }
 
 pub fn timer_after(_: &Ctx) -> Verdict {
-    gic::init_for_cpu(1 << gic::TIMER_PPI);
+    gic::init_for_cpu(1 << VIRTUAL_TIMER_INTID);
     let result = gic::timer_interrupt(5, 1000);
     gic::init_for_cpu(0);
     match result {
@@ -357,7 +359,7 @@ pub fn timer_after(_: &Ctx) -> Verdict {
 /// the register as RAZ/WI), so an asleep redistributor must still deliver; the
 /// handshake itself stays readable (ProcessorSleep reads back as written).
 pub fn waker_does_not_gate(_: &Ctx) -> Verdict {
-    gic::init_for_cpu(1 << gic::TIMER_PPI);
+    gic::init_for_cpu(1 << VIRTUAL_TIMER_INTID);
     let waker = gic::rd_base(sysreg::cpu_index()) + gic::GICR_WAKER;
     gic::write32(waker, gic::read32(waker) | (1 << 1));
     let reads_asleep = gic::read32(waker) & (1 << 1) != 0;
