@@ -274,7 +274,7 @@ fn run_unit_tests() -> Result<bool> {
     fixtures::prepare().context("preparing test fixtures")?;
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(workspace_root())
-        .args(["test", "--package", "hypervisor", "--package", "xtask"])
+        .args(["test", "--package", "hypervisor", "--package", "xtask", "--package", "mte-insn"])
         .status()
         .context("running cargo test")?;
     Ok(status.success())
