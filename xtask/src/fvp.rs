@@ -16,6 +16,7 @@ use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
 
 use crate::build::{self, BuildOptions, target_dir};
+use crate::options::LinuxGuestOptions;
 
 pub const DTB_ADDR: u64 = 0x8200_0000;
 pub const BL33_ADDR: u64 = 0x8800_0000;
@@ -46,15 +47,8 @@ pub struct FvpOptions {
     /// TF-A BL31 (also copied for run-fvp.sh --preloaded, a RESET_TO_BL31 build).
     #[arg(long)]
     pub bl31: Option<PathBuf>,
-    /// Linux kernel for the guest (default: Debian's arm64 cloud kernel, fetched and cached).
-    #[arg(long)]
-    pub kernel: Option<PathBuf>,
-    /// Initramfs for the guest (default: busybox, an init and mte-check, built by xtask).
-    #[arg(long)]
-    pub initrd: Option<PathBuf>,
-    /// Extra kernel command line for the guest.
-    #[arg(long, default_value = "")]
-    pub append: String,
+    #[command(flatten)]
+    pub guest: LinuxGuestOptions,
     /// vCPUs of the guest, pinned to the first N of the FVP's 8 CPUs.
     #[arg(long, default_value_t = 4)]
     pub vcpus: u32,
@@ -500,15 +494,7 @@ pub fn run(options: &FvpOptions) -> Result<i32> {
     }
     let dtb = fvp_dtb().context("getting the FVP Base RevC device tree")?;
     let image = build::build(&BuildOptions { release: options.release, log: "info".into(), ..Default::default() })?;
-    let (kernel, initrd) = crate::guest_images::resolve(options.kernel.as_deref(), options.initrd.as_deref())?;
-    let guest = crate::vm_scenarios::LinuxGuest {
-        kernel: &kernel,
-        initrd: &initrd,
-        append: &options.append,
-        vcpus: options.vcpus,
-        memory: &options.guest_mem,
-    };
-    let cpio = crate::vm_scenarios::linux_bundle("fvp", &guest)?;
+    let cpio = options.guest.bundle("fvp", options.vcpus, &options.guest_mem)?;
     let out = if options.out.is_absolute() {
         options.out.clone()
     } else if options.out.starts_with("target") {

@@ -12,6 +12,7 @@ mod guest_images;
 mod handoff;
 mod hostile_scenarios;
 mod initramfs;
+mod options;
 mod qemu;
 mod scenarios;
 mod vm_scenarios;

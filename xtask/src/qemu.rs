@@ -10,6 +10,7 @@ use clap::Args;
 use wait_timeout::ChildExt;
 
 use crate::build::{self, BuildOptions, workspace_root};
+use crate::options::LinuxGuestOptions;
 
 pub const QEMU: &str = "qemu-system-aarch64";
 /// QEMU 7.2's MTE emulation is broken (tags per page); 10.0 is what we test with.
@@ -41,15 +42,8 @@ pub struct QemuOptions {
     /// looked up next to it; the built bare-metal test guest is available as `test-guest.bin`.
     #[arg(long, value_name = "VMS_CONF", conflicts_with_all = ["kernel", "initrd", "append"])]
     pub vms: Option<PathBuf>,
-    /// Linux kernel for the guest (default: Debian's arm64 cloud kernel, fetched and cached).
-    #[arg(long)]
-    pub kernel: Option<PathBuf>,
-    /// Initramfs for the guest (default: busybox, an init and mte-check, built by xtask).
-    #[arg(long)]
-    pub initrd: Option<PathBuf>,
-    /// Extra kernel command line for the guest.
-    #[arg(long, default_value = "")]
-    pub append: String,
+    #[command(flatten)]
+    pub guest: LinuxGuestOptions,
     /// Guest RAM (default: half the machine's).
     #[arg(long)]
     pub guest_mem: Option<String>,
@@ -175,19 +169,11 @@ pub fn run_interactive(options: &QemuOptions) -> Result<i32> {
     if let Some(conf) = &options.vms {
         machine.bundle = Some(crate::vm_scenarios::bundle_from_conf(conf)?);
     } else if !options.no_guest {
-        let (kernel, initrd) = crate::guest_images::resolve(options.kernel.as_deref(), options.initrd.as_deref())?;
         let memory = match &options.guest_mem {
             Some(m) => m.clone(),
             None => half_memory(&options.mem)?,
         };
-        let guest = crate::vm_scenarios::LinuxGuest {
-            kernel: &kernel,
-            initrd: &initrd,
-            append: &options.append,
-            vcpus: options.smp,
-            memory: &memory,
-        };
-        machine.bundle = Some(crate::vm_scenarios::linux_bundle("qemu", &guest)?);
+        machine.bundle = Some(options.guest.bundle("qemu", options.smp, &memory)?);
     }
     if options.gdb {
         eprintln!("xtask: waiting for GDB: gdb-multiarch {} -ex 'target remote :1234'", image.elf.display());

@@ -207,9 +207,7 @@ fn check_fvp_bundle() -> Result<()> {
         fip: None,
         bl2: None,
         bl31: None,
-        kernel: None,
-        initrd: None,
-        append: String::new(),
+        guest: Default::default(),
         vcpus: 4,
         guest_mem: "1G".into(),
         release: false,
@@ -276,7 +274,7 @@ fn run_unit_tests() -> Result<bool> {
     fixtures::prepare().context("preparing test fixtures")?;
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(workspace_root())
-        .args(["test", "--package", "hypervisor", "--package", "xtask"])
+        .args(["test", "--package", "hypervisor", "--package", "xtask", "--package", "mte-insn"])
         .status()
         .context("running cargo test")?;
     Ok(status.success())

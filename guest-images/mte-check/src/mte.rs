@@ -1,10 +1,9 @@
-//! The Linux user-space MTE interface (Documentation/arch/arm64/memory-tagging-extension.rst)
-//! and the tag instructions, wrapped so the checks read as plain Rust.
+//! The Linux user-space MTE interface (Documentation/arch/arm64/memory-tagging-extension.rst),
+//! over the tag instructions of the `mte_insn` crate, so the checks read as plain Rust.
 //!
 //! The constants are the kernel's uapi values: the libc crate and musl do not define them
 //! for aarch64 musl.
 
-use std::arch::asm;
 use std::io;
 use std::ptr::NonNull;
 
@@ -28,12 +27,10 @@ pub const SEGV_MTEAERR: i32 = 8;
 /// `si_code` of SIGSEGV for a synchronous tag check fault (`si_addr` is the access).
 pub const SEGV_MTESERR: i32 = 9;
 
-/// Bytes covered by one allocation tag.
-pub const GRANULE: usize = 16;
-/// Logical tags live in address bits 59:56 (under top-byte-ignore).
-const TAG_SHIFT: u32 = 56;
-/// Address bits below the top byte.
-pub const ADDRESS_MASK: usize = (1 << TAG_SHIFT) - 1;
+/// Bytes covered by one allocation tag, in this program's offset type.
+pub const GRANULE: usize = mte_insn::GRANULE as usize;
+/// Address bits below the top byte (Linux reports fault addresses without it).
+pub const ADDRESS_MASK: usize = mte_insn::ADDRESS_MASK as usize;
 
 /// How a tag mismatch is reported.
 #[derive(Clone, Copy, Debug)]
@@ -74,31 +71,10 @@ pub fn enable_tag_checks(mode: TagCheckMode) -> io::Result<()> {
     Ok(())
 }
 
-/// `addr` with logical tag `tag` in its top byte.
-pub fn with_tag(addr: usize, tag: u8) -> usize {
-    (addr & ADDRESS_MASK) | (usize::from(tag & 0xf) << TAG_SHIFT)
-}
-
-/// The logical tag of `addr`.
-pub fn tag_of(addr: usize) -> u8 {
-    ((addr >> TAG_SHIFT) & 0xf) as u8
-}
-
-/// `IRG`: `addr` with a random tag from the include mask set by `enable_tag_checks`.
+/// `IRG`: a random tag for `addr` from the include mask set by `enable_tag_checks`.
+/// MTE must be present (checked before any tag instruction runs).
 pub fn random_tag(addr: usize) -> u8 {
-    let tagged: usize;
-    // SAFETY: IRG only computes a value (from GCR_EL1 and the random source); it
-    // accesses no memory. MTE is present (checked before any tag instruction runs).
-    unsafe {
-        asm!(
-            ".arch_extension memtag",
-            "irg {out}, {addr}",
-            out = lateout(reg) tagged,
-            addr = in(reg) addr,
-            options(nomem, nostack, preserves_flags),
-        );
-    }
-    tag_of(tagged)
+    mte_insn::tag_of(mte_insn::irg(addr as u64, 0))
 }
 
 /// Anonymous private memory mapped with `PROT_MTE`, unmapped on drop.
@@ -140,24 +116,14 @@ impl TaggedMapping {
 
     /// A pointer to byte `offset` carrying logical tag `tag` (keeps the mapping's provenance).
     pub fn tagged_ptr<T>(&self, offset: usize, tag: u8) -> *mut T {
-        let addr = with_tag(self.addr(offset), tag);
-        self.base.as_ptr().with_addr(addr).cast::<T>()
+        mte_insn::with_tag_ptr(self.base.as_ptr().with_addr(self.addr(offset)), tag).cast::<T>()
     }
 
     /// `LDG`: the allocation tag of the granule holding byte `offset`.
     pub fn load_tag(&self, offset: usize) -> u8 {
-        let mut addr = self.addr(offset);
         // SAFETY: LDG reads only tag storage of an address inside this PROT_MTE mapping;
         // it needs no particular logical tag.
-        unsafe {
-            asm!(
-                ".arch_extension memtag",
-                "ldg {addr}, [{addr}]",
-                addr = inout(reg) addr,
-                options(nostack, readonly, preserves_flags),
-            );
-        }
-        tag_of(addr)
+        unsafe { mte_insn::ldg(self.addr(offset) as u64) }
     }
 
     /// `STG`: sets the allocation tag of every granule of `[offset, offset + len)` (both
@@ -166,17 +132,9 @@ impl TaggedMapping {
         assert!(offset.is_multiple_of(GRANULE) && len.is_multiple_of(GRANULE), "unaligned tag range");
         assert!(offset + len <= self.len, "tag range outside the mapping");
         for granule in (offset..offset + len).step_by(GRANULE) {
-            let addr = with_tag(self.addr(granule), tag);
             // SAFETY: STG writes only the tag storage of a granule inside this PROT_MTE
             // mapping, which Rust code reaches through raw pointers only.
-            unsafe {
-                asm!(
-                    ".arch_extension memtag",
-                    "stg {addr}, [{addr}]",
-                    addr = in(reg) addr,
-                    options(nostack, preserves_flags),
-                );
-            }
+            unsafe { mte_insn::stg(mte_insn::with_tag(self.addr(granule) as u64, tag)) };
         }
     }
 

@@ -1,11 +1,17 @@
 //! EL1 stage-1 translation: 4 KiB granule, 39-bit VAs in both halves (walks start
 //! at level 1), tables in BSS.
 //!
-//! At boot [`enable`] identity-maps the regions it is given with 2 MiB blocks
-//! through TTBR0 and turns the MMU on; TTBR1 (VAs from `0xFFFF_FF80_0000_0000`)
-//! starts empty. Scenarios can then change the map at run time on vCPU 0 ([`map`],
-//! [`window`], [`set_l1_raw`]): other vCPUs share the same tables (see
-//! `smp.rs`), and every change is followed by a broadcast TLB invalidation.
+//! The TTBR0 tables are built by `aarch64-paging` over a fixed pool of tables
+//! ([`TablePool`]): at boot [`enable`] identity-maps the regions it is given and
+//! turns the MMU on; scenarios can then change the map at run time on vCPU 0
+//! ([`map`]). Two things are written by hand because they are deliberately outside
+//! what a page-table library builds: the level-1 window slots ([`window`],
+//! [`set_l1_raw`], a 1 GiB block onto any IPA or an arbitrary descriptor), which
+//! `aarch64-paging` never walks because [`map`] refuses their VA range; and TTBR1,
+//! which holds one page, the last of the VA space ([`map_top_page`]), whose
+//! exclusive end (2^64) an `aarch64-paging` `MemoryRegion` cannot express. Other
+//! vCPUs share the same tables (see `smp.rs`), and every change is followed by a
+//! broadcast TLB invalidation.
 //!
 //! MAIR_EL1: Attr0 = 0xFF (Normal, write-back), Attr1 = 0xF0 (Tagged Normal,
 //! write-back), Attr2 = 0x04 (Device-nGnRE). TCR_EL1.TBI0 = 1 so pointer tags are
@@ -13,6 +19,11 @@
 
 use core::arch::asm;
 use core::cell::UnsafeCell;
+use core::ptr::NonNull;
+
+use aarch64_paging::Mapping;
+use aarch64_paging::descriptor::{El1Attributes, PhysicalAddress};
+use aarch64_paging::paging::{Constraints, El1And0, MemoryRegion, PageTable, Translation, VaRange};
 
 use crate::boot::layout;
 use crate::sysreg;
@@ -22,15 +33,19 @@ const BLOCK_2M: u64 = 2 << 20;
 const BLOCK_1G: u64 = 1 << 30;
 /// T0SZ = T1SZ = 25: 39-bit (512 GiB) VA spaces, walks start at level 1.
 const TXSZ: u64 = 25;
+const ROOT_LEVEL: usize = 1;
 /// TTBR0 VAs lie below this.
 pub const VA_LIMIT: u64 = 1 << (64 - TXSZ);
-/// TTBR1 VAs start here.
-pub const TTBR1_BASE: u64 = !(VA_LIMIT - 1);
-/// Tables available to [`map`] beyond the two level-1 roots.
-const POOL_TABLES: usize = 24;
+/// The one page TTBR1 maps: the last of the VA space.
+pub const TOP_PAGE_VA: u64 = 0u64.wrapping_sub(PAGE);
+/// TTBR0 tables: the root and what [`enable`] and [`map`] need beyond it.
+const POOL_TABLES: usize = 25;
 /// First level-1 slot of TTBR0 used by [`window`], and how many there are.
 const WINDOW_FIRST_SLOT: usize = 384;
 const WINDOW_SLOTS: usize = 32;
+/// The TTBR0 VAs the window slots translate; [`map`] leaves them alone.
+const WINDOW_VAS: core::ops::Range<u64> =
+    (WINDOW_FIRST_SLOT as u64) << 30..((WINDOW_FIRST_SLOT + WINDOW_SLOTS) as u64) << 30;
 
 /// Memory types, by MAIR_EL1 index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,19 +96,33 @@ impl Attrs {
         Self { mem, el1_exec: false, el0: El0::ReadWriteExecute }
     }
 
-    /// Block/page descriptor attribute bits (lower and upper attributes).
-    fn bits(self) -> u64 {
-        let mut bits = ((self.mem as u64) << ATTR_INDEX_SHIFT) | AF;
-        bits |= if self.mem == MemType::Device { SH_OUTER } else { SH_INNER };
-        match self.el0 {
-            El0::None => bits |= UXN,
-            El0::ReadWrite => bits |= AP_EL0_RW | UXN,
-            El0::ReadWriteExecute => bits |= AP_EL0_RW,
-        }
+    /// The attributes of a valid block or page descriptor.
+    fn flags(self) -> El1Attributes {
+        let mut flags = El1Attributes::VALID | El1Attributes::ACCESSED;
+        flags |= match self.mem {
+            MemType::Normal => El1Attributes::ATTRIBUTE_INDEX_0 | El1Attributes::INNER_SHAREABLE,
+            MemType::Tagged => El1Attributes::ATTRIBUTE_INDEX_1 | El1Attributes::INNER_SHAREABLE,
+            MemType::Device => El1Attributes::ATTRIBUTE_INDEX_2 | El1Attributes::OUTER_SHAREABLE,
+        };
+        flags |= match self.el0 {
+            El0::None => El1Attributes::UXN,
+            El0::ReadWrite => El1Attributes::USER | El1Attributes::UXN,
+            El0::ReadWriteExecute => El1Attributes::USER,
+        };
         if !self.el1_exec || self.el0 != El0::None {
-            bits |= PXN;
+            flags |= El1Attributes::PXN;
         }
-        bits
+        flags
+    }
+
+    /// A block descriptor (levels 1 and 2) for `output`, written by hand.
+    fn block_descriptor(self, output: u64) -> u64 {
+        (output & OUTPUT_MASK) | self.flags().bits() as u64
+    }
+
+    /// A level-3 page descriptor for `output`, written by hand.
+    fn page_descriptor(self, output: u64) -> u64 {
+        self.block_descriptor(output) | El1Attributes::TABLE_OR_PAGE.bits() as u64
     }
 }
 
@@ -109,40 +138,31 @@ pub struct Region {
 }
 
 /// Why a mapping could not be made.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum MapError {
-    /// The range is in neither 39-bit VA half, or not page aligned.
+    /// The range is outside the TTBR0 half, overlaps the window slots, or is not
+    /// page aligned.
     OutOfRange { base: u64, size: u64 },
-    /// The table pool is exhausted.
-    OutOfTables,
-    /// A block is in the way of a table the mapping needs.
-    Conflict { va: u64 },
+    /// `aarch64-paging` refused it.
+    Paging(aarch64_paging::MapError),
 }
 
 impl core::fmt::Display for MapError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            Self::OutOfRange { base, size } => {
-                write!(f, "[0x{base:x}, +0x{size:x}) is outside the 39-bit VA halves or unaligned")
-            }
-            Self::OutOfTables => write!(f, "more than {POOL_TABLES} translation tables needed"),
-            Self::Conflict { va } => write!(f, "a block mapping covers 0x{va:x} where a table is needed"),
+            Self::OutOfRange { base, size } => write!(
+                f,
+                "[0x{base:x}, +0x{size:x}) is outside the 39-bit TTBR0 half (less the window slots) or unaligned"
+            ),
+            Self::Paging(error) => write!(f, "{error}"),
         }
     }
 }
 
-// Descriptor bits.
-const VALID: u64 = 1 << 0;
-/// Table descriptor (levels 1-2) or page descriptor (level 3), with VALID.
-const TABLE_OR_PAGE: u64 = 1 << 1;
-const ATTR_INDEX_SHIFT: u64 = 2;
-const AP_EL0_RW: u64 = 0b01 << 6;
-const SH_OUTER: u64 = 0b10 << 8;
-const SH_INNER: u64 = 0b11 << 8;
-const AF: u64 = 1 << 10;
-const PXN: u64 = 1 << 53;
-const UXN: u64 = 1 << 54;
+/// The output-address field of a descriptor written by hand.
 const OUTPUT_MASK: u64 = 0x0000_ffff_ffff_f000;
+/// A valid table descriptor's type bits.
+const TABLE: u64 = El1Attributes::VALID.bits() as u64 | El1Attributes::TABLE_OR_PAGE.bits() as u64;
 
 // TCR_EL1 fields.
 const TCR_IRGN0_WBWA: u64 = 0b01 << 8;
@@ -173,37 +193,76 @@ const SCTLR_TCF_SYNC: u64 = 0b01 << 40;
 const SCTLR_ATA0: u64 = 1 << 42;
 const SCTLR_ATA: u64 = 1 << 43;
 
+/// A translation table written by hand.
 #[repr(C, align(4096))]
 struct Table([u64; 512]);
 
+/// The TTBR0 map.
 struct Tables {
-    l1: Table,
-    l1_high: Table,
-    pool: [Table; POOL_TABLES],
-    used: usize,
+    /// TTBR0, once [`enable`] has made it.
+    low: Option<Mapping<TablePool, El1And0>>,
     next_window: usize,
 }
 
-struct TablesCell(UnsafeCell<Tables>);
+/// vCPU 0's tables: only it modifies them (at boot, then in scenarios); other
+/// vCPUs only walk them in hardware.
+struct Vcpu0<T>(UnsafeCell<T>);
 
-// SAFETY: the tables are only modified by vCPU 0 (at boot, then by scenarios on
-// vCPU 0 only); other vCPUs only walk them in hardware.
-unsafe impl Sync for TablesCell {}
+// SAFETY: see the type: one CPU writes, the others only walk the tables.
+unsafe impl<T> Sync for Vcpu0<T> {}
 
-static TABLES: TablesCell = TablesCell(UnsafeCell::new(Tables {
-    l1: Table([0; 512]),
-    l1_high: Table([0; 512]),
-    pool: [const { Table([0; 512]) }; POOL_TABLES],
-    used: 0,
-    next_window: 0,
-}));
+static TABLES: Vcpu0<Tables> = Vcpu0(UnsafeCell::new(Tables { low: None, next_window: 0 }));
 
-/// The tables. Callers run on vCPU 0 and do not keep the reference across calls.
-#[allow(clippy::mut_from_ref)]
+/// TTBR1: levels 1, 2 and 3 down to [`TOP_PAGE_VA`] (all zero at first, so in BSS).
+static HIGH: Vcpu0<[Table; 3]> = Vcpu0(UnsafeCell::new([const { Table([0; 512]) }; 3]));
+
+/// The tables `aarch64-paging` builds TTBR0 from, handed out in order.
+struct Pool {
+    tables: [PageTable<El1Attributes>; POOL_TABLES],
+    used: usize,
+}
+
+static POOL: Vcpu0<Pool> = Vcpu0(UnsafeCell::new(Pool { tables: [const { PageTable::EMPTY }; POOL_TABLES], used: 0 }));
+
+/// The TTBR0 map. Callers run on vCPU 0 and do not keep the reference across calls.
 fn tables() -> &'static mut Tables {
     // SAFETY: only vCPU 0 calls this, and never re-entrantly (no exception
     // handler touches the tables), so there is one live reference at a time.
     unsafe { &mut *TABLES.0.get() }
+}
+
+/// TTBR1's tables, as for [`tables`].
+fn high_tables() -> &'static mut [Table; 3] {
+    // SAFETY: as for `tables`.
+    unsafe { &mut *HIGH.0.get() }
+}
+
+/// Hands `aarch64-paging` the pool's tables, identity-mapped (their VA is their
+/// PA). Tables it frees are not reused: one boot's map and a scenario's few
+/// extra mappings fit in the pool.
+struct TablePool;
+
+impl Translation<El1Attributes> for TablePool {
+    fn allocate_table(&mut self) -> (NonNull<PageTable<El1Attributes>>, PhysicalAddress) {
+        let pool = POOL.0.get();
+        // SAFETY: only vCPU 0 allocates, one table at a time, and no reference to
+        // the pool exists: handed-out tables are reached through raw pointers.
+        let index = unsafe { (*pool).used };
+        assert!(index < POOL_TABLES, "more than {POOL_TABLES} stage-1 tables needed");
+        // SAFETY: as above; `index` is in bounds, and the table is zero (BSS) and
+        // not handed out before.
+        let table = unsafe {
+            (*pool).used = index + 1;
+            &raw mut (*pool).tables[index]
+        };
+        (NonNull::new(table).expect("BSS is not at address 0"), PhysicalAddress(table as usize))
+    }
+
+    unsafe fn deallocate_table(&mut self, _table: NonNull<PageTable<El1Attributes>>) {}
+
+    fn physical_to_virtual(&self, pa: PhysicalAddress) -> NonNull<PageTable<El1Attributes>> {
+        NonNull::new(pa.0 as *mut PageTable<El1Attributes>).expect("a table at PA 0")
+    }
 }
 
 /// Level-1 index, level-2 index, level-3 index of `va`.
@@ -212,50 +271,39 @@ fn index(va: u64, level: u32) -> usize {
 }
 
 impl Tables {
-    /// The level-`level` descriptor slot for `va`, creating intermediate tables.
-    fn slot(&mut self, va: u64, level: u32) -> Result<&mut u64, MapError> {
-        let mut table: *mut Table = if va >= TTBR1_BASE { &raw mut self.l1_high } else { &raw mut self.l1 };
-        for current in 1..level {
-            // SAFETY: `table` is one of this struct's tables (identity-mapped BSS).
-            let entry = unsafe { &mut (*table).0[index(va, current)] };
-            if *entry & VALID == 0 {
-                if self.used == POOL_TABLES {
-                    return Err(MapError::OutOfTables);
-                }
-                let new = &raw mut self.pool[self.used];
-                self.used += 1;
-                // SAFETY: a pool table not referenced by any descriptor yet.
-                unsafe { (*new).0 = [0; 512] };
-                *entry = new as u64 | TABLE_OR_PAGE | VALID;
-            } else if *entry & TABLE_OR_PAGE == 0 {
-                return Err(MapError::Conflict { va });
-            }
-            table = (*entry & OUTPUT_MASK) as *mut Table;
-        }
-        // SAFETY: as above; the table address came from a descriptor we wrote.
-        Ok(unsafe { &mut (*table).0[index(va, level)] })
+    fn low(&mut self) -> &mut Mapping<TablePool, El1And0> {
+        self.low.as_mut().expect("the MMU map is built by enable first")
+    }
+
+    /// The TTBR0 root as the MMU sees it, for the slots written by hand.
+    fn low_root(&mut self) -> *mut [u64; 512] {
+        self.low().root_address().0 as *mut [u64; 512]
     }
 
     fn map(&mut self, va: u64, pa: u64, size: u64, attrs: Attrs) -> Result<(), MapError> {
-        let in_range = |va: u64| !(VA_LIMIT..TTBR1_BASE).contains(&va);
-        let last = size.checked_sub(1).and_then(|s| va.checked_add(s));
+        let out_of_range = MapError::OutOfRange { base: va, size };
+        let end = va.checked_add(size).ok_or(out_of_range.clone())?;
         let aligned = va.is_multiple_of(PAGE) && pa.is_multiple_of(PAGE) && size.is_multiple_of(PAGE);
-        if !aligned || !last.is_some_and(|last| in_range(va) && in_range(last) && (va < VA_LIMIT) == (last < VA_LIMIT))
-        {
-            return Err(MapError::OutOfRange { base: va, size });
+        if !aligned || size == 0 || end > VA_LIMIT || (va < WINDOW_VAS.end && WINDOW_VAS.start < end) {
+            return Err(out_of_range);
         }
-        let bits = attrs.bits();
-        let (mut va, mut pa, mut left) = (va, pa, size);
-        while left != 0 {
-            if va % BLOCK_2M == 0 && pa % BLOCK_2M == 0 && left >= BLOCK_2M {
-                *self.slot(va, 2)? = (pa & OUTPUT_MASK) | bits | VALID;
-                (va, pa, left) = (va.wrapping_add(BLOCK_2M), pa + BLOCK_2M, left - BLOCK_2M);
-            } else {
-                *self.slot(va, 3)? = (pa & OUTPUT_MASK) | bits | TABLE_OR_PAGE | VALID;
-                (va, pa, left) = (va.wrapping_add(PAGE), pa + PAGE, left - PAGE);
-            }
-        }
-        Ok(())
+        let region = MemoryRegion::new(va as usize, end as usize);
+        self.low()
+            .map_range(&region, PhysicalAddress(pa as usize), attrs.flags(), Constraints::empty())
+            .map_err(MapError::Paging)
+    }
+
+    /// Claims the next window slot (round-robin), writes `descriptor` there and
+    /// returns the slot.
+    fn set_window_slot(&mut self, descriptor: u64) -> usize {
+        let slot = WINDOW_FIRST_SLOT + self.next_window;
+        self.next_window = (self.next_window + 1) % WINDOW_SLOTS;
+        let root = self.low_root();
+        // SAFETY: the root is a pool table the MMU walks; window slots are never
+        // mapped through `aarch64-paging` (`map` refuses their VAs), so nothing
+        // else reads or writes this entry.
+        unsafe { (*root)[slot] = descriptor };
+        slot
     }
 }
 
@@ -266,6 +314,10 @@ impl Tables {
 /// Must be called once, with the MMU off, before anything else uses the caches.
 pub fn enable(regions: &[Region], mte: bool) -> Result<(), MapError> {
     let tables = tables();
+    tables.low = Some(Mapping::with_asid_and_va_range(TablePool, 0, ROOT_LEVEL, El1And0, VaRange::Lower));
+    let [l1, l2, l3] = high_tables();
+    l1.0[index(TOP_PAGE_VA, 1)] = (&raw const *l2) as u64 | TABLE;
+    l2.0[index(TOP_PAGE_VA, 2)] = (&raw const *l3) as u64 | TABLE;
     for region in regions {
         let start = region.base & !(BLOCK_2M - 1);
         let end = region
@@ -305,8 +357,8 @@ pub fn enable(regions: &[Region], mte: bool) -> Result<(), MapError> {
     // off. Drop any stale cache lines for it before the caches are turned on.
     invalidate_dcache(layout::bss_start(), layout::image_end());
 
-    let ttbr0 = (&raw const tables.l1) as u64;
-    let ttbr1 = (&raw const tables.l1_high) as u64;
+    let ttbr0 = tables.low().root_address().0 as u64;
+    let ttbr1 = (&raw const high_tables()[0]) as u64;
     // SAFETY: the tables identity-map the image (executable, so the PC stays
     // valid) and the stack, so execution continues unchanged with the MMU on.
     unsafe {
@@ -333,9 +385,9 @@ pub fn enable(regions: &[Region], mte: bool) -> Result<(), MapError> {
     Ok(())
 }
 
-/// Maps `[va, va + size)` to `[pa, ...)` with `attrs` (2 MiB blocks where aligned,
-/// else 4 KiB pages), replacing what was there, and invalidates the TLBs. vCPU 0
-/// only, MMU on.
+/// Maps `[va, va + size)` of the TTBR0 half (outside the window slots) to
+/// `[pa, ...)` with `attrs` (blocks where aligned, else 4 KiB pages), replacing what
+/// was there, and invalidates the TLBs. vCPU 0 only, MMU on.
 pub fn map(va: u64, pa: u64, size: u64, attrs: Attrs) -> Result<(), MapError> {
     let result = tables().map(va, pa, size, attrs);
     flush_tlb();
@@ -347,10 +399,7 @@ pub fn map(va: u64, pa: u64, size: u64, attrs: Attrs) -> Result<(), MapError> {
 /// the guest reach any IPA the stage-1 output size allows (TCR_EL1.IPS), beyond
 /// its 39-bit identity map. vCPU 0 only.
 pub fn window(ipa: u64, attrs: Attrs) -> u64 {
-    let tables = tables();
-    let slot = WINDOW_FIRST_SLOT + tables.next_window;
-    tables.next_window = (tables.next_window + 1) % WINDOW_SLOTS;
-    tables.l1.0[slot] = ((ipa & !(BLOCK_1G - 1)) & OUTPUT_MASK) | attrs.bits() | VALID; // 1 GiB block
+    let slot = tables().set_window_slot(attrs.block_descriptor(ipa & !(BLOCK_1G - 1))); // 1 GiB block
     flush_tlb();
     ((slot as u64) << 30) | (ipa & (BLOCK_1G - 1))
 }
@@ -359,17 +408,22 @@ pub fn window(ipa: u64, attrs: Attrs) -> u64 {
 /// that slot translates (for example, a table descriptor pointing at an IPA
 /// that is not RAM). vCPU 0 only.
 pub fn set_l1_raw(descriptor: u64) -> u64 {
-    let tables = tables();
-    let slot = WINDOW_FIRST_SLOT + tables.next_window;
-    tables.next_window = (tables.next_window + 1) % WINDOW_SLOTS;
-    tables.l1.0[slot] = descriptor;
+    let slot = tables().set_window_slot(descriptor);
     flush_tlb();
     (slot as u64) << 30
 }
 
 /// A level-1 table descriptor for a level-2 table at `ipa`.
 pub const fn table_descriptor(ipa: u64) -> u64 {
-    (ipa & OUTPUT_MASK) | TABLE_OR_PAGE | VALID
+    (ipa & OUTPUT_MASK) | TABLE
+}
+
+/// Maps the last page of the VA space ([`TOP_PAGE_VA`], through TTBR1) to `pa`
+/// with `attrs`, replacing what was there, and invalidates the TLBs. vCPU 0
+/// only, MMU on.
+pub fn map_top_page(pa: u64, attrs: Attrs) {
+    high_tables()[2].0[index(TOP_PAGE_VA, 3)] = attrs.page_descriptor(pa);
+    flush_tlb();
 }
 
 /// Invalidates all stage-1 TLB entries of this VM on every vCPU (after a table write).

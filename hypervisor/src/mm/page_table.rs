@@ -90,25 +90,6 @@ pub const fn el2_leaf_attributes(kind: MemoryKind, access: Access) -> u64 {
     (index << ATTR_INDEX_SHIFT) | shareability | permissions | device_xn | ACCESS_FLAG
 }
 
-/// Decodes the memory kind and access of a leaf descriptor written by this module.
-pub fn decode_leaf_attributes(descriptor: u64) -> Option<(MemoryKind, Access)> {
-    let kind = match (descriptor >> ATTR_INDEX_SHIFT) & 0b111 {
-        ATTR_INDEX_DEVICE => MemoryKind::Device,
-        ATTR_INDEX_NORMAL => MemoryKind::Normal,
-        ATTR_INDEX_NORMAL_TAGGED => MemoryKind::NormalTagged,
-        _ => return None,
-    };
-    let read_only = descriptor & AP_READ_ONLY != 0;
-    let executable = descriptor & EXECUTE_NEVER == 0;
-    let access = match (read_only, executable) {
-        (true, true) => Access::ReadExecute,
-        (true, false) => Access::ReadOnly,
-        (false, false) => Access::ReadWrite,
-        (false, true) => return None,
-    };
-    Some((kind, access))
-}
-
 /// Stage-2 MemAttr[5:2] for Normal, Inner and Outer Write-Back: the only attribute
 /// under which a guest's allocation tags are accessible (with `HCR_EL2.ATA`).
 const S2_MEMATTR_NORMAL_WB: u64 = 0b1111 << 2;
@@ -438,6 +419,25 @@ mod tests {
     }
 
     const RW_TAGGED: u64 = el2_leaf_attributes(MemoryKind::NormalTagged, Access::ReadWrite);
+
+    /// Decodes the memory kind and access of a leaf descriptor written by this module.
+    fn decode_leaf_attributes(descriptor: u64) -> Option<(MemoryKind, Access)> {
+        let kind = match (descriptor >> ATTR_INDEX_SHIFT) & 0b111 {
+            ATTR_INDEX_DEVICE => MemoryKind::Device,
+            ATTR_INDEX_NORMAL => MemoryKind::Normal,
+            ATTR_INDEX_NORMAL_TAGGED => MemoryKind::NormalTagged,
+            _ => return None,
+        };
+        let read_only = descriptor & AP_READ_ONLY != 0;
+        let executable = descriptor & EXECUTE_NEVER == 0;
+        let access = match (read_only, executable) {
+            (true, true) => Access::ReadExecute,
+            (true, false) => Access::ReadOnly,
+            (false, false) => Access::ReadWrite,
+            (false, true) => return None,
+        };
+        Some((kind, access))
+    }
 
     #[test]
     fn descriptor_bits_match_the_architecture() {

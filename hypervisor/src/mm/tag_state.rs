@@ -7,8 +7,9 @@
 //! first stage-2 fault on it at the same moment on different CPUs. A plain
 //! test-then-set is unsafe: one mapper zeroes and sets the flag, its guest writes tags,
 //! then the other mapper's late zeroing wipes them. So *test + zero + set* is atomic
-//! with respect to every other mapper of the same frame (see `/work/shared/notes/mte.md`,
-//! and Linux's `try_page_mte_tagging()` / `set_page_mte_tagged()`).
+//! with respect to every other mapper of the same frame (the June 2021 LKML review of
+//! "KVM: arm64: Introduce MTE VM feature", and Linux's `try_page_mte_tagging()` /
+//! `set_page_mte_tagged()` in `arch/arm64/include/asm/mte.h`).
 //!
 //! # Protocol
 //!

@@ -635,9 +635,9 @@ mod tests {
             (INVALID_ADDRESS, PsciError::InvalidAddress),
         ];
         for (code, error) in codes {
-            assert_eq!(PsciError::check(code as u64), Err(error));
+            assert_eq!(crate::psci::check(code as u64), Err(error));
         }
-        assert_eq!(PsciError::check(SUCCESS as u64), Ok(0));
+        assert_eq!(crate::psci::check(SUCCESS as u64), Ok(0));
     }
 
     #[test]

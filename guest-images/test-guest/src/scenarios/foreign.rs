@@ -53,9 +53,8 @@ pub unsafe fn scan(start: u64, end: u64, mte: bool) -> Option<u64> {
     }
     let found: u64;
     if mte {
-        // SAFETY: plain loads of mapped RAM (caller's promise); PSTATE.TCO is set
-        // for the loop and cleared again, tag checks resume after it.
-        unsafe { asm!(".arch_extension memtag", "msr tco, #1", options(nomem, nostack, preserves_flags)) };
+        // The loop's untagged loads are not tag checked; checks resume after it.
+        mte_insn::set_tag_check_override(true);
     }
     // SAFETY: plain loads of mapped RAM (caller's promise).
     unsafe {
@@ -86,9 +85,9 @@ pub unsafe fn scan(start: u64, end: u64, mte: bool) -> Option<u64> {
         );
     }
     if mte {
-        // SAFETY: re-enables tag checks (the guest's own pointers carry tag 0,
-        // matching the memory Rust uses).
-        unsafe { asm!(".arch_extension memtag", "msr tco, #0", options(nomem, nostack, preserves_flags)) };
+        // Tag checks again: the guest's own pointers carry tag 0, matching the
+        // memory Rust uses.
+        mte_insn::set_tag_check_override(false);
     }
     (found != 0).then_some(found)
 }

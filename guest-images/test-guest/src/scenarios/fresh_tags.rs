@@ -7,7 +7,7 @@ use super::{Env, Outcome, PAGE, fail};
 use crate::boot::{self, Probe, dfsc, ec};
 use crate::console::{println, text};
 use crate::hypercall::Stats;
-use crate::mte::{self, GRANULE};
+use mte_insn::GRANULE;
 
 /// Checked granule by granule after the image end.
 const DENSE_BYTES: u64 = 4 << 20;
@@ -24,7 +24,7 @@ pub fn run(env: &Env) -> Outcome {
     let mut granules = 0u64;
     for addr in (free..dense_end).step_by(GRANULE as usize) {
         // SAFETY: free guest RAM, mapped Tagged Normal; LDG only reads its tag.
-        let tag = unsafe { mte::ldg(addr) };
+        let tag = unsafe { mte_insn::ldg(addr) };
         if tag != 0 {
             fail!("fresh granule 0x{addr:x} has tag 0x{tag:x}, want 0 ({granules} granules were 0 before it)");
         }
@@ -33,7 +33,7 @@ pub fn run(env: &Env) -> Outcome {
     let mut pages = 0u64;
     for addr in (dense_end..end).step_by(PAGE as usize) {
         // SAFETY: as above.
-        let tag = unsafe { mte::ldg(addr) };
+        let tag = unsafe { mte_insn::ldg(addr) };
         if tag != 0 {
             fail!("fresh page 0x{addr:x} has tag 0x{tag:x} in its first granule, want 0");
         }
@@ -45,23 +45,23 @@ pub fn run(env: &Env) -> Outcome {
 
     // 2. Tag a page with a random tag and use it.
     let buf = free;
-    let tagged = mte::irg(buf, 0);
-    let tag = mte::tag_of(tagged);
-    if tag == 0 || mte::untagged(tagged) != buf {
+    let tagged = mte_insn::irg(buf, 0);
+    let tag = mte_insn::tag_of(tagged);
+    if tag == 0 || mte_insn::untagged(tagged) != buf {
         fail!("IRG(0x{buf:x}) gave 0x{tagged:x}: want a non-zero tag (GCR_EL1 excludes 0), same address");
     }
     // STG over the first half, ST2G over the second.
     for offset in (0..PAGE / 2).step_by(GRANULE as usize) {
         // SAFETY: the first free page, no Rust object lives there; granule aligned.
-        unsafe { mte::stg(tagged + offset) };
+        unsafe { mte_insn::stg(tagged + offset) };
     }
     for offset in (PAGE / 2..PAGE).step_by(2 * GRANULE as usize) {
         // SAFETY: as above.
-        unsafe { mte::st2g(tagged + offset) };
+        unsafe { mte_insn::st2g(tagged + offset) };
     }
     for offset in (0..PAGE).step_by(GRANULE as usize) {
         // SAFETY: mapped Tagged Normal, free RAM.
-        let got = unsafe { mte::ldg(buf + offset) };
+        let got = unsafe { mte_insn::ldg(buf + offset) };
         if got != tag {
             fail!("after ST2G of tag 0x{tag:x} over 0x{buf:x}, LDG(0x{:x}) = 0x{got:x}", buf + offset);
         }
@@ -87,7 +87,7 @@ pub fn run(env: &Env) -> Outcome {
     // 3. The wrong tag must fault, for loads and stores.
     let wrong = tag % 15 + 1;
     let offset = 0x100;
-    let bad = mte::with_tag(buf + offset, wrong);
+    let bad = mte_insn::with_tag(buf + offset, wrong);
     // SAFETY: free RAM; the load is expected to fault.
     let load = unsafe { boot::probe_load(bad) };
     let load_fault = check_tag_fault("load", &load, bad, false);
@@ -122,7 +122,7 @@ fn check_tag_fault(what: &str, probe: &Probe, addr: u64, write: bool) -> boot::E
     if fault.ec() != ec::DATA_ABORT_SAME_EL
         || fault.fsc() != dfsc::TAG_CHECK
         || fault.wnr() != write
-        || mte::tag_of(fault.far) != mte::tag_of(addr)
+        || mte_insn::tag_of(fault.far) != mte_insn::tag_of(addr)
         || fault.far & ADDR_BITS != addr & ADDR_BITS
         || fault.elr != probe.insn
     {
@@ -130,7 +130,7 @@ fn check_tag_fault(what: &str, probe: &Probe, addr: u64, write: bool) -> boot::E
             "{what} through 0x{addr:x} at 0x{:x}: {fault}; want EC 0x25 DFSC 0x11 WnR {} FAR tag 0x{:x}",
             probe.insn,
             u8::from(write),
-            mte::tag_of(addr)
+            mte_insn::tag_of(addr)
         );
     }
     fault

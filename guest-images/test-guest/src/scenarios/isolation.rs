@@ -163,8 +163,8 @@ unsafe fn clear_tags(start: u64, end: u64) {
     let mut addr = start;
     while addr < end {
         // SAFETY: per the caller's promise; only tags change.
-        unsafe { mte::stg(addr) };
-        addr += mte::GRANULE;
+        unsafe { mte_insn::stg(addr) };
+        addr += mte_insn::GRANULE;
     }
 }
 
@@ -186,8 +186,8 @@ pub fn bystander(env: &Env) -> Outcome {
         if let Some(bad) = unsafe { verify(start, end, salt, mte) } {
             // SAFETY: a granule of free RAM; reading its tag and data has no side effects.
             let (tag, lo) = unsafe {
-                let tag = if mte { mte::ldg(bad) } else { 0 };
-                (tag, core::ptr::read_volatile(mte::with_tag(bad, tag) as *const u64))
+                let tag = if mte { mte_insn::ldg(bad) } else { 0 };
+                (tag, core::ptr::read_volatile(mte_insn::with_tag(bad, tag) as *const u64))
             };
             fail!(
                 "round {rounds}: granule 0x{bad:x} lost what was written (tag {tag}, word 0x{lo:x}, want 0x{:x})",

@@ -6,7 +6,7 @@ use core::ptr;
 use super::{Env, Outcome, PAGE, fail};
 use crate::console::{println, text};
 use crate::hypercall::Stats;
-use crate::mte::{self, GRANULE};
+use mte_insn::GRANULE;
 
 /// What the writer fills RAM with.
 const PATTERN: u64 = 0xA5A5_A5A5_A5A5_A5A5;
@@ -20,20 +20,20 @@ pub fn writer(env: &Env) -> Outcome {
     }
     // SAFETY: free RAM after the image, mapped Tagged Normal, 64-byte aligned
     // bounds; no Rust object lives there.
-    unsafe { mte::fill_random_tags(start, end, PATTERN) };
+    unsafe { mte_insn::fill_random_tags(start, end, PATTERN) };
 
     // Spot-check one granule per page: a non-zero tag and the pattern.
     let mut pages = 0u64;
     let mut tag_seen = [false; 16];
     for addr in (start..end).step_by(PAGE as usize) {
         // SAFETY: mapped Tagged Normal, free RAM.
-        let tag = unsafe { mte::ldg(addr) };
+        let tag = unsafe { mte_insn::ldg(addr) };
         if tag == 0 {
             fail!("granule 0x{addr:x} has tag 0 after IRG+STGP (tag 0 is excluded)");
         }
         tag_seen[tag as usize] = true;
         // SAFETY: the pointer carries the granule's tag; no Rust object lives there.
-        let data = unsafe { ptr::read_volatile(mte::with_tag(addr, tag) as *const u64) };
+        let data = unsafe { ptr::read_volatile(mte_insn::with_tag(addr, tag) as *const u64) };
         if data != PATTERN {
             fail!("granule 0x{addr:x} holds 0x{data:x}, wrote 0x{PATTERN:x}");
         }
@@ -52,7 +52,7 @@ pub fn writer(env: &Env) -> Outcome {
 pub fn checker(env: &Env) -> Outcome {
     for addr in (env.image_start..env.image_end).step_by(GRANULE as usize) {
         // SAFETY: the image, mapped Tagged Normal; LDG only reads its tag.
-        let tag = unsafe { mte::ldg(addr) };
+        let tag = unsafe { mte_insn::ldg(addr) };
         if tag != 0 {
             fail!("image granule 0x{addr:x} has tag 0x{tag:x}, want 0");
         }
@@ -62,7 +62,7 @@ pub fn checker(env: &Env) -> Outcome {
     let mut granules = 0u64;
     for addr in (start..end).step_by(GRANULE as usize) {
         // SAFETY: free RAM, mapped Tagged Normal.
-        let tag = unsafe { mte::ldg(addr) };
+        let tag = unsafe { mte_insn::ldg(addr) };
         if tag != 0 {
             fail!("first bad address 0x{addr:x}: tag 0x{tag:x}, want 0 ({granules} clean granules before it)");
         }

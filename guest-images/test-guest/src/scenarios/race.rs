@@ -19,8 +19,8 @@ use core::ptr;
 use super::{Env, Outcome, PAGE, PEER_TIMEOUT_SECS, fail, hv, wait_event};
 use crate::console::{println, text};
 use crate::hypercall;
-use crate::mte::{self, GRANULE};
 use crate::sysreg;
+use mte_insn::GRANULE;
 
 const EVENT_WRITTEN: u64 = 0;
 const EVENT_CHECKED: u64 = 1;
@@ -44,8 +44,8 @@ fn page(env: &Env, round: u64) -> u64 {
     env.shared_base + round * PAGE
 }
 
-fn expected_tag(round: u64) -> u64 {
-    round % 15 + 1
+fn expected_tag(round: u64) -> u8 {
+    (round % 15) as u8 + 1
 }
 
 fn word(round: u64, offset: u64) -> u64 {
@@ -57,14 +57,14 @@ fn word(round: u64, offset: u64) -> u64 {
 fn write_page(env: &Env, round: u64) {
     let base = page(env, round);
     let tag = expected_tag(round);
-    let tagged = mte::irg(base, !(1u16 << tag));
-    if mte::tag_of(tagged) != tag {
+    let tagged = mte_insn::irg(base, mte_insn::exclude_all_but(tag));
+    if mte_insn::tag_of(tagged) != tag {
         fail!("round {round}: IRG allowing only tag 0x{tag:x} returned 0x{tagged:x}");
     }
     for offset in (0..PAGE).step_by(GRANULE as usize) {
         // SAFETY: the shared page is mapped Tagged Normal and no Rust object lives
         // in it; granule aligned.
-        unsafe { mte::stgp(tagged + offset, word(round, offset), word(round, offset + 8)) };
+        unsafe { mte_insn::stgp(tagged + offset, word(round, offset), word(round, offset + 8)) };
     }
     // SAFETY: a barrier only: the tags and data are visible before the event is.
     unsafe { core::arch::asm!("dsb ish", options(nostack, preserves_flags)) };
@@ -77,11 +77,11 @@ fn check_page(env: &Env, round: u64) {
     for offset in (0..PAGE).step_by(GRANULE as usize) {
         let addr = base + offset;
         // SAFETY: the shared page is mapped Tagged Normal; LDG only reads its tag.
-        let got = unsafe { mte::ldg(addr) };
+        let got = unsafe { mte_insn::ldg(addr) };
         if got != tag {
             fail!("round {round}: granule 0x{addr:x} has tag 0x{got:x}, want 0x{tag:x}");
         }
-        let p = mte::with_tag(addr, tag) as *const u64;
+        let p = mte_insn::with_tag(addr, tag) as *const u64;
         // SAFETY: the pointer carries the granule's tag; no Rust object lives there.
         let (lo, hi) = unsafe { (ptr::read_volatile(p), ptr::read_volatile(p.add(1))) };
         if lo != word(round, offset) || hi != word(round, offset + 8) {
@@ -158,7 +158,7 @@ fn race_round(env: &Env, round: u64) -> Race {
         for (i, seen) in seen.iter_mut().enumerate() {
             let addr = base + i as u64 * GRANULE;
             // SAFETY: the shared page is mapped Tagged Normal; LDG only reads its tag.
-            let got = unsafe { mte::ldg(addr) };
+            let got = unsafe { mte_insn::ldg(addr) };
             if got == tag {
                 *seen = true;
                 tagged += 1;

@@ -26,9 +26,6 @@ macro_rules! write_sysreg {
 pub(crate) use read_sysreg;
 pub(crate) use write_sysreg;
 
-/// `GMID_EL1`, readable only with FEAT_MTE2.
-pub const GMID_EL1: &str = "s3_1_c0_c0_4";
-
 /// SCTLR_EL2 bits used by the hypervisor (non-VHE layout).
 pub mod sctlr_el2 {
     pub const M: u64 = 1 << 0;

@@ -288,14 +288,7 @@ impl Director {
             let mut lifecycle = self.lifecycle.lock();
             lifecycle.states[index] = VmState::Stopped { status };
             lifecycle.vmids_in_use[vmid as usize] = false;
-            for &region in &self.config.vms[index].shared {
-                lifecycle.shared_users[region] -= 1;
-                if lifecycle.shared_users[region] == 0
-                    && let Some(memory) = lifecycle.shared[region].take()
-                {
-                    self.free_shared(memory);
-                }
-            }
+            self.release_shared(&mut lifecycle, index);
             (0..self.config.vms.len())
                 .filter(|&i| self.config.vms[i].after == Some(index) && lifecycle.states[i] == VmState::Pending)
                 .collect::<Vec<_>>()

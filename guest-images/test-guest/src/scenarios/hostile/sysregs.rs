@@ -11,7 +11,7 @@ use core::arch::asm;
 use super::{Ctx, Verdict, bad, good, scratch};
 use crate::boot::{PROBE_POISON, Probe, ec, expect_fault, probe_asm, probe_mrs, probe_msr};
 use crate::console::{Report, text};
-use crate::{mte, sysreg};
+use crate::sysreg;
 
 /// Reads `S3_0_C0_C<crm>_<op2>` (index = crm * 8 + op2) through a table of 64
 /// MRS instructions (each followed by a branch out, so a skipped one is fine).
@@ -327,29 +327,26 @@ pub fn gmid(ctx: &Ctx) -> Verdict {
     }
     let block = 4u64 << bs;
     let base = ctx.scratch + scratch::TAGS;
-    let granules = block / mte::GRANULE;
+    let granules = block / mte_insn::GRANULE;
     let mut want = 0u64;
     for i in 0..granules {
-        let addr = base + i * mte::GRANULE;
-        let tag = (i % 15) + 1;
+        let addr = base + i * mte_insn::GRANULE;
+        let tag = (i % 15) as u8 + 1;
         // SAFETY: a Tagged scratch page no Rust object lives in; only its tag changes.
-        unsafe { mte::stg(mte::with_tag(addr, tag)) };
-        want |= tag << (4 * ((addr >> 4) & 0xf));
+        unsafe { mte_insn::stg(mte_insn::with_tag(addr, tag)) };
+        want |= u64::from(tag) << mte_insn::tag_word_shift(addr);
     }
-    let mut got: u64 = 0;
-    // SAFETY: LDGM reads the tags of the block (EL1 only); no memory is written.
-    unsafe {
-        asm!(".arch_extension memtag", "ldgm {v}, [{a}]", v = inout(reg) got, a = in(reg) base, options(nostack, readonly))
-    };
+    // SAFETY: the mapped scratch block, read at EL1; no memory is written.
+    let got = unsafe { mte_insn::ldgm(base) };
     if got != want {
         bad!("LDGM of a {block}-byte block (GMID.BS {bs}) read 0x{got:x}, want 0x{want:x}");
     }
     // STGM writes them back as zeros; LDG must agree.
-    // SAFETY: STGM changes only the tags of the scratch block.
-    unsafe { asm!(".arch_extension memtag", "stgm xzr, [{a}]", a = in(reg) base, options(nostack)) };
+    // SAFETY: STGM changes only the tags of the scratch block (at EL1).
+    unsafe { mte_insn::stgm(base, 0) };
     for i in 0..granules {
         // SAFETY: mapped Tagged scratch memory.
-        let tag = unsafe { mte::ldg(base + i * mte::GRANULE) };
+        let tag = unsafe { mte_insn::ldg(base + i * mte_insn::GRANULE) };
         if tag != 0 {
             bad!("after STGM of zeros, granule {i} has tag {tag}");
         }
@@ -382,7 +379,7 @@ pub fn mte_regs(ctx: &Ctx) -> Verdict {
     // IRG honours GCR_EL1.Exclude: everything but tag 7 excluded.
     sysreg::set_gcr_el1(0xFFFF & !(1 << 7));
     sysreg::set_rgsr_el1(rgsr | (1 << 8));
-    let tags: [u64; 8] = core::array::from_fn(|i| mte::tag_of(mte::irg(0x4000_0000 + 16 * i as u64, 0)));
+    let tags: [u8; 8] = core::array::from_fn(|i| mte_insn::tag_of(mte_insn::irg(0x4000_0000 + 16 * i as u64, 0)));
     sysreg::set_gcr_el1(gcr);
     sysreg::set_rgsr_el1(rgsr);
     if tags.iter().any(|&t| t != 7) {

@@ -15,7 +15,6 @@ use crate::console::{Report, text};
 use crate::mmu::{self, Attrs, MemType};
 use crate::{psci, sysreg};
 
-const PAGE_VA: u64 = 0xFFFF_FFFF_FFFF_F000;
 const LAST: u64 = 0xFFFF_FFFF_FFFF_FFFC;
 
 global_asm!(
@@ -47,9 +46,7 @@ unsafe extern "C" {
 /// x0/x2/x3 given, and returns the exception that ends it.
 fn run_snippet(ctx: &Ctx, index: usize, x0: u64, x2: u64, x3: u64) -> Result<Exception, Report> {
     let page = ctx.scratch + scratch::TOP_PAGE;
-    if let Err(e) = mmu::map(PAGE_VA, page, 4096, Attrs::code(ctx.ram_mem)) {
-        return Err(text!("mapping the top page: {e}"));
-    }
+    mmu::map_top_page(page, Attrs::code(ctx.ram_mem));
     // SAFETY: the snippet table is 12 instructions of read-only data.
     let words = unsafe { &top_va_snippets };
     for (i, &word) in words[2 * index..2 * index + 2].iter().enumerate() {
