@@ -37,7 +37,9 @@
 //!   may be set once per section.
 //! - Sizes (`memory`, `size`) are a decimal or `0x` hexadecimal number with an
 //!   optional `K`, `M` or `G` suffix (powers of 1024), a multiple of 2M (the
-//!   stage-2 block size), from 2M to 64G.
+//!   stage-2 block size), from 2M to 64G. The guest map ([`machine`]) bounds
+//!   them further: a shared region is at most 1G (regions sit 1 GiB apart), and
+//!   a VM that names shared regions has at most 3G of RAM (below the first one).
 //! - `cpus` lists 1 to [`MAX_VCPUS`] distinct physical CPU indices, comma separated; vCPU
 //!   `n` runs on the `n`-th one.
 //! - `arg` is a decimal or `0x` hexadecimal number of up to 64 bits.
@@ -57,6 +59,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 /// Most vCPUs one VM may have: the guest machine's limit.
+use hv_abi::machine;
 pub use hv_abi::machine::MAX_VCPUS;
 /// Largest guest RAM or shared region size.
 pub const MAX_SIZE_BYTES: u64 = 64 << 30;
@@ -188,6 +191,10 @@ impl Section {
     fn vm(name: &str) -> Self {
         Self { kind: SectionKind::Vm, name: name.to_string() }
     }
+
+    fn shared(name: &str) -> Self {
+        Self { kind: SectionKind::Shared, name: name.to_string() }
+    }
 }
 
 impl fmt::Display for Section {
@@ -310,6 +317,18 @@ pub enum ConfigErrorKind {
         target: String,
     },
     NoVms,
+    /// A VM that names shared regions has more RAM than fits below the first
+    /// of them ([`machine::SHARED_BASE`]): its RAM would cover their addresses.
+    RamCoversSharedRegions {
+        section: Section,
+        memory: u64,
+    },
+    /// A shared region larger than the spacing of shared regions in the guest
+    /// map ([`machine::SHARED_STRIDE`]) would overlap the next one.
+    SharedRegionTooLarge {
+        section: Section,
+        size: u64,
+    },
     /// From [`Config::validate_against`].
     CpuNotPresent {
         section: Section,
@@ -433,6 +452,21 @@ impl fmt::Display for ConfigErrorKind {
                 "after in {section} names [vm {target}], which is not defined before {section} (after must name an earlier VM)"
             ),
             Self::NoVms => f.write_str("no VM defined (add a [vm NAME] section)"),
+            Self::RamCoversSharedRegions { section, memory } => write!(
+                f,
+                "memory of {section} is {} MiB, but a VM with shared regions may have at most {} MiB: \
+                 its RAM would reach the shared regions' guest addresses",
+                memory >> 20,
+                (machine::SHARED_BASE - machine::RAM_BASE) >> 20
+            ),
+            Self::SharedRegionTooLarge { section, size } => write!(
+                f,
+                "size of {section} is {} MiB, but a shared region may be at most {} MiB (shared regions sit {} MiB apart \
+                 in the guest map)",
+                size >> 20,
+                machine::SHARED_STRIDE >> 20,
+                machine::SHARED_STRIDE >> 20
+            ),
             Self::CpuNotPresent { section, cpu, cpu_count } => {
                 write!(f, "cpus in {section} names CPU {cpu}, but this machine has {cpu_count} CPUs (numbered from 0)")
             }
@@ -640,6 +674,12 @@ impl Parser {
         if self.vms.is_empty() {
             return Err(ConfigError { line: 0, kind: ConfigErrorKind::NoVms });
         }
+        if let Some(region) = self.shared.iter().find(|region| region.size > machine::SHARED_STRIDE) {
+            return Err(ConfigError {
+                line: region.line,
+                kind: ConfigErrorKind::SharedRegionTooLarge { section: Section::shared(&region.name), size: region.size },
+            });
+        }
         let names: Vec<String> = self.vms.iter().map(|vm| vm.config.name.clone()).collect();
         let mut vms = Vec::with_capacity(self.vms.len());
         for (index, vm) in self.vms.into_iter().enumerate() {
@@ -755,6 +795,12 @@ impl ClosedVm {
                     kind: ConfigErrorKind::UnknownSharedRegion { section: section(), name: name.clone() },
                 })?;
                 self.config.shared.push(region);
+            }
+            if !self.config.shared.is_empty() && self.config.memory_bytes > machine::SHARED_BASE - machine::RAM_BASE {
+                return Err(ConfigError {
+                    line: self.config.lines.memory,
+                    kind: ConfigErrorKind::RamCoversSharedRegions { section: section(), memory: self.config.memory_bytes },
+                });
             }
         }
         if let Some(target) = &self.after_name {
@@ -1375,6 +1421,26 @@ size = 16M                 # (required)
         for (text, expected) in cases {
             assert_eq!(message(&text), expected, "for {text:?}");
         }
+    }
+
+    #[test]
+    fn the_guest_map_bounds_ram_beside_shared_regions_and_each_region() {
+        let vm = |memory: &str, size: &str| {
+            format!("[vm a]\nimage = a\nmemory = {memory}\ncpus = 0\nshared = r\n[shared r]\nsize = {size}\n")
+        };
+        assert!(parse(&vm("3G", "1G")).is_ok(), "RAM up to the first shared region, a region up to the stride");
+        assert_eq!(
+            message(&vm("3074M", "2M")),
+            "vms.conf line 3: memory of [vm a] is 3074 MiB, but a VM with shared regions may have at most 3072 MiB: \
+             its RAM would reach the shared regions' guest addresses"
+        );
+        assert_eq!(
+            message(&vm("64M", "1026M")),
+            "vms.conf line 6: size of [shared r] is 1026 MiB, but a shared region may be at most 1024 MiB (shared \
+             regions sit 1024 MiB apart in the guest map)"
+        );
+        // Without shared regions, RAM may extend past 4 GiB.
+        assert!(parse("[vm a]\nimage = a\nmemory = 8G\ncpus = 0\n").is_ok());
     }
 
     #[test]
