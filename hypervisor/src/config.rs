@@ -677,7 +677,10 @@ impl Parser {
         if let Some(region) = self.shared.iter().find(|region| region.size > machine::SHARED_STRIDE) {
             return Err(ConfigError {
                 line: region.line,
-                kind: ConfigErrorKind::SharedRegionTooLarge { section: Section::shared(&region.name), size: region.size },
+                kind: ConfigErrorKind::SharedRegionTooLarge {
+                    section: Section::shared(&region.name),
+                    size: region.size,
+                },
             });
         }
         let names: Vec<String> = self.vms.iter().map(|vm| vm.config.name.clone()).collect();
@@ -799,7 +802,10 @@ impl ClosedVm {
             if !self.config.shared.is_empty() && self.config.memory_bytes > machine::SHARED_BASE - machine::RAM_BASE {
                 return Err(ConfigError {
                     line: self.config.lines.memory,
-                    kind: ConfigErrorKind::RamCoversSharedRegions { section: section(), memory: self.config.memory_bytes },
+                    kind: ConfigErrorKind::RamCoversSharedRegions {
+                        section: section(),
+                        memory: self.config.memory_bytes,
+                    },
                 });
             }
         }

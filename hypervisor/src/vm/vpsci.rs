@@ -18,10 +18,10 @@
 //! | function | answer |
 //! | --- | --- |
 //! | `PSCI_VERSION` | 1.1 |
-//! | `CPU_SUSPEND` (32/64) | any `power_state` is run as standby: the vCPU waits like `WFI`, then SUCCESS |
+//! | `CPU_SUSPEND` (32/64) | a `power_state` with reserved bits set is INVALID_PARAMETERS; any other is run as standby: the vCPU waits like `WFI`, then SUCCESS |
 //! | `CPU_OFF` | the caller stops |
-//! | `CPU_ON` (32/64) | the target starts at the entry point with `x0 = context_id` |
-//! | `AFFINITY_INFO` (32/64) | ON / OFF / ON_PENDING, affinity level 0 only |
+//! | `CPU_ON` (32/64) | the target is ON at once (as KVM: a second `CPU_ON` is ALREADY_ON, never ON_PENDING) and starts at the entry point with `x0 = context_id` |
+//! | `AFFINITY_INFO` (32/64) | ON / OFF, affinity level 0 only |
 //! | `MIGRATE_INFO_TYPE` | 2: no Trusted OS needs migrating |
 //! | `SYSTEM_OFF`, `SYSTEM_RESET` | the VM powers off / restarts |
 //! | `PSCI_FEATURES` | 0 for every function above (and for `SMCCC_VERSION`), else NOT_SUPPORTED |
@@ -57,18 +57,21 @@ pub const MIGRATE_INFO_TYPE_NOT_REQUIRED: i64 = 2;
 /// (DEN 0022, PSCI_FEATURES, "feature flags for CPU_SUSPEND").
 pub const CPU_SUSPEND_FEATURE_FLAGS: i64 = 0;
 
-/// `AFFINITY_INFO` results (DEN 0022, AFFINITY_INFO).
+/// `AFFINITY_INFO` results (DEN 0022, AFFINITY_INFO). ON_PENDING (2) is never
+/// answered: a `CPU_ON` makes its target ON at once.
 pub const AFFINITY_ON: i64 = 0;
 pub const AFFINITY_OFF: i64 = 1;
-pub const AFFINITY_ON_PENDING: i64 = 2;
+
+/// Reserved bits of the original `power_state` format (DEN 0022, CPU_SUSPEND):
+/// `[31:26]` and `[23:17]` (StateID is `[15:0]`, StateType `[16]`,
+/// PowerLevel `[25:24]`).
+const POWER_STATE_RESERVED: u64 = 0xFC00_0000 | 0x00FE_0000;
 
 /// A vCPU's power state as PSCI reports it (DEN 0022, AFFINITY_INFO).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PowerState {
     /// Not running; `CPU_ON` may start it.
     Off,
-    /// `CPU_ON` accepted, but the runtime has not yet entered the vCPU.
-    OnPending,
     /// Running (or waiting in `WFI`/`CPU_SUSPEND`, which is still on).
     On,
 }
@@ -80,9 +83,9 @@ pub enum PsciOutcome {
     /// sign-extended, as KVM does; 32-bit callers only look at `w0`) and resume it.
     Return(i64),
     /// `CPU_ON` accepted: the caller gets SUCCESS in `x0` and resumes; the
-    /// target, now [`PowerState::OnPending`], must be started at EL1h with the
-    /// MMU and caches off, `PC = entry` and `x0 = context_id` (DEN 0022, CPU_ON),
-    /// after which the runtime calls [`VmPsci::vcpu_started`].
+    /// target, now [`PowerState::On`] (as KVM reports it), must be started at
+    /// EL1h with the MMU and caches off, `PC = entry` and `x0 = context_id`
+    /// (DEN 0022, CPU_ON) before it runs anything else.
     StartVcpu { target: usize, entry: u64, context_id: u64 },
     /// `CPU_OFF` accepted: the caller is now Off and must not run again until a
     /// later `CPU_ON` starts it afresh (`CPU_OFF` does not return on success).
@@ -158,26 +161,13 @@ impl VmPsci {
         usize::try_from(affinity).ok().filter(|index| *index < self.states.len())
     }
 
-    /// Whether any vCPU is On or OnPending. After the last one's `CPU_OFF` this
+    /// Whether any vCPU is On. After the last one's `CPU_OFF` this
     /// is false: nothing is left that could `CPU_ON` another, so the VM can
     /// never run again (DEN 0022 allows the last CPU to power off; it is the
     /// guest's way of stopping without `SYSTEM_OFF`). The runtime decides
     /// whether that ends the VM.
     pub fn any_running(&self) -> bool {
         self.states.iter().any(|state| *state != PowerState::Off)
-    }
-
-    /// The runtime has entered vCPU `target` after [`PsciOutcome::StartVcpu`]:
-    /// OnPending becomes On. Returns false (and changes nothing) if `target`
-    /// was not OnPending.
-    pub fn vcpu_started(&mut self, target: usize) -> bool {
-        match self.states.get_mut(target) {
-            Some(state) if *state == PowerState::OnPending => {
-                *state = PowerState::On;
-                true
-            }
-            _ => false,
-        }
     }
 
     /// The power-on state, for `SYSTEM_RESET`: vCPU 0 On, every other Off.
@@ -222,6 +212,7 @@ impl VmPsci {
         let result = match function {
             PSCI_VERSION => PSCI_VERSION_1_1,
             PSCI_FEATURES => features(args[0] as u32),
+            CPU_SUSPEND_32 | CPU_SUSPEND_64 if args[0] & 0xFFFF_FFFF & POWER_STATE_RESERVED != 0 => INVALID_PARAMETERS,
             CPU_SUSPEND_32 | CPU_SUSPEND_64 => return PsciOutcome::Suspend,
             CPU_OFF => {
                 self.states[caller] = PowerState::Off;
@@ -256,9 +247,8 @@ impl VmPsci {
         }
         match self.states[index] {
             PowerState::On => PsciOutcome::Return(ALREADY_ON),
-            PowerState::OnPending => PsciOutcome::Return(ON_PENDING),
             PowerState::Off => {
-                self.states[index] = PowerState::OnPending;
+                self.states[index] = PowerState::On;
                 PsciOutcome::StartVcpu { target: index, entry, context_id }
             }
         }
@@ -276,7 +266,6 @@ impl VmPsci {
             None => INVALID_PARAMETERS,
             Some(PowerState::On) => AFFINITY_ON,
             Some(PowerState::Off) => AFFINITY_OFF,
-            Some(PowerState::OnPending) => AFFINITY_ON_PENDING,
         }
     }
 }
@@ -430,12 +419,8 @@ mod tests {
         let start = PsciOutcome::StartVcpu { target: 1, entry: ENTRY, context_id: 0xC0FFEE };
         assert_eq!(call0(&mut psci, CPU_ON_64, [1, ENTRY, 0xC0FFEE]), start);
         assert_eq!(start.caller_x0(), Some(0));
-        assert_eq!(psci.state(1), Some(PowerState::OnPending));
-        assert_eq!(affinity(&mut psci), ret(AFFINITY_ON_PENDING));
-        assert_eq!(call0(&mut psci, CPU_ON_64, [1, ENTRY, 0]), ret(ON_PENDING));
-
-        assert!(psci.vcpu_started(1));
-        assert!(!psci.vcpu_started(1), "only OnPending vCPUs start");
+        // ON at once, as KVM answers: never ON_PENDING.
+        assert_eq!(psci.state(1), Some(PowerState::On));
         assert_eq!(affinity(&mut psci), ret(AFFINITY_ON));
         assert_eq!(call0(&mut psci, CPU_ON_64, [1, ENTRY, 0]), ret(ALREADY_ON));
 
@@ -449,7 +434,6 @@ mod tests {
             call0(&mut psci, CPU_ON_64, [1, ENTRY + 4, 7]),
             PsciOutcome::StartVcpu { target: 1, entry: ENTRY + 4, context_id: 7 }
         );
-        assert!(psci.vcpu_started(1));
         assert_eq!(affinity(&mut psci), ret(AFFINITY_ON));
     }
 
@@ -559,9 +543,14 @@ mod tests {
     fn cpu_suspend_is_standby() {
         let mut psci = VmPsci::new(2);
         for function in [CPU_SUSPEND_32, CPU_SUSPEND_64] {
-            // Standby and power-down power_state values alike.
-            for power_state in [0, 1, 0x1_0000, 0x4000_0000, u64::MAX] {
+            // Standby and power-down power_state values alike (the upper half of
+            // a 64-bit argument is not part of power_state).
+            for power_state in [0, 1, 0x1_0000, 0x300_FFFF, 0xFFFF_FFFF_0000_0000] {
                 assert_eq!(call0(&mut psci, function, [power_state, ENTRY, 0]), PsciOutcome::Suspend);
+            }
+            // Reserved bits [23:17] and [31:26].
+            for power_state in [1 << 17, 1 << 23, 1 << 26, 1 << 31, u64::MAX] {
+                assert_eq!(call0(&mut psci, function, [power_state, ENTRY, 0]), ret(INVALID_PARAMETERS));
             }
         }
         assert_eq!(PsciOutcome::Suspend.caller_x0(), Some(0));
@@ -575,7 +564,7 @@ mod tests {
         assert_eq!(psci.state(0), Some(PowerState::Off));
         assert!(!psci.any_running());
 
-        // An OnPending vCPU counts as running.
+        // A vCPU started but not yet entered counts as running.
         let mut psci = VmPsci::new(2);
         assert!(matches!(call0(&mut psci, CPU_ON_64, [1, ENTRY, 0]), PsciOutcome::StartVcpu { .. }));
         assert_eq!(call0(&mut psci, CPU_OFF, [0; 3]), PsciOutcome::StopCallingVcpu);
@@ -589,7 +578,6 @@ mod tests {
         assert_eq!(PsciOutcome::SystemOff.caller_x0(), None);
 
         assert!(matches!(call0(&mut psci, CPU_ON_64, [1, ENTRY, 0]), PsciOutcome::StartVcpu { .. }));
-        assert!(psci.vcpu_started(1));
         assert!(matches!(call0(&mut psci, CPU_ON_64, [2, ENTRY, 0]), PsciOutcome::StartVcpu { .. }));
         assert_eq!(psci.call(1, SYSTEM_RESET, [0; 3], RAM), PsciOutcome::SystemReset);
         assert_eq!(PsciOutcome::SystemReset.caller_x0(), None);
@@ -613,7 +601,6 @@ mod tests {
         assert!(matches!(call0(&mut psci, CPU_ON_64, [1, ENTRY, 0]), PsciOutcome::StartVcpu { .. }));
         assert_eq!(psci.call(1, PSCI_VERSION, [0; 3], RAM), ret(PSCI_VERSION_1_1));
         assert_eq!(psci.state(1), Some(PowerState::On));
-        assert!(!psci.vcpu_started(1));
     }
 
     #[test]

@@ -401,7 +401,6 @@ fn cpu_off_powers_the_vcpu_off_and_the_last_one_stops_the_vm() {
     let (vm, mut machine, mut regs) = (vm(2, false), FakeMachine::default(), registers());
     call(&mut regs, psci_ids::CPU_ON_64, [1, machine::RAM_BASE, 0]);
     run(&vm, &mut machine, &mut regs, 0, GuestExit::Hvc { imm: 0 });
-    vm.psci.lock().vcpu_started(1);
     call(&mut regs, psci_ids::CPU_OFF, [0; 3]);
     assert_eq!(run(&vm, &mut machine, &mut regs, 0, GuestExit::Hvc { imm: 0 }), Next::PowerOff);
     call(&mut regs, psci_ids::CPU_OFF, [0; 3]);

@@ -17,7 +17,6 @@ use crate::vm::exit;
 use crate::vm::exits::{self, Exit, Next};
 use crate::vm::stats::add;
 use crate::vm::vgic::vcpu_lrs::VcpuListRegisters;
-use crate::vm::vpsci::PowerState;
 
 /// What the scheduler should do after running a vCPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +40,11 @@ pub struct Vcpu {
     pauth: PauthContext,
     interface: VirtualInterfaceState,
     list_registers: VcpuListRegisters,
+    /// Powered off (before its first `CPU_ON`, or after `CPU_OFF`): it runs
+    /// again only through a start request. The vCPU's own record, not the PSCI
+    /// model's, which calls the target ON as soon as a `CPU_ON` is accepted
+    /// (before the request that starts it is queued).
+    off: bool,
     /// Waiting for an interrupt (WFI / CPU_SUSPEND).
     waiting: bool,
     /// While waiting: physical counter value at which to stop waiting anyway
@@ -49,8 +53,8 @@ pub struct Vcpu {
 }
 
 impl Vcpu {
-    /// vCPU `index` of `vm` at its reset state: vCPU 0 (and every vCPU of a bare
-    /// VM) at the VM's entry point, the others powered off until `CPU_ON`.
+    /// vCPU `index` of `vm` at its reset state: vCPU 0 at the VM's entry point,
+    /// the others powered off until `CPU_ON`.
     pub fn new(vm: Arc<Vm>, index: usize) -> Self {
         let mut registers = GuestRegisters { pc: vm.entry.pc, pstate: PSTATE_EL1H_MASKED, ..Default::default() };
         registers.x[..5].copy_from_slice(&vm.entry.args);
@@ -65,13 +69,11 @@ impl Vcpu {
             pauth: PauthContext::default(),
             interface: VirtualInterfaceState::default(),
             list_registers: VcpuListRegisters::default(),
+            // Whatever the boot protocol, only vCPU 0 starts; the others wait for CPU_ON.
+            off: index != 0,
             waiting: false,
             wake_at: None,
         }
-    }
-
-    fn powered_on(&self) -> bool {
-        self.vm.psci.lock().state(self.index) == Some(PowerState::On)
     }
 
     fn start_request(&self) -> Option<(u64, u64)> {
@@ -85,7 +87,7 @@ impl Vcpu {
         if self.vm.stopping.load(Ordering::Acquire) {
             return true;
         }
-        if !self.powered_on() {
+        if self.off {
             return self.start_request().is_some();
         }
         if !self.waiting {
@@ -169,11 +171,8 @@ impl Vcpu {
 
     /// Runs the guest until it yields, blocks or its VM stops. The vCPU must be loaded.
     pub fn run(&mut self, host: &Host) -> Event {
-        if !self.powered_on() {
-            match self.take_start_request() {
-                true => {}
-                false => return Event::Blocked,
-            }
+        if self.off && !self.take_start_request() {
+            return Event::Blocked;
         }
         self.waiting = false;
         self.wake_at = None;
@@ -233,7 +232,10 @@ impl Vcpu {
                     self.wake_at = until;
                     return Event::Blocked;
                 }
-                Next::PowerOff => return Event::Blocked,
+                Next::PowerOff => {
+                    self.off = true;
+                    return Event::Blocked;
+                }
                 Next::Stop => return Event::Stopped,
             }
         }
@@ -248,7 +250,7 @@ impl Vcpu {
         self.el1.restore();
         self.waiting = false;
         self.wake_at = None;
-        self.vm.psci.lock().vcpu_started(self.index);
+        self.off = false;
         self.list_registers.invalidate();
         true
     }
