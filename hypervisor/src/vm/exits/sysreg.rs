@@ -64,6 +64,12 @@ pub enum Action {
     IdRegister,
     /// `ICC_SGI1R_EL1`: an SGI through the vGIC.
     SendSgi,
+    /// `ICC_SGI0R_EL1` / `ICC_ASGI1R_EL1`: with a single Security state
+    /// (`GICD_CTLR.DS` = 1) both generate Group 0 SGIs only (KVM treats them the
+    /// same way). Every interrupt of the vGIC is Group 1 (`IGROUPR` is RAO/WI),
+    /// so the write is accepted and generates nothing, as on bare QEMU with
+    /// SGIs in Group 1.
+    Group0Sgi,
     /// Reads as zero, writes ignored: nothing there can reach another VM.
     ReadAsZero,
     /// `DC ISW/CSW/CISW`: performed as a clean and invalidate by set/way.
@@ -94,6 +100,18 @@ pub const TABLE: &[Entry] = &[
         encoding: Encoding::one(3, 0, 12, 11, 5),
         directions: Directions::Write,
         action: Action::SendSgi,
+    },
+    Entry {
+        name: "ICC_ASGI1R_EL1",
+        encoding: Encoding::one(3, 0, 12, 11, 6),
+        directions: Directions::Write,
+        action: Action::Group0Sgi,
+    },
+    Entry {
+        name: "ICC_SGI0R_EL1",
+        encoding: Encoding::one(3, 0, 12, 11, 7),
+        directions: Directions::Write,
+        action: Action::Group0Sgi,
     },
     // op0 = 2: the debug registers (MDCR_EL2.TDA, TDOSA).
     Entry {
@@ -170,6 +188,7 @@ pub fn handle<S: Services>(exit: &mut Exit<'_, S>, access: SysRegAccess) -> Next
                 targets.iter().filter_map(|v| exit.vm.hosts.get(v).copied()).take(64).collect();
             exit.services.kick_cpus(&hosts);
         }
+        Action::Group0Sgi => {}
         Action::ReadAsZero => {
             if access.direction == SysRegDirection::Read {
                 exit.registers.set(access.rt, 0);

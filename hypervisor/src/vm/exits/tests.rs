@@ -283,6 +283,24 @@ fn an_sgi_kicks_only_its_targets_cpus() {
 }
 
 #[test]
+fn group0_sgi_registers_are_accepted_and_generate_nothing() {
+    for op2 in [6, 7] {
+        let (vm, mut machine, mut regs) = (vm(2, false), FakeMachine::default(), registers());
+        vm.vgic.lock().mmio_write(machine::GICD_BASE, 4, 0b10).unwrap();
+        let pc = regs.pc;
+        regs.x[9] = (5 << 24) | (1 << 1);
+        run(&vm, &mut machine, &mut regs, 0, sysreg(3, 0, 12, 11, op2, 9, SysRegDirection::Write));
+        assert!(machine.el1_exception.is_none(), "op2 {op2}: not UNDEFINED");
+        assert_eq!(regs.pc, pc + 4);
+        assert!(machine.kicked.is_empty());
+        assert_eq!(vm.vgic.lock().next_pending(1), None);
+        // They are write-only: a read is UNDEFINED.
+        run(&vm, &mut machine, &mut regs, 0, sysreg(3, 0, 12, 11, op2, 9, SysRegDirection::Read));
+        assert!(machine.el1_exception.is_some(), "op2 {op2}: read");
+    }
+}
+
+#[test]
 fn debug_and_pmu_registers_read_as_zero() {
     for (op0, op1, crn, crm, op2) in [(2, 0, 0, 2, 2), (3, 3, 9, 12, 0), (3, 3, 14, 15, 7), (3, 0, 9, 14, 1)] {
         let (vm, mut machine, mut regs) = (vm(1, false), FakeMachine::default(), registers());
