@@ -173,6 +173,12 @@ pub fn disable_virtual_timer() {
     }
 }
 
+/// Whether the live vCPU's virtual timer asserts its interrupt: enabled, not
+/// masked, condition met (CNTV_CTL_EL0 ENABLE = 1, IMASK = 0, ISTATUS = 1).
+pub fn virtual_timer_asserted() -> bool {
+    read_sysreg!("cntv_ctl_el0") & 0b111 == 0b101
+}
+
 /// Invalidates every stage-1 and stage-2 TLB entry of the VM whose VTTBR is
 /// loaded, on all CPUs of the inner-shareable domain.
 pub fn invalidate_vm_tlbs() {

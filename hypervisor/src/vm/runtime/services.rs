@@ -113,4 +113,8 @@ impl ListRegisterFile for HardwareListRegisters {
     fn set_underflow_interrupt(&mut self, enabled: bool) {
         gic::set_underflow_interrupt(enabled);
     }
+
+    fn deactivate_physical(&mut self, intid: u32) {
+        gic::deactivate(intid);
+    }
 }

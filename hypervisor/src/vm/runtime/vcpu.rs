@@ -189,6 +189,16 @@ impl Vcpu {
             let (vector, syndrome) = unsafe { guest::run(&self.vm.controls, &mut self.registers) };
             add(&self.vm.stats.exits, 1);
             self.list_registers.sync(&self.vm.vgic, self.index, &mut list_registers);
+            if !guest::virtual_timer_asserted() {
+                // Masked, disabled or reprogrammed since it fired: its
+                // interrupt is no longer pending (level-sensitive, as on hardware).
+                self.list_registers.virtual_timer_deasserted(
+                    &self.vm.vgic,
+                    self.index,
+                    physical_timer,
+                    &mut list_registers,
+                );
+            }
             let next = match vector {
                 ExitVector::Synchronous => {
                     let decoded = exit::decode(syndrome.esr, syndrome.far, syndrome.hpfar);

@@ -35,6 +35,9 @@ pub struct InListRegister {
     /// written, then whatever [`Vgic::sync_list_register`](super::Vgic::sync_list_register)
     /// reported.
     pub state: LrState,
+    /// The guest cleared its pending state (`ICPENDR`) while the list register
+    /// held it pending: the runtime takes it back at the next flush.
+    pub withdrawn: bool,
 }
 
 /// One interrupt at one target: an SPI in the Distributor, or an SGI/PPI of one
@@ -106,7 +109,7 @@ impl IrqState {
         if self.trigger == Trigger::Edge {
             self.latch = false;
         }
-        self.list_register = Some(InListRegister { vcpu, state: LrState::Pending });
+        self.list_register = Some(InListRegister { vcpu, state: LrState::Pending, withdrawn: false });
     }
 
     /// The runtime read the list register back and found `state` (not `Invalid`).
@@ -243,7 +246,12 @@ impl IrqRegister {
                 IrqRegister::SetEnable if one => irq.enabled = true,
                 IrqRegister::ClearEnable if one => irq.enabled = false,
                 IrqRegister::SetPending if one => irq.latch = true,
-                IrqRegister::ClearPending if one => irq.latch = false,
+                IrqRegister::ClearPending if one => {
+                    irq.latch = false;
+                    if let Some(lr) = irq.list_register.as_mut().filter(|lr| lr.state == LrState::Pending) {
+                        lr.withdrawn = true;
+                    }
+                }
                 IrqRegister::SetActive if one => irq.active = true,
                 IrqRegister::ClearActive if one => irq.active = false,
                 IrqRegister::Priority => irq.priority = (value >> (8 * i)) as u8,

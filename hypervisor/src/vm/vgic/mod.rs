@@ -208,6 +208,19 @@ impl PendingIrq {
     }
 }
 
+/// What [`Vgic::review_list_register`] decided for an interrupt in a list register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LrReview {
+    Keep,
+    /// Rewrite the list register as *pending and active*.
+    PendingActive,
+    /// Take it out of the list register (then report it with
+    /// [`Vgic::list_register_retired`]`(vcpu, intid, still_pending)`).
+    Recall {
+        still_pending: bool,
+    },
+}
+
 /// The virtual GIC of one VM.
 #[derive(Debug, Clone)]
 pub struct Vgic {
@@ -405,6 +418,46 @@ impl Vgic {
     /// model). Afterwards the interrupt may be pending again (a level line still
     /// high, a new edge): call [`next_pending`](Self::next_pending). Returns false
     /// if that list register was not known to hold it.
+    /// Before a flush: what to do with `intid`, which a list register of `vcpu`
+    /// holds, now that the model may have moved on (KVM's `vgic_prune_ap_list`
+    /// and multi-pending handling, in one question):
+    ///
+    /// - held only *pending* (never acknowledged) but the guest disabled it,
+    ///   re-routed it to another vCPU (an SPI), or cleared its pending state:
+    ///   [`LrReview::Recall`] it (the first two keep it pending in the model, for
+    ///   when it is enabled again or for its new target);
+    /// - held *active* while a new edge latched (another SGI, a re-pended edge
+    ///   interrupt): [`LrReview::PendingActive`], the new instance goes into the
+    ///   list register at once, as the hardware holds an edge that arrives
+    ///   while the previous one is active, so the guest takes it right after its
+    ///   EOI without needing another exit;
+    /// - held pending while a new edge latched: the two merge (as in hardware);
+    /// - otherwise [`LrReview::Keep`].
+    pub fn review_list_register(&mut self, vcpu: usize, intid: u32) -> LrReview {
+        let target = (intid >= FIRST_SPI).then(|| self.distributor.target(intid));
+        let Some(irq) = self.held_by(vcpu, intid) else { return LrReview::Keep };
+        let Some(lr) = irq.list_register else { return LrReview::Keep };
+        let edge = irq.trigger == Trigger::Edge;
+        match lr.state {
+            LrState::Pending if lr.withdrawn => LrReview::Recall { still_pending: false },
+            LrState::Pending if !irq.enabled || target.is_some_and(|t| t != Some(vcpu)) => {
+                LrReview::Recall { still_pending: true }
+            }
+            LrState::Pending if edge && irq.latch => {
+                irq.latch = false;
+                LrReview::Keep
+            }
+            LrState::Active if edge && irq.latch && irq.enabled => {
+                irq.latch = false;
+                if let Some(held) = irq.list_register.as_mut() {
+                    held.state = LrState::PendingActive;
+                }
+                LrReview::PendingActive
+            }
+            _ => LrReview::Keep,
+        }
+    }
+
     pub fn list_register_retired(&mut self, vcpu: usize, intid: u32, still_pending: bool) -> bool {
         match self.held_by(vcpu, intid) {
             Some(irq) => {

@@ -10,8 +10,8 @@
 use hv_abi::machine::VIRTUAL_TIMER_INTID;
 use spin::Mutex;
 
-use super::Vgic;
 use super::list_register::{ListRegister, LrState};
+use super::{LrReview, PendingIrq, Vgic};
 
 /// Most list registers the architecture allows.
 pub const MAX_LIST_REGISTERS: usize = 16;
@@ -25,6 +25,9 @@ pub trait ListRegisterFile {
     fn write(&mut self, n: usize, bits: u64);
     /// Asks for a maintenance interrupt when at most one list register is valid.
     fn set_underflow_interrupt(&mut self, enabled: bool);
+    /// Deactivates physical interrupt `intid`, which a hardware-linked list
+    /// register held (the guest's EOI would have done it).
+    fn deactivate_physical(&mut self, intid: u32);
 }
 
 /// What a list register holds, as far as this vCPU knows.
@@ -58,12 +61,17 @@ impl VcpuListRegisters {
         self.filled_at = 0;
     }
 
-    /// Before entry: loads free list registers with `vcpu`'s most urgent pending
-    /// interrupts and asks for an underflow maintenance interrupt when more are
-    /// waiting than fit. Does nothing unless the VM's interrupt `generation`
-    /// moved or a list register retired since the last flush. The virtual timer
-    /// (PPI 27) is hardware-linked to `physical_timer`, the INTID its physical
-    /// interrupt has on this CPU.
+    /// Before entry: brings the list registers up to date with the model, as
+    /// KVM's flush does. Interrupts they hold that the guest disabled, re-routed
+    /// or un-pended are recalled, and a new edge of one held active is added to
+    /// it (*pending and active*), so a vCPU spinning without exits still takes
+    /// it after its EOI; free list registers get `vcpu`'s most urgent pending
+    /// interrupts; an interrupt more urgent than one held merely pending evicts
+    /// it (the evicted one stays pending in the model); an underflow
+    /// maintenance interrupt is requested when more wait than fit. Does nothing
+    /// unless the VM's interrupt `generation` moved or a list register retired
+    /// since the last flush. The virtual timer is hardware-linked to
+    /// `physical_timer`, the INTID its physical interrupt has on this CPU.
     pub fn flush(
         &mut self,
         vgic: &Mutex<Vgic>,
@@ -77,25 +85,125 @@ impl VcpuListRegisters {
         }
         self.filled_at = generation;
         self.retired = false;
+        let count = file.count().min(MAX_LIST_REGISTERS);
         let mut vgic = vgic.lock();
-        for n in 0..file.count().min(MAX_LIST_REGISTERS) {
+        for n in 0..count {
+            let Some(slot) = self.slots[n] else { continue };
+            match vgic.review_list_register(vcpu, slot.intid) {
+                LrReview::Keep => {}
+                LrReview::PendingActive => {
+                    let mut lr = ListRegister::from_bits(file.read(n));
+                    lr.state = LrState::PendingActive;
+                    file.write(n, lr.to_bits());
+                }
+                LrReview::Recall { still_pending } => {
+                    self.take_out(n, &mut vgic, vcpu, still_pending, physical_timer, file);
+                }
+            }
+        }
+        for n in 0..count {
             if self.slots[n].is_some() {
                 continue;
             }
             let Some(irq) = vgic.next_pending(vcpu) else { break };
-            let mut lr = irq.list_register();
-            let hw = irq.intid == VIRTUAL_TIMER_INTID;
-            if hw {
-                // The physical timer interrupt is active (left so by the
-                // physical interrupt handler); the guest's EOI deactivates it.
-                lr.hw = Some(physical_timer);
-                lr.eoi_maintenance = false;
-            }
-            file.write(n, lr.to_bits());
-            vgic.mark_in_list_register(vcpu, irq.intid);
-            self.slots[n] = Some(Slot { intid: irq.intid, hw });
+            self.place(n, irq, &mut vgic, vcpu, physical_timer, file);
+        }
+        // Full: evict the least urgent interrupt held only pending for a more
+        // urgent one (each pass evicts one; at most one pass per register).
+        for _ in 0..count {
+            let Some(irq) = vgic.next_pending(vcpu) else { break };
+            let victim = (0..count)
+                .filter_map(|n| {
+                    let slot = self.slots[n].filter(|slot| !slot.hw)?;
+                    let lr = ListRegister::from_bits(file.read(n));
+                    (lr.state == LrState::Pending).then_some((n, lr.priority, slot.intid))
+                })
+                .max_by_key(|&(_, priority, _)| priority);
+            let Some((n, priority, _)) = victim.filter(|&(_, priority, _)| priority > irq.priority) else { break };
+            debug_assert!(priority > irq.priority);
+            self.take_out(n, &mut vgic, vcpu, true, physical_timer, file);
+            self.place(n, irq, &mut vgic, vcpu, physical_timer, file);
         }
         file.set_underflow_interrupt(vgic.next_pending(vcpu).is_some());
+    }
+
+    /// Writes `irq` into free list register `n`.
+    fn place(
+        &mut self,
+        n: usize,
+        irq: PendingIrq,
+        vgic: &mut Vgic,
+        vcpu: usize,
+        physical_timer: u32,
+        file: &mut impl ListRegisterFile,
+    ) {
+        let mut lr = irq.list_register();
+        let hw = irq.intid == VIRTUAL_TIMER_INTID;
+        if hw {
+            // The physical timer interrupt is active (left so by the
+            // physical interrupt handler); the guest's EOI deactivates it.
+            lr.hw = Some(physical_timer);
+            lr.eoi_maintenance = false;
+        }
+        file.write(n, lr.to_bits());
+        vgic.mark_in_list_register(vcpu, irq.intid);
+        self.slots[n] = Some(Slot { intid: irq.intid, hw });
+    }
+
+    /// Empties list register `n` before the guest acknowledged what it holds;
+    /// `still_pending`: that instance goes back to the model. A hardware-linked
+    /// one releases its physical interrupt (which the guest's EOI would have
+    /// deactivated) and its line is sampled afresh.
+    fn take_out(
+        &mut self,
+        n: usize,
+        vgic: &mut Vgic,
+        vcpu: usize,
+        still_pending: bool,
+        physical_timer: u32,
+        file: &mut impl ListRegisterFile,
+    ) {
+        let Some(slot) = self.slots[n].take() else { return };
+        file.write(n, 0);
+        vgic.list_register_retired(vcpu, slot.intid, still_pending);
+        if slot.hw {
+            vgic.set_level(slot.intid, vcpu, false);
+            file.deactivate_physical(physical_timer);
+        }
+    }
+
+    /// The virtual timer's output went low while its interrupt was pending (the
+    /// guest masked, disabled or reprogrammed it): the interrupt is no longer
+    /// pending, as on hardware, whether a list register holds it (taken out
+    /// unless the guest already acknowledged it) or only the model. The
+    /// physical interrupt, left active for the hardware link, is released so
+    /// the timer can fire again.
+    pub fn virtual_timer_deasserted(
+        &mut self,
+        vgic: &Mutex<Vgic>,
+        vcpu: usize,
+        physical_timer: u32,
+        file: &mut impl ListRegisterFile,
+    ) {
+        let count = file.count().min(MAX_LIST_REGISTERS);
+        let held = (0..count).find(|&n| self.slots[n].is_some_and(|slot| slot.hw));
+        let mut vgic = vgic.lock();
+        match held {
+            Some(n) => {
+                if ListRegister::from_bits(file.read(n)).state == LrState::Pending {
+                    self.take_out(n, &mut vgic, vcpu, false, physical_timer, file);
+                    self.retired = true;
+                }
+            }
+            None => {
+                let line_high = vgic.irq_state(vcpu, VIRTUAL_TIMER_INTID).is_some_and(|irq| irq.line);
+                if line_high {
+                    vgic.set_level(VIRTUAL_TIMER_INTID, vcpu, false);
+                    file.deactivate_physical(physical_timer);
+                    self.retired = true;
+                }
+            }
+        }
     }
 
     /// After an exit: interrupts the guest finished with go back to the model (a
@@ -178,6 +286,7 @@ mod tests {
     struct FakeFile {
         lrs: [u64; 4],
         underflow: bool,
+        deactivated: Vec<u32>,
     }
 
     impl ListRegisterFile for FakeFile {
@@ -192,6 +301,9 @@ mod tests {
         }
         fn set_underflow_interrupt(&mut self, enabled: bool) {
             self.underflow = enabled;
+        }
+        fn deactivate_physical(&mut self, intid: u32) {
+            self.deactivated.push(intid);
         }
     }
 
@@ -253,5 +365,135 @@ mod tests {
         lrs.discard(&mut file);
         assert_eq!(file.lrs, [0; 4]);
         assert!(!lrs.live_pending(&file));
+    }
+
+    /// Sets list register `n`'s state as the guest's acknowledge/EOI would.
+    fn set_state(file: &mut FakeFile, n: usize, state: LrState) {
+        let mut lr = ListRegister::from_bits(file.lrs[n]);
+        lr.state = state;
+        file.lrs[n] = lr.to_bits();
+    }
+
+    fn state(file: &FakeFile, n: usize) -> LrState {
+        ListRegister::from_bits(file.lrs[n]).state
+    }
+
+    #[test]
+    fn a_new_sgi_while_the_last_is_active_becomes_pending_and_active() {
+        let vgic = vgic_with_pending_sgis(1);
+        let (mut lrs, mut file) = (VcpuListRegisters::default(), FakeFile::default());
+        lrs.flush(&vgic, 0, 1, 27, &mut file);
+        // The guest acknowledged SGI 0 and is in its handler; another SGI 0 arrives.
+        set_state(&mut file, 0, LrState::Active);
+        lrs.sync(&vgic, 0, &mut file);
+        vgic.lock().send_sgi(0, 1); // SGI 0 to Aff0 = 0 (TargetList bit 0)
+        lrs.flush(&vgic, 0, 2, 27, &mut file);
+        assert_eq!(state(&file, 0), LrState::PendingActive, "taken after the EOI, without an exit");
+        // The EOI leaves it pending; its acknowledge and EOI retire it, and nothing is left.
+        set_state(&mut file, 0, LrState::Pending);
+        lrs.sync(&vgic, 0, &mut file);
+        file.lrs[0] = 0;
+        lrs.sync(&vgic, 0, &mut file);
+        lrs.flush(&vgic, 0, 3, 27, &mut file);
+        assert_eq!(intids(&file), [None; 4]);
+    }
+
+    #[test]
+    fn a_more_urgent_interrupt_evicts_one_held_only_pending() {
+        // Four SGIs at priority 0xA0 fill every list register (the guest masks them with PMR).
+        let vgic = vgic_with_pending_sgis(4);
+        let sgi_base = GICR_BASE + GICR_SGI_OFFSET;
+        vgic.lock().mmio_write(sgi_base + 0x400, 4, 0xA0A0_A0A0).unwrap(); // IPRIORITYR0: SGIs 0..3
+        let (mut lrs, mut file) = (VcpuListRegisters::default(), FakeFile::default());
+        lrs.flush(&vgic, 0, 1, 27, &mut file);
+        assert_eq!(intids(&file), [Some(0), Some(1), Some(2), Some(3)]);
+        // SGI 4 at 0x40 becomes pending: it must get a list register.
+        {
+            let mut vgic = vgic.lock();
+            vgic.mmio_write(sgi_base + 0x404, 1, 0x40).unwrap();
+            vgic.mmio_write(sgi_base + 0x100, 4, 1 << 4).unwrap();
+            vgic.mmio_write(sgi_base + 0x200, 4, 1 << 4).unwrap();
+        }
+        lrs.flush(&vgic, 0, 2, 27, &mut file);
+        let held = intids(&file);
+        assert!(held.contains(&Some(4)), "{held:?}");
+        assert_eq!(held.iter().flatten().count(), 4);
+        assert!(file.underflow, "the evicted SGI still waits");
+        // The evicted one is still pending in the model.
+        let evicted = (0..4).find(|intid| !held.contains(&Some(*intid))).unwrap();
+        assert!(vgic.lock().irq_state(0, evicted).unwrap().pending());
+    }
+
+    #[test]
+    fn equal_priorities_never_evict() {
+        let vgic = vgic_with_pending_sgis(6);
+        let (mut lrs, mut file) = (VcpuListRegisters::default(), FakeFile::default());
+        lrs.flush(&vgic, 0, 1, 27, &mut file);
+        let before = file.lrs;
+        lrs.flush(&vgic, 0, 2, 27, &mut file);
+        assert_eq!(file.lrs, before);
+    }
+
+    #[test]
+    fn disabled_or_unpended_interrupts_are_recalled_from_pending_list_registers() {
+        let vgic = vgic_with_pending_sgis(2);
+        let sgi_base = GICR_BASE + GICR_SGI_OFFSET;
+        let (mut lrs, mut file) = (VcpuListRegisters::default(), FakeFile::default());
+        lrs.flush(&vgic, 0, 1, 27, &mut file);
+        {
+            let mut vgic = vgic.lock();
+            vgic.mmio_write(sgi_base + 0x180, 4, 1 << 0).unwrap(); // ICENABLER0: SGI 0
+            vgic.mmio_write(sgi_base + 0x280, 4, 1 << 1).unwrap(); // ICPENDR0: SGI 1
+        }
+        lrs.sync(&vgic, 0, &mut file);
+        lrs.flush(&vgic, 0, 2, 27, &mut file);
+        assert_eq!(intids(&file), [None; 4]);
+        let vgic = vgic.lock();
+        assert!(vgic.irq_state(0, 0).unwrap().pending(), "a disabled interrupt stays pending");
+        assert!(!vgic.irq_state(0, 1).unwrap().pending(), "a cleared one does not");
+    }
+
+    #[test]
+    fn an_spi_rerouted_while_pending_moves_to_its_new_target() {
+        let mut model = Vgic::new(2);
+        model.mmio_write(GICD_BASE, 4, 0b10).unwrap();
+        let spi = 40u64;
+        model.mmio_write(GICD_BASE + 0x6000 + 8 * spi, 8, 1).unwrap(); // IROUTER: vCPU 1
+        model.mmio_write(GICD_BASE + 0x100 + 4, 4, 1 << (spi - 32)).unwrap(); // ISENABLER1
+        model.mmio_write(GICD_BASE + 0x200 + 4, 4, 1 << (spi - 32)).unwrap(); // ISPENDR1
+        let vgic = Mutex::new(model);
+        let (mut lrs1, mut file1) = (VcpuListRegisters::default(), FakeFile::default());
+        lrs1.flush(&vgic, 1, 1, 27, &mut file1);
+        assert_eq!(intids(&file1)[0], Some(40));
+        vgic.lock().mmio_write(GICD_BASE + 0x6000 + 8 * spi, 8, 0).unwrap(); // to vCPU 0
+        lrs1.flush(&vgic, 1, 2, 27, &mut file1);
+        assert_eq!(intids(&file1), [None; 4], "recalled from vCPU 1");
+        let (mut lrs0, mut file0) = (VcpuListRegisters::default(), FakeFile::default());
+        lrs0.flush(&vgic, 0, 2, 27, &mut file0);
+        assert_eq!(intids(&file0)[0], Some(40), "delivered at vCPU 0");
+    }
+
+    #[test]
+    fn a_masked_virtual_timer_is_no_longer_pending() {
+        let mut model = Vgic::new(1);
+        model.mmio_write(GICD_BASE, 4, 0b10).unwrap();
+        model.mmio_write(GICR_BASE + GICR_SGI_OFFSET + 0x100, 4, 1 << VIRTUAL_TIMER_INTID).unwrap();
+        model.set_level(VIRTUAL_TIMER_INTID, 0, true);
+        let vgic = Mutex::new(model);
+        let (mut lrs, mut file) = (VcpuListRegisters::default(), FakeFile::default());
+        lrs.flush(&vgic, 0, 1, 30, &mut file);
+        assert_eq!(intids(&file)[0], Some(VIRTUAL_TIMER_INTID));
+        // The guest set CNTV_CTL.IMASK before taking it.
+        lrs.virtual_timer_deasserted(&vgic, 0, 30, &mut file);
+        assert_eq!(intids(&file), [None; 4]);
+        assert_eq!(file.deactivated, [30], "the physical interrupt is released");
+        lrs.flush(&vgic, 0, 2, 30, &mut file);
+        assert_eq!(intids(&file), [None; 4], "and not offered again");
+        // Acknowledged already: the guest handles it; nothing is taken back.
+        vgic.lock().set_level(VIRTUAL_TIMER_INTID, 0, true);
+        lrs.flush(&vgic, 0, 3, 30, &mut file);
+        set_state(&mut file, 0, LrState::Active);
+        lrs.virtual_timer_deasserted(&vgic, 0, 30, &mut file);
+        assert_eq!(intids(&file)[0], Some(VIRTUAL_TIMER_INTID));
     }
 }
