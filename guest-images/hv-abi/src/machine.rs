@@ -12,6 +12,7 @@
 //! | `0x0800_0000` [`GICD_BASE`] | 64 KiB [`GICD_SIZE`] | GICv3 Distributor |
 //! | `0x080A_0000` [`GICR_BASE`] | 128 KiB [`GICR_FRAME_SIZE`] per vCPU | vCPU n's Redistributor at `GICR_BASE + n × GICR_FRAME_SIZE`: `RD_base`, then `SGI_base` at [`GICR_SGI_OFFSET`] |
 //! | `0x0900_0000` [`UART_BASE`] | 4 KiB [`UART_SIZE`] | PL011 UART |
+//! | `0x0A00_0000` [`VIRTIO_MMIO_BASE`] | 512 B [`VIRTIO_MMIO_SIZE`] × [`VIRTIO_MMIO_COUNT`] | virtio-mmio transports, all empty (device ID 0), as QEMU `virt` has them without devices |
 //! | `0x4000_0000` [`RAM_BASE`] | the VM's `memory` | RAM; a bare image is loaded and entered at its start |
 //! | `0x1_0000_0000` [`SHARED_BASE`] | [`SHARED_STRIDE`] per region | the VM's n-th shared region at `SHARED_BASE + n × SHARED_STRIDE` |
 //!
@@ -30,6 +31,7 @@
 //! | 29 [`SECURE_PHYS_TIMER_INTID`] | secure physical timer (named in the device tree; the guest is non-secure) |
 //! | 30 [`PHYS_TIMER_INTID`] | EL1 non-secure physical timer (named in the device tree) |
 //! | 33 [`UART_INTID`] | PL011 (SPI 1), level |
+//! | 48..=79 [`VIRTIO_MMIO_FIRST_INTID`] + n | virtio-mmio transport n (SPI 16 + n), edge (named in the device tree; empty transports never raise it) |
 //!
 //! The hypervisor raises only the virtual timer's and the UART's.
 //!
@@ -55,11 +57,21 @@ pub const UART_BASE: u64 = 0x0900_0000;
 /// The PL011's 4 KiB register frame (its ID registers end at offset 0xFFC).
 pub const UART_SIZE: u64 = 0x1000;
 
-/// Start of the window holding every device above (GICD, GICRs, PL011): the
-/// Distributor comes first.
+/// The first virtio-mmio transport; transport n is at
+/// `VIRTIO_MMIO_BASE + n × VIRTIO_MMIO_SIZE` (QEMU `virt`'s layout).
+pub const VIRTIO_MMIO_BASE: u64 = 0x0A00_0000;
+/// One virtio-mmio transport's register window.
+pub const VIRTIO_MMIO_SIZE: u64 = 0x200;
+/// How many transports there are (all empty: device ID 0).
+pub const VIRTIO_MMIO_COUNT: usize = 32;
+/// Transport 0's interrupt; transport n's is this + n.
+pub const VIRTIO_MMIO_FIRST_INTID: u32 = 48;
+
+/// Start of the window holding every device above (GICD, GICRs, PL011,
+/// virtio-mmio): the Distributor comes first.
 pub const DEVICES_BASE: u64 = GICD_BASE;
-/// End (exclusive) of the device window.
-pub const DEVICES_END: u64 = 0x0A00_0000;
+/// End (exclusive) of the device window: the last virtio-mmio transport's end.
+pub const DEVICES_END: u64 = VIRTIO_MMIO_BASE + VIRTIO_MMIO_COUNT as u64 * VIRTIO_MMIO_SIZE;
 
 /// Guest RAM: where a bare image is loaded and entered, and where a Linux
 /// kernel, its initrd and device tree are placed.
@@ -94,7 +106,8 @@ pub const MAX_VCPUS: usize = 64;
 const _: () = {
     let gicr_end = GICR_BASE + MAX_VCPUS as u64 * GICR_FRAME_SIZE;
     assert!(DEVICES_BASE <= GICD_BASE && GICD_BASE + GICD_SIZE <= GICR_BASE);
-    assert!(gicr_end <= UART_BASE && UART_BASE + UART_SIZE <= DEVICES_END);
+    assert!(gicr_end <= UART_BASE && UART_BASE + UART_SIZE <= VIRTIO_MMIO_BASE);
+    assert!(VIRTIO_MMIO_BASE + VIRTIO_MMIO_COUNT as u64 * VIRTIO_MMIO_SIZE <= DEVICES_END);
     assert!(DEVICES_END <= RAM_BASE && RAM_BASE < SHARED_BASE);
     assert!(GICR_SGI_OFFSET < GICR_FRAME_SIZE);
     assert!(SHARED_BASE.is_multiple_of(SHARED_STRIDE));

@@ -20,7 +20,8 @@ use core::fmt;
 
 use hv_abi::machine::{
     GICD_BASE, GICD_SIZE, GICR_BASE, GICR_FRAME_SIZE, HYP_TIMER_INTID, MAINTENANCE_INTID, MAX_VCPUS, PHYS_TIMER_INTID,
-    RAM_BASE, SECURE_PHYS_TIMER_INTID, UART_BASE, UART_INTID, UART_SIZE, VIRTUAL_TIMER_INTID,
+    RAM_BASE, SECURE_PHYS_TIMER_INTID, UART_BASE, UART_INTID, UART_SIZE, VIRTIO_MMIO_BASE, VIRTIO_MMIO_COUNT,
+    VIRTIO_MMIO_FIRST_INTID, VIRTIO_MMIO_SIZE, VIRTUAL_TIMER_INTID,
 };
 use vm_fdt::FdtWriter;
 
@@ -163,6 +164,8 @@ const GIC_PPI: u32 = 1;
 /// Third cell: `IRQ_TYPE_LEVEL_HIGH`. QEMU uses it for the timer too, and
 /// adds no CPU mask with GICv3 (the mask is a GICv2-only field).
 const IRQ_LEVEL_HIGH: u32 = 4;
+/// `IRQ_TYPE_EDGE_RISING` (the virtio-mmio transports', as on QEMU).
+const IRQ_EDGE_RISING: u32 = 1;
 
 /// Architected timer interrupts in binding order: secure physical, non-secure
 /// physical, virtual, hypervisor physical.
@@ -262,6 +265,20 @@ pub fn generate(layout: &GuestLayout, boot: &GuestBoot<'_>) -> Result<Vec<u8>, G
     fdt.property_array_u32("clocks", &[CLOCK_PHANDLE, CLOCK_PHANDLE])?;
     string_list(&mut fdt, "clock-names", &["uartclk", "apb_pclk"])?;
     fdt.end_node(uart)?;
+
+    // QEMU virt's virtio-mmio transports, all empty (device ID 0: drivers
+    // ignore them). Listed as QEMU lists them, highest address first, so Linux
+    // numbers them in the same order.
+    for n in (0..VIRTIO_MMIO_COUNT).rev() {
+        let base = VIRTIO_MMIO_BASE + n as u64 * VIRTIO_MMIO_SIZE;
+        let transport = fdt.begin_node(&format!("virtio_mmio@{base:x}"))?;
+        fdt.property_string("compatible", "virtio,mmio")?;
+        fdt.property_array_u64("reg", &[base, VIRTIO_MMIO_SIZE])?;
+        let spi = VIRTIO_MMIO_FIRST_INTID + n as u32 - FIRST_SPI;
+        fdt.property_array_u32("interrupts", &[GIC_SPI, spi, IRQ_EDGE_RISING])?;
+        fdt.property_null("dma-coherent")?;
+        fdt.end_node(transport)?;
+    }
 
     // Makes the console ttyAMA0 regardless of probe order.
     let aliases = fdt.begin_node("aliases")?;
@@ -452,7 +469,9 @@ mod tests {
         let names: Vec<String> = tree.all_nodes().map(|node| node.name.to_string()).collect();
         let mut expected: Vec<String> = ["/", "psci", "memory@40000000", "cpus"].map(String::from).to_vec();
         expected.extend((0..vcpus).map(|n| format!("cpu@{n:x}")));
-        expected.extend(["intc@8000000", "timer", "apb-pclk", "pl011@9000000", "aliases", "chosen"].map(String::from));
+        expected.extend(["intc@8000000", "timer", "apb-pclk", "pl011@9000000"].map(String::from));
+        expected.extend((0..32).rev().map(|n| format!("virtio_mmio@{:x}", 0x0A00_0000 + n * 0x200)));
+        expected.extend(["aliases", "chosen"].map(String::from));
         assert_eq!(names, expected);
     }
 
@@ -524,6 +543,30 @@ mod tests {
         assert_eq!(tree.cpus().count(), MAX_VCPUS);
         for (base, size) in [(GICD_BASE, GICD_SIZE), (GICR_BASE, gicr_size), (UART_BASE, UART_SIZE)] {
             assert!(DEVICES_BASE <= base && base + size <= DEVICES_END, "{base:#x} outside the device window");
+        }
+
+        // Every virtio-mmio transport, with its edge-triggered SPI, inside the device window.
+        let mut transports: Vec<_> = tree
+            .all_nodes()
+            .filter(|node| node.compatible().is_some_and(|c| c.all().any(|c| c == "virtio,mmio")))
+            .map(|node| {
+                let reg = node.reg().unwrap().next().unwrap();
+                let cells: Vec<u32> = node
+                    .property("interrupts")
+                    .unwrap()
+                    .value
+                    .chunks(4)
+                    .map(|c| u32::from_be_bytes(c.try_into().unwrap()))
+                    .collect();
+                (reg.starting_address as u64, reg.size.unwrap() as u64, cells)
+            })
+            .collect();
+        transports.sort();
+        assert_eq!(transports.len(), VIRTIO_MMIO_COUNT);
+        for (n, (base, size, cells)) in transports.iter().enumerate() {
+            assert_eq!((*base, *size), (VIRTIO_MMIO_BASE + n as u64 * VIRTIO_MMIO_SIZE, VIRTIO_MMIO_SIZE));
+            assert_eq!(cells, &[0, VIRTIO_MMIO_FIRST_INTID + n as u32 - 32, 1]);
+            assert!(base + size <= DEVICES_END);
         }
 
         // The platform parser turns the interrupt cells back into INTIDs.

@@ -17,6 +17,8 @@ use arrayvec::ArrayVec;
 pub enum DeviceId {
     Vgic,
     Uart,
+    /// The empty virtio-mmio transports (stateless: no lock).
+    VirtioMmio,
 }
 
 /// Where an access landed: the device, its window, and the offset in it.

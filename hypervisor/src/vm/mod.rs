@@ -17,5 +17,6 @@ pub mod rate_limit;
 pub mod runtime;
 pub mod stats;
 pub mod vgic;
+pub mod virtio_mmio;
 pub mod vpl011;
 pub mod vpsci;

@@ -16,6 +16,7 @@ use super::mmio::{BusError, DeviceId, MmioBus, MmioEffects};
 use super::rate_limit::{RateLimiter, Verdict};
 use super::stats::VmStats;
 use super::vgic::Vgic;
+use super::virtio_mmio::EmptyTransports;
 use super::vpl011::VPl011;
 use super::vpsci::VmPsci;
 
@@ -73,6 +74,10 @@ impl VmModel {
         let mut bus = MmioBus::new();
         vgic.register_windows(&mut bus)?;
         bus.register(machine::UART_BASE, machine::UART_SIZE, DeviceId::Uart, 0)?;
+        for n in 0..machine::VIRTIO_MMIO_COUNT {
+            let base = machine::VIRTIO_MMIO_BASE + n as u64 * machine::VIRTIO_MMIO_SIZE;
+            bus.register(base, machine::VIRTIO_MMIO_SIZE, DeviceId::VirtioMmio, n)?;
+        }
         Ok(Self {
             index,
             name,
@@ -106,6 +111,7 @@ impl VmModel {
         let (read, effects) = match hit.device {
             DeviceId::Vgic => MmioBus::access(&mut *self.vgic.lock(), hit, size, value),
             DeviceId::Uart => MmioBus::access(&mut *self.uart.lock(), hit, size, value),
+            DeviceId::VirtioMmio => MmioBus::access(&mut EmptyTransports, hit, size, value),
         };
         Some((read, effects, hit.device))
     }

@@ -4,7 +4,10 @@
 //! DFSC 0x10) on the access, FAR = the VA unless FnV. IPAs beyond the 39-bit
 //! identity map are reached through 1 GiB level-1 windows (`mmu::window`).
 
-use hv_abi::machine::{GICD_BASE, GICD_SIZE, GICR_BASE, GICR_FRAME_SIZE, RAM_BASE, SHARED_BASE, UART_BASE, UART_SIZE};
+use hv_abi::machine::{
+    DEVICES_END, GICD_BASE, GICD_SIZE, GICR_BASE, GICR_FRAME_SIZE, RAM_BASE, SHARED_BASE, UART_BASE, UART_SIZE,
+    VIRTIO_MMIO_BASE,
+};
 
 use super::{Ctx, Verdict, bad, good};
 use crate::boot::{self, Exception, Probe, ec};
@@ -66,15 +69,17 @@ pub fn past_ram_end(ctx: &Ctx) -> Verdict {
 
 pub fn between_devices(ctx: &Ctx) -> Verdict {
     let gicr_end = GICR_BASE + ctx.vcpus * GICR_FRAME_SIZE;
-    // QEMU `virt` has its ITS at 0x0808_0000, virtio-mmio at 0x0A00_0000 and the
-    // platform bus at 0x0C00_0000; this machine has none of them.
+    // QEMU `virt` has its ITS at 0x0808_0000 and the platform bus at
+    // 0x0C00_0000; this machine has neither. Its virtio-mmio transports end at
+    // DEVICES_END; just below the first one is nothing.
     ipas(&[
         GICD_BASE + GICD_SIZE,
         0x0808_0000,
         gicr_end,
         UART_BASE - 8,
         UART_BASE + UART_SIZE,
-        0x0A00_0000,
+        VIRTIO_MMIO_BASE - 8,
+        DEVICES_END,
         0x0C00_0000,
         RAM_BASE - 8,
     ])
