@@ -8,11 +8,11 @@
 //! - the header is checked before `fdt` sees it: `fdt` adds header offsets and
 //!   sizes unchecked (a panic near 4 GiB), and its root parse panics when the
 //!   structure block ends right after the root's `FDT_BEGIN_NODE`;
-//! - every walk checks where `fdt`'s walk went: it stops without an error at an
-//!   early `FDT_END` or below 16 levels, and reads a lost `FDT_END_NODE` as
-//!   nesting, any of which would hide nodes (a reserved region, say). The walk
-//!   in [`DeviceTree::parse`] covers the whole tree, so later walks cannot
-//!   meet damage half-way;
+//! - [`DeviceTree::parse`] walks the whole tree once and checks where `fdt`'s
+//!   walk went: it stops without an error at an early `FDT_END` or below 16
+//!   levels, and reads a lost `FDT_END_NODE` as nesting, any of which would
+//!   hide nodes (a reserved region, say). Later walks cannot meet damage
+//!   half-way;
 //! - nodes come with their chain of ancestors: `fdt`'s `Node::parent()` is one
 //!   level deep, and address translation and interrupt routing climb further;
 //! - paths are matched level by level (`fdt`'s `find_node` matches a component
@@ -145,7 +145,7 @@ impl<'a> DeviceTree<'a> {
         // structure block holds a root node and ends with `FDT_END`.
         let fdt = Fdt::new_unaligned_fallible(blob).map_err(|error| malformed(0, error))?;
         let tree = Self { fdt, structure, reservations, total_size, root_properties };
-        tree.walk(|_| Ok(ControlFlow::Continue(())))?;
+        tree.walk(StructureCheck::Check, |_| Ok(ControlFlow::Continue(())))?;
         Ok(tree)
     }
 
@@ -165,7 +165,7 @@ impl<'a> DeviceTree<'a> {
     where
         F: FnMut(NodeRef<'_, 'a>) -> Result<(), PlatformError>,
     {
-        self.walk(|node| visit(node).map(ControlFlow::Continue))?;
+        self.walk(StructureCheck::Trust, |node| visit(node).map(ControlFlow::Continue))?;
         Ok(())
     }
 
@@ -174,7 +174,9 @@ impl<'a> DeviceTree<'a> {
     where
         F: FnMut(NodeRef<'_, 'a>) -> bool,
     {
-        self.walk(|node| Ok(if matches(node) { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }))
+        self.walk(StructureCheck::Trust, |node| {
+            Ok(if matches(node) { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+        })
     }
 
     /// The first enabled node listing `compatible` in its `compatible` property.
@@ -224,18 +226,21 @@ impl<'a> DeviceTree<'a> {
     /// The walk everything else is built on: visits the root, then `fdt`'s
     /// nodes depth first with their ancestors, and stops at the first `Break`.
     ///
-    /// Along the way it keeps `read_to`, the end of the last name or property
-    /// `fdt` handed out, and checks that only closing tokens lie between one
-    /// item and the next: as many `FDT_END_NODE`s as the depths say, the root
-    /// closed only after its last child, `FDT_END` right after it. A failure
-    /// is reported at `read_to`, where the readable part of the block ends.
-    fn walk<F>(&self, mut visit: F) -> Result<Option<Located<'a>>, PlatformError>
+    /// With [`StructureCheck::Check`] it keeps `read_to`, the end of the last
+    /// name or property `fdt` handed out (every property name resolved), and
+    /// checks that only closing tokens lie between one item and the next: as
+    /// many `FDT_END_NODE`s as the depths say, the root closed only after its
+    /// last child, `FDT_END` right after it. A failure is reported at
+    /// `read_to`, where the readable part of the block ends.
+    fn walk<F>(&self, check: StructureCheck, mut visit: F) -> Result<Option<Located<'a>>, PlatformError>
     where
         F: FnMut(NodeRef<'_, 'a>) -> Result<ControlFlow<()>, PlatformError>,
     {
         let mut read_to = self.root_properties;
         let root = self.fdt.root().map_err(|error| malformed(read_to, error))?.as_node();
-        read_to = self.read_properties(root, read_to)?;
+        if check == StructureCheck::Check {
+            read_to = self.read_properties(root, read_to)?;
+        }
         let root = Node { name: "", inner: root };
         let mut ancestors: ArrayVec<Node<'a>, MAX_DEPTH> = ArrayVec::new();
         if visit(NodeRef { node: &root, ancestors: &ancestors })?.is_break() {
@@ -249,21 +254,10 @@ impl<'a> DeviceTree<'a> {
                 offset: read_to,
                 problem: "node name is empty or not NUL-terminated UTF-8",
             })?;
-            // Between the previous item and this node's FDT_BEGIN_NODE: the
-            // FDT_END_NODEs that take the walk from its depth back to the parent.
-            let begin_token = name_offset.checked_sub(4).filter(|&begin| begin >= read_to);
-            let closed = begin_token.and_then(|begin| closing_tokens(self.structure.get(read_to..begin)?));
-            let nesting_matches = |closed: ClosingTokens| {
-                closed.rest == 0 && closed.count < ancestors.len() && depth + closed.count == ancestors.len()
-            };
-            if !closed.is_some_and(nesting_matches) {
-                return Err(PlatformError::MalformedStructure {
-                    offset: read_to,
-                    problem: "FDT_END_NODE tokens close the root or do not match the nesting",
-                });
+            if check == StructureCheck::Check {
+                self.check_nesting(read_to, name_offset, depth, ancestors.len())?;
+                read_to = self.read_properties(inner, padded(name_offset + name.len() + 1))?;
             }
-            read_to = padded(name_offset + name.len() + 1);
-            read_to = self.read_properties(inner, read_to)?;
 
             ancestors.truncate(depth);
             let node = Node { name, inner };
@@ -272,8 +266,32 @@ impl<'a> DeviceTree<'a> {
             }
             ancestors.try_push(node).map_err(|_| PlatformError::TreeTooDeep { limit: MAX_DEPTH })?;
         }
-        self.check_end(read_to, ancestors.len())?;
+        if check == StructureCheck::Check {
+            self.check_end(read_to, ancestors.len())?;
+        }
         Ok(None)
+    }
+
+    /// Between the previous item (ending at `read_to`) and the
+    /// `FDT_BEGIN_NODE` of the node named at `name_offset`: only the
+    /// `FDT_END_NODE`s that take the walk from the `open_nodes` it had open
+    /// back to the new node's parent at `depth - 1`, and never the root's.
+    fn check_nesting(
+        &self,
+        read_to: usize,
+        name_offset: usize,
+        depth: usize,
+        open_nodes: usize,
+    ) -> Result<(), PlatformError> {
+        let begin_token = name_offset.checked_sub(4).filter(|&begin| begin >= read_to);
+        let between = begin_token.and_then(|begin| closing_tokens(self.structure.get(read_to..begin)?));
+        match between {
+            Some(ClosingTokens { count, rest: 0 }) if count < open_nodes && depth + count == open_nodes => Ok(()),
+            _ => Err(PlatformError::MalformedStructure {
+                offset: read_to,
+                problem: "FDT_END_NODE tokens close the root or do not match the nesting",
+            }),
+        }
     }
 
     /// After the last node `fdt` handed out: one `FDT_END_NODE` per open
@@ -321,6 +339,15 @@ impl<'a> DeviceTree<'a> {
         let whole = core::str::from_utf8(self.structure.get(start..start.checked_add(len)?)?).ok()?;
         Some((whole, start))
     }
+}
+
+/// Whether a walk accounts for what lies between the items `fdt` reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum StructureCheck {
+    /// The walk in [`DeviceTree::parse`], over the whole tree.
+    Check,
+    /// Every later walk: the same blob, already checked, read the same way.
+    Trust,
 }
 
 /// The sub-slice `offset..offset + len` of `blob`, or an error naming `name`.
