@@ -33,7 +33,7 @@ fn stdout_node<'a>(tree: &DeviceTree<'a>) -> Result<Option<Located<'a>>, Platfor
     if target.starts_with('/') { tree.find_path(target) } else { tree.find_alias(target) }
 }
 
-fn uart(tree: &DeviceTree<'_>, node: NodeRef<'_, '_>) -> Result<Uart, PlatformError> {
+fn uart<'a>(tree: &DeviceTree<'a>, node: NodeRef<'_, 'a>) -> Result<Uart, PlatformError> {
     let registers = physical_region(node, 0)?.ok_or(PlatformError::MalformedProperty {
         node: node.node.error_name(),
         property: "reg",
@@ -50,7 +50,7 @@ fn uart(tree: &DeviceTree<'_>, node: NodeRef<'_, '_>) -> Result<Uart, PlatformEr
 /// The UART's first interrupt as a GIC SPI INTID. Any problem following it
 /// yields `None` rather than an error: the console works polled, and a
 /// broken interrupt description must not cost us the boot log.
-fn spi_intid(tree: &DeviceTree<'_>, node: NodeRef<'_, '_>) -> Option<u32> {
+fn spi_intid<'a>(tree: &DeviceTree<'a>, node: NodeRef<'_, 'a>) -> Option<u32> {
     let interrupts = DeviceInterrupts::of(tree, node).ok()??;
     let resolved = interrupts.resolve(0).ok()??;
     resolved.on_gic_v3()?.spi_intid()

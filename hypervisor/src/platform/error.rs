@@ -62,8 +62,9 @@ pub enum PlatformError {
     /// A block the header points at (`structure`, `strings`, `memory
     /// reservation`) does not lie inside `totalsize`.
     BlockOutOfBounds { block: &'static str },
-    /// The structure block's token stream is inconsistent at `offset`
-    /// (relative to the structure block).
+    /// The structure block's token stream is inconsistent: it reads well up
+    /// to `offset` (relative to the structure block), the damage lies there
+    /// or just after.
     MalformedStructure { offset: usize, problem: &'static str },
     /// Nodes nested deeper than the parser's fixed ancestor stack.
     TreeTooDeep { limit: usize },

@@ -84,7 +84,7 @@ fn redistributor_stride(node: &Node<'_>) -> Result<Option<u64>, PlatformError> {
 }
 
 /// The GIC's own `interrupts`: the maintenance interrupt, which must be a PPI.
-fn maintenance_interrupt(tree: &DeviceTree<'_>, gic: &Located<'_>) -> Result<Option<Ppi>, PlatformError> {
+fn maintenance_interrupt<'a>(tree: &DeviceTree<'a>, gic: &Located<'a>) -> Result<Option<Ppi>, PlatformError> {
     let Some(interrupts) = DeviceInterrupts::of(tree, gic.as_ref())? else {
         return Ok(None);
     };
