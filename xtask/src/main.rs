@@ -12,6 +12,8 @@ mod guest_images;
 mod handoff;
 mod hostile_scenarios;
 mod initramfs;
+#[cfg(test)]
+mod layering;
 mod options;
 mod qemu;
 mod scenarios;
