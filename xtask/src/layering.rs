@@ -75,13 +75,13 @@ fn imports(module: &str, source: &str, known: &BTreeSet<String>) -> BTreeSet<Str
         }
         let mut braces_target: Vec<String> = Vec::new();
         // `use crate::a::{b, c::d}`: each item in the braces is a path too.
-        if code[end..].starts_with('{') {
-            if let Some(close) = code[end..].find('}') {
-                for item in code[end + 1..end + close].split(',') {
-                    let first = item.trim().split("::").next().unwrap_or("").trim().to_string();
-                    if !first.is_empty() {
-                        braces_target.push(first);
-                    }
+        if code[end..].starts_with('{')
+            && let Some(close) = code[end..].find('}')
+        {
+            for item in code[end + 1..end + close].split(',') {
+                let first = item.trim().split("::").next().unwrap_or("").trim().to_string();
+                if !first.is_empty() {
+                    braces_target.push(first);
                 }
             }
         }
