@@ -40,8 +40,8 @@ fuzz_target!(|input: Input| {
     let esr = Esr(input.esr);
     match exit {
         GuestExit::Stage2Abort(abort) => {
-            assert_eq!(abort.ipa, faulting_ipa(input.hpfar, input.far));
-            assert_eq!(abort.far, input.far);
+            assert_eq!(abort.ipa.as_u64(), faulting_ipa(input.hpfar, input.far));
+            assert_eq!(abort.far.as_u64(), input.far);
             if abort.instruction {
                 assert!(!abort.write && abort.access.is_none());
                 assert!(esr.instruction_abort().is_some());
