@@ -52,6 +52,8 @@ pub struct GicLayout {
     pub redistributor_stride: Option<u64>,
     /// The guests' virtual timer PPI (27 on both QEMU and FVP).
     pub virtual_timer: u32,
+    /// The guests' EL1 physical timer PPI (the non-secure physical timer, 30).
+    pub physical_timer: u32,
     /// The EL2 physical timer PPI (26 on QEMU and FVP): the scheduler's wake-ups.
     pub hyp_timer: u32,
     /// The vGIC maintenance interrupt PPI (25).
@@ -124,6 +126,7 @@ pub fn init_distributor(platform: &Platform) {
         redistributor_regions: platform.gic.redistributor_regions.clone(),
         redistributor_stride: platform.gic.redistributor_stride,
         virtual_timer: platform.timer.virt.intid,
+        physical_timer: platform.timer.nonsecure_phys.intid,
         hyp_timer: platform.timer.hyp_phys.intid,
         maintenance: platform.gic.maintenance_irq.map_or(25, |ppi| ppi.intid),
         console_spi: platform.console.as_ref().and_then(|uart| uart.intid),
@@ -150,7 +153,8 @@ pub fn enable_spi_here(intid: u32) {
 /// virtual CPU interface. Returns the redistributor frame.
 pub fn init_cpu() -> Result<u64, GicError> {
     let layout = layout();
-    let private_interrupts = [KICK_SGI, layout.maintenance, layout.virtual_timer, layout.hyp_timer];
+    let private_interrupts =
+        [KICK_SGI, layout.maintenance, layout.virtual_timer, layout.physical_timer, layout.hyp_timer];
     let affinity = cpu::mpidr_affinity();
     let frame = redistributors::find(&layout.redistributor_regions, layout.redistributor_stride, mmio_read64, affinity)
         .ok_or(GicError::NoRedistributor { affinity })?;

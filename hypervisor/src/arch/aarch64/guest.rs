@@ -179,6 +179,22 @@ pub fn virtual_timer_asserted() -> bool {
     read_sysreg!("cntv_ctl_el0") & 0b111 == 0b101
 }
 
+/// The same for the live vCPU's EL1 physical timer (CNTP_CTL_EL0).
+pub fn physical_timer_asserted() -> bool {
+    read_sysreg!("cntp_ctl_el0") & 0b111 == 0b101
+}
+
+/// Turns the EL1 physical timer off when no vCPU owns it any more (see
+/// [`disable_virtual_timer`]).
+pub fn disable_physical_timer() {
+    // SAFETY: CNTP_CTL_EL0 only controls the guest-owned EL1 physical timer (EL2
+    // uses CNTHP for its own deadlines).
+    unsafe {
+        write_sysreg!("cntp_ctl_el0", 0);
+        core::arch::asm!("isb", options(nostack, preserves_flags));
+    }
+}
+
 /// Invalidates every stage-1 and stage-2 TLB entry of the VM whose VTTBR is
 /// loaded, on all CPUs of the inner-shareable domain.
 pub fn invalidate_vm_tlbs() {

@@ -5,7 +5,7 @@ use alloc::sync::Arc;
 
 use super::host::Host;
 use super::virtual_machine::Vm;
-use crate::arch::aarch64::gic;
+use crate::arch::aarch64::{gic, guest};
 use hv_abi::machine;
 
 /// Acknowledges and handles every pending physical interrupt. `loaded` is the vCPU
@@ -18,17 +18,26 @@ pub fn handle_physical(host: &Host, loaded: Option<(&Arc<Vm>, usize)>) {
             break;
         }
         gic::priority_drop(intid);
-        if intid == layout.virtual_timer {
+        // The guest's EL1 timers (virtual, and physical): their interrupts are
+        // hardware-linked to the guest's copies.
+        let timer = if intid == layout.virtual_timer {
+            Some((machine::VIRTUAL_TIMER_INTID, guest::disable_virtual_timer as fn()))
+        } else if intid == layout.physical_timer {
+            Some((machine::PHYS_TIMER_INTID, guest::disable_physical_timer as fn()))
+        } else {
+            None
+        };
+        if let Some((guest_intid, silence)) = timer {
             match loaded {
                 // Left active: the hardware-linked list register deactivates it
                 // when the guest EOIs its virtual copy.
                 Some((vm, vcpu)) => {
-                    vm.vgic.lock().set_level(machine::VIRTUAL_TIMER_INTID, vcpu, true);
+                    vm.vgic.lock().set_level(guest_intid, vcpu, true);
                     vm.interrupts_changed();
                 }
                 None => {
                     // No vCPU owns the timer state any more: silence it.
-                    crate::arch::aarch64::guest::disable_virtual_timer();
+                    silence();
                     gic::deactivate(intid);
                 }
             }
@@ -38,7 +47,7 @@ pub fn handle_physical(host: &Host, loaded: Option<(&Arc<Vm>, usize)>) {
         if intid == layout.hyp_timer {
             // A wake-up or time-slice deadline passed: the scheduler looks again
             // (and re-arms the timer). Level-sensitive: turn it off first.
-            crate::arch::aarch64::guest::set_wakeup(None);
+            guest::set_wakeup(None);
             super::kick::request_reschedule();
         }
         if intid == gic::KICK_SGI {

@@ -4,6 +4,8 @@
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
 
+use hv_abi::machine;
+
 use super::host::Host;
 use super::interrupts;
 use super::services::{HardwareListRegisters, MachineServices};
@@ -16,7 +18,7 @@ use crate::arch::aarch64::guest::{
 use crate::vm::exit;
 use crate::vm::exits::{self, Exit, Next};
 use crate::vm::stats::add;
-use crate::vm::vgic::vcpu_lrs::VcpuListRegisters;
+use crate::vm::vgic::vcpu_lrs::{TimerLinks, VcpuListRegisters};
 
 /// What the scheduler should do after running a vCPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,7 +125,13 @@ impl Vcpu {
     /// The saved virtual timer's deadline, if it is enabled and unmasked
     /// (CNTV_CTL_EL0 ENABLE = 1, IMASK = 0). Only meaningful while switched out.
     fn timer_deadline(&self) -> Option<u64> {
-        (self.el1.cntv_ctl & 0b11 == 0b01).then_some(self.el1.cntv_cval)
+        let armed = |ctl: u64, cval: u64| (ctl & 0b11 == 0b01).then_some(cval);
+        let virtual_timer = armed(self.el1.cntv_ctl, self.el1.cntv_cval);
+        let physical_timer = armed(self.el1.cntp_ctl, self.el1.cntp_cval);
+        match (virtual_timer, physical_timer) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Makes this vCPU's state live on the current CPU.
@@ -152,10 +160,11 @@ impl Vcpu {
             self.pauth.save();
         }
         self.interface.save();
-        // The list registers keep the virtual timer interrupt without its link
-        // to the physical one, which belongs to this CPU: free it.
+        // The list registers keep the timer interrupts without their links to
+        // the physical ones, which belong to this CPU: free those.
         self.list_registers.save(&mut HardwareListRegisters { count: host.list_registers });
         gic::deactivate(gic::layout().virtual_timer);
+        gic::deactivate(gic::layout().physical_timer);
     }
 
     /// Drops this vCPU's live interrupt state for good (it stopped): the physical
@@ -165,7 +174,9 @@ impl Vcpu {
     pub fn unload(&mut self, host: &Host) {
         self.list_registers.discard(&mut HardwareListRegisters { count: host.list_registers });
         gic::deactivate(gic::layout().virtual_timer);
+        gic::deactivate(gic::layout().physical_timer);
         guest::disable_virtual_timer();
+        guest::disable_physical_timer();
         guest::park_stage2();
     }
 
@@ -182,22 +193,24 @@ impl Vcpu {
             }
             let mut list_registers = HardwareListRegisters { count: host.list_registers };
             let generation = self.vm.interrupt_generation.load(Ordering::Acquire);
-            let physical_timer = gic::layout().virtual_timer;
-            self.list_registers.flush(&self.vm.vgic, self.index, generation, physical_timer, &mut list_registers);
+            let layout = gic::layout();
+            let links = TimerLinks { virtual_timer: layout.virtual_timer, physical_timer: layout.physical_timer };
+            self.list_registers.flush(&self.vm.vgic, self.index, generation, links, &mut list_registers);
             // SAFETY: `load` made this vCPU's EL1 state live; the VM's stage-2
             // tables only map memory it owns, and live as long as the VM.
             let (vector, syndrome) = unsafe { guest::run(&self.vm.controls, &mut self.registers) };
             add(&self.vm.stats.exits, 1);
             self.list_registers.sync(&self.vm.vgic, self.index, &mut list_registers);
+            // A timer masked, disabled or reprogrammed since it fired: its
+            // interrupt is no longer pending (level-sensitive, as on hardware).
+            let vgic = &self.vm.vgic;
             if !guest::virtual_timer_asserted() {
-                // Masked, disabled or reprogrammed since it fired: its
-                // interrupt is no longer pending (level-sensitive, as on hardware).
-                self.list_registers.virtual_timer_deasserted(
-                    &self.vm.vgic,
-                    self.index,
-                    physical_timer,
-                    &mut list_registers,
-                );
+                let (guest_intid, host_intid) = (machine::VIRTUAL_TIMER_INTID, links.virtual_timer);
+                self.list_registers.timer_deasserted(vgic, self.index, guest_intid, host_intid, &mut list_registers);
+            }
+            if !guest::physical_timer_asserted() {
+                let (guest_intid, host_intid) = (machine::PHYS_TIMER_INTID, links.physical_timer);
+                self.list_registers.timer_deasserted(vgic, self.index, guest_intid, host_intid, &mut list_registers);
             }
             let next = match vector {
                 ExitVector::Synchronous => {

@@ -7,7 +7,7 @@
 //! The hand-off protocol with the model is described in the module docs of
 //! `vm::vgic` ("List-register hand-off").
 
-use hv_abi::machine::VIRTUAL_TIMER_INTID;
+use hv_abi::machine::{PHYS_TIMER_INTID, VIRTUAL_TIMER_INTID};
 use spin::Mutex;
 
 use super::list_register::{ListRegister, LrState};
@@ -30,12 +30,33 @@ pub trait ListRegisterFile {
     fn deactivate_physical(&mut self, intid: u32);
 }
 
+/// The host INTIDs of the EL1 timers' physical interrupts on this CPU. The
+/// guest's timer interrupts (PPI 27 virtual, PPI 30 physical) are
+/// hardware-linked to them: the physical interrupt stays active while the
+/// guest handles its virtual copy, and the guest's EOI deactivates it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimerLinks {
+    pub virtual_timer: u32,
+    pub physical_timer: u32,
+}
+
+impl TimerLinks {
+    /// The host INTID a guest interrupt is linked to, if it is a timer's.
+    pub fn host_intid(self, guest_intid: u32) -> Option<u32> {
+        match guest_intid {
+            VIRTUAL_TIMER_INTID => Some(self.virtual_timer),
+            PHYS_TIMER_INTID => Some(self.physical_timer),
+            _ => None,
+        }
+    }
+}
+
 /// What a list register holds, as far as this vCPU knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Slot {
     intid: u32,
-    /// Hardware-linked: the physical interrupt is deactivated by the guest's EOI.
-    hw: bool,
+    /// Hardware-linked to this host INTID: the guest's EOI deactivates it.
+    hw: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -70,14 +91,14 @@ impl VcpuListRegisters {
     /// it (the evicted one stays pending in the model); an underflow
     /// maintenance interrupt is requested when more wait than fit. Does nothing
     /// unless the VM's interrupt `generation` moved or a list register retired
-    /// since the last flush. The virtual timer is hardware-linked to
-    /// `physical_timer`, the INTID its physical interrupt has on this CPU.
+    /// since the last flush. The timers' interrupts are hardware-linked as
+    /// `links` says.
     pub fn flush(
         &mut self,
         vgic: &Mutex<Vgic>,
         vcpu: usize,
         generation: u64,
-        physical_timer: u32,
+        links: TimerLinks,
         file: &mut impl ListRegisterFile,
     ) {
         if generation == self.filled_at && !self.retired {
@@ -97,7 +118,7 @@ impl VcpuListRegisters {
                     file.write(n, lr.to_bits());
                 }
                 LrReview::Recall { still_pending } => {
-                    self.take_out(n, &mut vgic, vcpu, still_pending, physical_timer, file);
+                    self.take_out(n, &mut vgic, vcpu, still_pending, file);
                 }
             }
         }
@@ -106,7 +127,7 @@ impl VcpuListRegisters {
                 continue;
             }
             let Some(irq) = vgic.next_pending(vcpu) else { break };
-            self.place(n, irq, &mut vgic, vcpu, physical_timer, file);
+            self.place(n, irq, &mut vgic, vcpu, links, file);
         }
         // Full: evict the least urgent interrupt held only pending for a more
         // urgent one (each pass evicts one; at most one pass per register).
@@ -114,15 +135,15 @@ impl VcpuListRegisters {
             let Some(irq) = vgic.next_pending(vcpu) else { break };
             let victim = (0..count)
                 .filter_map(|n| {
-                    let slot = self.slots[n].filter(|slot| !slot.hw)?;
+                    let slot = self.slots[n].filter(|slot| slot.hw.is_none())?;
                     let lr = ListRegister::from_bits(file.read(n));
                     (lr.state == LrState::Pending).then_some((n, lr.priority, slot.intid))
                 })
                 .max_by_key(|&(_, priority, _)| priority);
             let Some((n, priority, _)) = victim.filter(|&(_, priority, _)| priority > irq.priority) else { break };
             debug_assert!(priority > irq.priority);
-            self.take_out(n, &mut vgic, vcpu, true, physical_timer, file);
-            self.place(n, irq, &mut vgic, vcpu, physical_timer, file);
+            self.take_out(n, &mut vgic, vcpu, true, file);
+            self.place(n, irq, &mut vgic, vcpu, links, file);
         }
         file.set_underflow_interrupt(vgic.next_pending(vcpu).is_some());
     }
@@ -134,15 +155,15 @@ impl VcpuListRegisters {
         irq: PendingIrq,
         vgic: &mut Vgic,
         vcpu: usize,
-        physical_timer: u32,
+        links: TimerLinks,
         file: &mut impl ListRegisterFile,
     ) {
         let mut lr = irq.list_register();
-        let hw = irq.intid == VIRTUAL_TIMER_INTID;
-        if hw {
+        let hw = links.host_intid(irq.intid);
+        if hw.is_some() {
             // The physical timer interrupt is active (left so by the
             // physical interrupt handler); the guest's EOI deactivates it.
-            lr.hw = Some(physical_timer);
+            lr.hw = hw;
             lr.eoi_maintenance = false;
         }
         file.write(n, lr.to_bits());
@@ -160,46 +181,47 @@ impl VcpuListRegisters {
         vgic: &mut Vgic,
         vcpu: usize,
         still_pending: bool,
-        physical_timer: u32,
         file: &mut impl ListRegisterFile,
     ) {
         let Some(slot) = self.slots[n].take() else { return };
         file.write(n, 0);
         vgic.list_register_retired(vcpu, slot.intid, still_pending);
-        if slot.hw {
+        if let Some(host_intid) = slot.hw {
             vgic.set_level(slot.intid, vcpu, false);
-            file.deactivate_physical(physical_timer);
+            file.deactivate_physical(host_intid);
         }
     }
 
-    /// The virtual timer's output went low while its interrupt was pending (the
-    /// guest masked, disabled or reprogrammed it): the interrupt is no longer
-    /// pending, as on hardware, whether a list register holds it (taken out
-    /// unless the guest already acknowledged it) or only the model. The
-    /// physical interrupt, left active for the hardware link, is released so
-    /// the timer can fire again.
-    pub fn virtual_timer_deasserted(
+    /// A timer's output went low while its interrupt (`guest_intid`, linked to
+    /// `host_intid`) was pending (the guest masked, disabled or reprogrammed
+    /// it): the interrupt is no longer pending, as on hardware, whether a list
+    /// register holds it (taken out unless the guest already acknowledged it)
+    /// or only the model. The physical interrupt, left active for the hardware
+    /// link, is released so the timer can fire again.
+    pub fn timer_deasserted(
         &mut self,
         vgic: &Mutex<Vgic>,
         vcpu: usize,
-        physical_timer: u32,
+        guest_intid: u32,
+        host_intid: u32,
         file: &mut impl ListRegisterFile,
     ) {
         let count = file.count().min(MAX_LIST_REGISTERS);
-        let held = (0..count).find(|&n| self.slots[n].is_some_and(|slot| slot.hw));
+        let held =
+            (0..count).find(|&n| self.slots[n].is_some_and(|slot| slot.intid == guest_intid && slot.hw.is_some()));
         let mut vgic = vgic.lock();
         match held {
             Some(n) => {
                 if ListRegister::from_bits(file.read(n)).state == LrState::Pending {
-                    self.take_out(n, &mut vgic, vcpu, false, physical_timer, file);
+                    self.take_out(n, &mut vgic, vcpu, false, file);
                     self.retired = true;
                 }
             }
             None => {
-                let line_high = vgic.irq_state(vcpu, VIRTUAL_TIMER_INTID).is_some_and(|irq| irq.line);
+                let line_high = vgic.irq_state(vcpu, guest_intid).is_some_and(|irq| irq.line);
                 if line_high {
-                    vgic.set_level(VIRTUAL_TIMER_INTID, vcpu, false);
-                    file.deactivate_physical(physical_timer);
+                    vgic.set_level(guest_intid, vcpu, false);
+                    file.deactivate_physical(host_intid);
                     self.retired = true;
                 }
             }
@@ -220,7 +242,7 @@ impl VcpuListRegisters {
             let lr = ListRegister::from_bits(file.read(n));
             if lr.state == LrState::Invalid {
                 vgic.list_register_retired(vcpu, slot.intid, false);
-                if slot.hw {
+                if slot.hw.is_some() {
                     // Deactivated through the link; if the timer is still due, the
                     // physical interrupt fires again and raises the line anew.
                     vgic.set_level(slot.intid, vcpu, false);
@@ -281,6 +303,9 @@ mod tests {
     use super::*;
     use hv_abi::machine::{GICD_BASE, GICR_BASE, GICR_SGI_OFFSET};
 
+    /// Host INTIDs of the timers (distinct from the guest's, to tell them apart).
+    const LINKS: TimerLinks = TimerLinks { virtual_timer: 127, physical_timer: 130 };
+
     /// Four list registers in a plain array.
     #[derive(Default)]
     struct FakeFile {
@@ -328,12 +353,12 @@ mod tests {
     fn flush_fills_free_registers_and_asks_for_underflow_when_more_wait() {
         let vgic = vgic_with_pending_sgis(6);
         let (mut lrs, mut file) = (VcpuListRegisters::default(), FakeFile::default());
-        lrs.flush(&vgic, 0, 1, 27, &mut file);
+        lrs.flush(&vgic, 0, 1, LINKS, &mut file);
         assert_eq!(intids(&file), [Some(0), Some(1), Some(2), Some(3)]);
         assert!(file.underflow, "two SGIs did not fit");
         // Nothing moved: a second flush does no work (and touches nothing).
         file.lrs[0] = 0;
-        lrs.flush(&vgic, 0, 1, 27, &mut file);
+        lrs.flush(&vgic, 0, 1, LINKS, &mut file);
         assert_eq!(file.lrs[0], 0);
     }
 
@@ -341,11 +366,11 @@ mod tests {
     fn sync_retires_what_the_guest_deactivated_and_the_next_flush_refills() {
         let vgic = vgic_with_pending_sgis(6);
         let (mut lrs, mut file) = (VcpuListRegisters::default(), FakeFile::default());
-        lrs.flush(&vgic, 0, 1, 27, &mut file);
+        lrs.flush(&vgic, 0, 1, LINKS, &mut file);
         // The guest handled SGI 1 (acknowledge + EOI: the LR went invalid).
         file.lrs[1] = 0;
         lrs.sync(&vgic, 0, &mut file);
-        lrs.flush(&vgic, 0, 1, 27, &mut file);
+        lrs.flush(&vgic, 0, 1, LINKS, &mut file);
         assert_eq!(intids(&file), [Some(0), Some(4), Some(2), Some(3)]);
         assert!(file.underflow, "SGI 5 still waits");
     }
@@ -354,7 +379,7 @@ mod tests {
     fn save_and_restore_keep_pending_state_across_a_switch() {
         let vgic = vgic_with_pending_sgis(2);
         let (mut lrs, mut file) = (VcpuListRegisters::default(), FakeFile::default());
-        lrs.flush(&vgic, 0, 1, 27, &mut file);
+        lrs.flush(&vgic, 0, 1, LINKS, &mut file);
         let live = file.lrs;
         assert!(lrs.live_pending(&file));
         lrs.save(&mut file);
@@ -382,19 +407,19 @@ mod tests {
     fn a_new_sgi_while_the_last_is_active_becomes_pending_and_active() {
         let vgic = vgic_with_pending_sgis(1);
         let (mut lrs, mut file) = (VcpuListRegisters::default(), FakeFile::default());
-        lrs.flush(&vgic, 0, 1, 27, &mut file);
+        lrs.flush(&vgic, 0, 1, LINKS, &mut file);
         // The guest acknowledged SGI 0 and is in its handler; another SGI 0 arrives.
         set_state(&mut file, 0, LrState::Active);
         lrs.sync(&vgic, 0, &mut file);
         vgic.lock().send_sgi(0, 1); // SGI 0 to Aff0 = 0 (TargetList bit 0)
-        lrs.flush(&vgic, 0, 2, 27, &mut file);
+        lrs.flush(&vgic, 0, 2, LINKS, &mut file);
         assert_eq!(state(&file, 0), LrState::PendingActive, "taken after the EOI, without an exit");
         // The EOI leaves it pending; its acknowledge and EOI retire it, and nothing is left.
         set_state(&mut file, 0, LrState::Pending);
         lrs.sync(&vgic, 0, &mut file);
         file.lrs[0] = 0;
         lrs.sync(&vgic, 0, &mut file);
-        lrs.flush(&vgic, 0, 3, 27, &mut file);
+        lrs.flush(&vgic, 0, 3, LINKS, &mut file);
         assert_eq!(intids(&file), [None; 4]);
     }
 
@@ -405,7 +430,7 @@ mod tests {
         let sgi_base = GICR_BASE + GICR_SGI_OFFSET;
         vgic.lock().mmio_write(sgi_base + 0x400, 4, 0xA0A0_A0A0).unwrap(); // IPRIORITYR0: SGIs 0..3
         let (mut lrs, mut file) = (VcpuListRegisters::default(), FakeFile::default());
-        lrs.flush(&vgic, 0, 1, 27, &mut file);
+        lrs.flush(&vgic, 0, 1, LINKS, &mut file);
         assert_eq!(intids(&file), [Some(0), Some(1), Some(2), Some(3)]);
         // SGI 4 at 0x40 becomes pending: it must get a list register.
         {
@@ -414,7 +439,7 @@ mod tests {
             vgic.mmio_write(sgi_base + 0x100, 4, 1 << 4).unwrap();
             vgic.mmio_write(sgi_base + 0x200, 4, 1 << 4).unwrap();
         }
-        lrs.flush(&vgic, 0, 2, 27, &mut file);
+        lrs.flush(&vgic, 0, 2, LINKS, &mut file);
         let held = intids(&file);
         assert!(held.contains(&Some(4)), "{held:?}");
         assert_eq!(held.iter().flatten().count(), 4);
@@ -428,9 +453,9 @@ mod tests {
     fn equal_priorities_never_evict() {
         let vgic = vgic_with_pending_sgis(6);
         let (mut lrs, mut file) = (VcpuListRegisters::default(), FakeFile::default());
-        lrs.flush(&vgic, 0, 1, 27, &mut file);
+        lrs.flush(&vgic, 0, 1, LINKS, &mut file);
         let before = file.lrs;
-        lrs.flush(&vgic, 0, 2, 27, &mut file);
+        lrs.flush(&vgic, 0, 2, LINKS, &mut file);
         assert_eq!(file.lrs, before);
     }
 
@@ -439,14 +464,14 @@ mod tests {
         let vgic = vgic_with_pending_sgis(2);
         let sgi_base = GICR_BASE + GICR_SGI_OFFSET;
         let (mut lrs, mut file) = (VcpuListRegisters::default(), FakeFile::default());
-        lrs.flush(&vgic, 0, 1, 27, &mut file);
+        lrs.flush(&vgic, 0, 1, LINKS, &mut file);
         {
             let mut vgic = vgic.lock();
             vgic.mmio_write(sgi_base + 0x180, 4, 1 << 0).unwrap(); // ICENABLER0: SGI 0
             vgic.mmio_write(sgi_base + 0x280, 4, 1 << 1).unwrap(); // ICPENDR0: SGI 1
         }
         lrs.sync(&vgic, 0, &mut file);
-        lrs.flush(&vgic, 0, 2, 27, &mut file);
+        lrs.flush(&vgic, 0, 2, LINKS, &mut file);
         assert_eq!(intids(&file), [None; 4]);
         let vgic = vgic.lock();
         assert!(vgic.irq_state(0, 0).unwrap().pending(), "a disabled interrupt stays pending");
@@ -463,13 +488,13 @@ mod tests {
         model.mmio_write(GICD_BASE + 0x200 + 4, 4, 1 << (spi - 32)).unwrap(); // ISPENDR1
         let vgic = Mutex::new(model);
         let (mut lrs1, mut file1) = (VcpuListRegisters::default(), FakeFile::default());
-        lrs1.flush(&vgic, 1, 1, 27, &mut file1);
+        lrs1.flush(&vgic, 1, 1, LINKS, &mut file1);
         assert_eq!(intids(&file1)[0], Some(40));
         vgic.lock().mmio_write(GICD_BASE + 0x6000 + 8 * spi, 8, 0).unwrap(); // to vCPU 0
-        lrs1.flush(&vgic, 1, 2, 27, &mut file1);
+        lrs1.flush(&vgic, 1, 2, LINKS, &mut file1);
         assert_eq!(intids(&file1), [None; 4], "recalled from vCPU 1");
         let (mut lrs0, mut file0) = (VcpuListRegisters::default(), FakeFile::default());
-        lrs0.flush(&vgic, 0, 2, 27, &mut file0);
+        lrs0.flush(&vgic, 0, 2, LINKS, &mut file0);
         assert_eq!(intids(&file0)[0], Some(40), "delivered at vCPU 0");
     }
 
@@ -481,19 +506,19 @@ mod tests {
         model.set_level(VIRTUAL_TIMER_INTID, 0, true);
         let vgic = Mutex::new(model);
         let (mut lrs, mut file) = (VcpuListRegisters::default(), FakeFile::default());
-        lrs.flush(&vgic, 0, 1, 30, &mut file);
+        lrs.flush(&vgic, 0, 1, LINKS, &mut file);
         assert_eq!(intids(&file)[0], Some(VIRTUAL_TIMER_INTID));
         // The guest set CNTV_CTL.IMASK before taking it.
-        lrs.virtual_timer_deasserted(&vgic, 0, 30, &mut file);
+        lrs.timer_deasserted(&vgic, 0, VIRTUAL_TIMER_INTID, 127, &mut file);
         assert_eq!(intids(&file), [None; 4]);
-        assert_eq!(file.deactivated, [30], "the physical interrupt is released");
-        lrs.flush(&vgic, 0, 2, 30, &mut file);
+        assert_eq!(file.deactivated, [127], "the physical interrupt is released");
+        lrs.flush(&vgic, 0, 2, LINKS, &mut file);
         assert_eq!(intids(&file), [None; 4], "and not offered again");
         // Acknowledged already: the guest handles it; nothing is taken back.
         vgic.lock().set_level(VIRTUAL_TIMER_INTID, 0, true);
-        lrs.flush(&vgic, 0, 3, 30, &mut file);
+        lrs.flush(&vgic, 0, 3, LINKS, &mut file);
         set_state(&mut file, 0, LrState::Active);
-        lrs.virtual_timer_deasserted(&vgic, 0, 30, &mut file);
+        lrs.timer_deasserted(&vgic, 0, VIRTUAL_TIMER_INTID, 127, &mut file);
         assert_eq!(intids(&file)[0], Some(VIRTUAL_TIMER_INTID));
     }
 }
