@@ -18,6 +18,9 @@ const PSTATE_DAIF: u64 = 0xF << 6;
 const PSTATE_SSBS: u64 = 1 << 12;
 const PSTATE_PAN: u64 = 1 << 22;
 const PSTATE_TCO: u64 = 1 << 25;
+/// PSTATE.DIT as an AArch64 SPSR holds it, and as an AArch32 one does.
+const PSTATE_DIT: u64 = 1 << 24;
+const PSTATE_DIT_AARCH32: u64 = 1 << 21;
 
 /// ESR_ELx.IL: the trapped instruction was 32-bit (clear: a 16-bit T32 one).
 pub const ESR_IL: u64 = 1 << 25;
@@ -45,8 +48,10 @@ pub fn sync_vector(vbar_el1: u64, pstate: u64) -> u64 {
 }
 
 /// PSTATE on taking an exception to EL1h: DAIF masked, SSBS from SCTLR_EL1.DSSBS,
-/// PAN set when SCTLR_EL1.SPAN is 0 (kept otherwise when coming from EL1), and
-/// TCO set when the VM has MTE (tag checks off until the handler re-enables them).
+/// PAN set when SCTLR_EL1.SPAN is 0 (kept otherwise when coming from EL1), TCO
+/// set when the VM has MTE (tag checks off until the handler re-enables them),
+/// DIT unchanged (read from where an AArch32 SPSR keeps it when the exception
+/// came from AArch32), and UAO, BTYPE, IL, SS cleared.
 pub fn exception_entry_pstate(pstate: u64, sctlr_el1: u64, mte: bool) -> u64 {
     let mut new = PSTATE_EL1H | PSTATE_DAIF;
     if sctlr_el1 & SCTLR_DSSBS != 0 {
@@ -57,6 +62,10 @@ pub fn exception_entry_pstate(pstate: u64, sctlr_el1: u64, mte: bool) -> u64 {
     }
     if mte {
         new |= PSTATE_TCO;
+    }
+    let dit = if pstate & PSTATE_NRW != 0 { pstate & PSTATE_DIT_AARCH32 != 0 } else { pstate & PSTATE_DIT != 0 };
+    if dit {
+        new |= PSTATE_DIT;
     }
     new
 }
@@ -139,6 +148,19 @@ pub fn wfit_instruction_register(instruction: u32) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dit_survives_exception_entry_and_uao_btype_do_not() {
+        const UAO: u64 = 1 << 23;
+        const BTYPE: u64 = 0b11 << 10;
+        let from_el1 = 0x3C5 | PSTATE_DIT | UAO | BTYPE;
+        let entry = exception_entry_pstate(from_el1, SCTLR_SPAN, false);
+        assert_eq!(entry & (PSTATE_DIT | UAO | BTYPE), PSTATE_DIT);
+        // From AArch32 EL0 (M = 0x10), DIT is SPSR bit 21.
+        let from_aarch32 = 0x10 | PSTATE_DIT_AARCH32;
+        assert_eq!(exception_entry_pstate(from_aarch32, SCTLR_SPAN, false) & PSTATE_DIT, PSTATE_DIT);
+        assert_eq!(exception_entry_pstate(0x10, SCTLR_SPAN, false) & PSTATE_DIT, 0);
+    }
 
     #[test]
     fn taking_an_exception_saves_the_return_state_and_enters_the_vector() {
