@@ -10,7 +10,9 @@
 //!   and/or `Writeable`: MTE's `GCR_EL1`, `RGSR_EL1`, `TFSR_EL1`, `TFSRE0_EL1`
 //!   and `GMID_EL1`, the GIC CPU interface's `ICC_*_EL1` (except `ICC_SRE_EL2`;
 //!   `ICC_CTLR_EL1` is read-only there), `CTR_EL0`, `DCZID_EL0`, `NZCV`,
-//!   `VPIDR_EL2`, `CNTHP_CVAL_EL2` and `ID_AA64ISAR2_EL1`;
+//!   `VPIDR_EL2`, `CNTHP_CVAL_EL2` and `ID_AA64ISAR2_EL1`; and the
+//!   pointer-authentication keys, which it names in a way the assembler only
+//!   accepts with a target feature the hypervisor is not built with;
 //! - [`extra_fields!`] adds fields to a register it models, typed against its
 //!   register so they combine with its own fields in one `write` or `read`
 //!   (`SCTLR_EL2.ATA`, `CPTR_EL2.TZ`, RES1 patterns, ...);
@@ -262,6 +264,61 @@ system_register! {
         /// 1: EOIR only drops priority, DIR deactivates.
         EOImode OFFSET(1) NUMBITS(1) [],
     ]
+}
+
+// The pointer-authentication keys (FEAT_PAuth). `aarch64-cpu` models them, but
+// by the names (`APIAKeyLo_EL1`, ...) the assembler accepts only with the `pauth`
+// target feature, which the hypervisor is not built with (it runs on CPUs
+// without it too); so they are defined here by encoding, under the same names.
+
+system_register! {
+    /// Pointer authentication: Instruction key A, low half.
+    apiakeylo_el1::APIAKEYLO_EL1 = "s3_0_c2_c1_0", read write
+}
+
+system_register! {
+    /// Pointer authentication: Instruction key A, high half.
+    apiakeyhi_el1::APIAKEYHI_EL1 = "s3_0_c2_c1_1", read write
+}
+
+system_register! {
+    /// Pointer authentication: Instruction key B, low half.
+    apibkeylo_el1::APIBKEYLO_EL1 = "s3_0_c2_c1_2", read write
+}
+
+system_register! {
+    /// Pointer authentication: Instruction key B, high half.
+    apibkeyhi_el1::APIBKEYHI_EL1 = "s3_0_c2_c1_3", read write
+}
+
+system_register! {
+    /// Pointer authentication: Data key A, low half.
+    apdakeylo_el1::APDAKEYLO_EL1 = "s3_0_c2_c2_0", read write
+}
+
+system_register! {
+    /// Pointer authentication: Data key A, high half.
+    apdakeyhi_el1::APDAKEYHI_EL1 = "s3_0_c2_c2_1", read write
+}
+
+system_register! {
+    /// Pointer authentication: Data key B, low half.
+    apdbkeylo_el1::APDBKEYLO_EL1 = "s3_0_c2_c2_2", read write
+}
+
+system_register! {
+    /// Pointer authentication: Data key B, high half.
+    apdbkeyhi_el1::APDBKEYHI_EL1 = "s3_0_c2_c2_3", read write
+}
+
+system_register! {
+    /// Pointer authentication: Generic key, low half.
+    apgakeylo_el1::APGAKEYLO_EL1 = "s3_0_c2_c3_0", read write
+}
+
+system_register! {
+    /// Pointer authentication: Generic key, high half.
+    apgakeyhi_el1::APGAKEYHI_EL1 = "s3_0_c2_c3_1", read write
 }
 
 // ---- Fields aarch64-cpu lacks on registers it models ----
