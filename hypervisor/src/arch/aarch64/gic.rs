@@ -15,8 +15,13 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use arrayvec::ArrayVec;
 use spin::Once;
 
+use aarch64_cpu::registers::*;
+
 use super::cpu;
-use super::registers::{read_sysreg, write_sysreg};
+// `ICC_CTLR_EL1` from `registers` (writable) shadows aarch64-cpu's read-only one.
+use super::registers::{
+    ICC_BPR1_EL1, ICC_CTLR_EL1, ICC_DIR_EL1, ICC_EOIR1_EL1, ICC_IAR1_EL1, ICC_IGRPEN1_EL1, ICC_PMR_EL1, ICC_SGI1R_EL1,
+};
 use crate::platform::redistributors;
 use crate::platform::{MAX_REDISTRIBUTOR_REGIONS, PhysRange, Platform};
 
@@ -167,22 +172,22 @@ pub fn init_cpu() -> Result<u64, GicError> {
     mmio_write32(gicr + GICR_IGROUPR0, mmio_read32(gicr + GICR_IGROUPR0) | mask);
     mmio_write32(gicr + GICR_ISENABLER0, mask);
 
-    let sre = read_sysreg!("icc_sre_el2");
-    // SAFETY: enabling the system-register CPU interface for EL2 and (SRE bit 0,
-    // Enable bit 3) for EL1.
+    // SAFETY: enabling the system-register CPU interface for EL2 (SRE) and for
+    // EL1 (Enable).
     unsafe {
-        write_sysreg!("icc_sre_el2", sre | 0b1001);
+        ICC_SRE_EL2.modify(ICC_SRE_EL2::SRE::SET + ICC_SRE_EL2::ENABLE::SET);
         core::arch::asm!("isb", options(nostack, preserves_flags));
     }
-    let ctlr = read_sysreg!("icc_ctlr_el1");
+    let mut ctlr = ICC_CTLR_EL1.extract();
+    ctlr.modify(ICC_CTLR_EL1::EOImode::SET);
     // SAFETY: priority mask open, EOImode 1, group 1 on; and the virtual CPU
     // interface on. Interrupts stay masked in PSTATE at EL2.
     unsafe {
-        write_sysreg!("icc_pmr_el1", 0xFF);
-        write_sysreg!("icc_bpr1_el1", 0);
-        write_sysreg!("icc_ctlr_el1", ctlr | (1 << 1));
-        write_sysreg!("icc_igrpen1_el1", 1);
-        write_sysreg!("ich_hcr_el2", 1);
+        ICC_PMR_EL1.write(ICC_PMR_EL1::Priority.val(0xFF));
+        ICC_BPR1_EL1.write(ICC_BPR1_EL1::BinaryPoint.val(0));
+        ICC_CTLR_EL1.set(ctlr.get());
+        ICC_IGRPEN1_EL1.write(ICC_IGRPEN1_EL1::Enable::SET);
+        ICH_HCR_EL2.write(ICH_HCR_EL2::En::SET);
         core::arch::asm!("isb", options(nostack, preserves_flags));
     }
     Ok(gicr)
@@ -190,89 +195,88 @@ pub fn init_cpu() -> Result<u64, GicError> {
 
 /// Acknowledges the highest-priority pending physical interrupt (or [`SPURIOUS`]).
 pub fn acknowledge() -> u32 {
-    (read_sysreg!("icc_iar1_el1") & 0xFF_FFFF) as u32
+    ICC_IAR1_EL1.read(ICC_IAR1_EL1::INTID) as u32
 }
 
 /// Drops the running priority after [`acknowledge`] (EOImode 1: not a deactivation).
 pub fn priority_drop(intid: u32) {
-    // SAFETY: EOI of an interrupt this CPU acknowledged.
-    unsafe { write_sysreg!("icc_eoir1_el1", intid as u64) };
+    // The EOI of an interrupt this CPU acknowledged.
+    ICC_EOIR1_EL1.write(ICC_EOIR1_EL1::INTID.val(intid as u64));
 }
 
 /// Deactivates a physical interrupt the hypervisor handled itself.
 pub fn deactivate(intid: u32) {
-    // SAFETY: deactivating an interrupt this CPU acknowledged and priority-dropped.
-    unsafe { write_sysreg!("icc_dir_el1", intid as u64) };
+    // Deactivating an interrupt this CPU acknowledged and priority-dropped.
+    ICC_DIR_EL1.write(ICC_DIR_EL1::INTID.val(intid as u64));
 }
 
 /// Sends [`KICK_SGI`] to the CPU with MPIDR affinity `target`.
 pub fn kick(target: u64) {
     let aff0 = target & 0xF;
-    let value = (1u64 << aff0)
-        | (((target >> 8) & 0xFF) << 16)
-        | (((target >> 16) & 0xFF) << 32)
-        | (((target >> 32) & 0xFF) << 48)
-        | ((KICK_SGI as u64) << 24);
-    // SAFETY: generating a group-1 SGI only interrupts the target CPU.
+    let sgi = ICC_SGI1R_EL1::TargetList.val(1 << aff0)
+        + ICC_SGI1R_EL1::Aff1.val(target >> 8)
+        + ICC_SGI1R_EL1::Aff2.val(target >> 16)
+        + ICC_SGI1R_EL1::Aff3.val(target >> 32)
+        + ICC_SGI1R_EL1::INTID.val(KICK_SGI as u64);
+    // SAFETY: generating a group-1 SGI only interrupts the target CPU; the
+    // barriers publish this CPU's writes before it and complete it.
     unsafe {
         core::arch::asm!("dsb ishst", options(nostack, preserves_flags));
-        write_sysreg!("icc_sgi1r_el1", value);
+        ICC_SGI1R_EL1.write(sgi);
         core::arch::asm!("isb", options(nostack, preserves_flags));
     }
 }
 
 /// Number of list registers (`ICH_VTR_EL2.ListRegs + 1`).
 pub fn list_register_count() -> usize {
-    ((read_sysreg!("ich_vtr_el2") & 0x1F) + 1) as usize
+    (ICH_VTR_EL2.read(ICH_VTR_EL2::ListRegs) + 1) as usize
 }
 
 /// Reads `ICH_LR<n>_EL2`.
 pub fn read_list_register(n: usize) -> u64 {
     match n {
-        0 => read_sysreg!("ich_lr0_el2"),
-        1 => read_sysreg!("ich_lr1_el2"),
-        2 => read_sysreg!("ich_lr2_el2"),
-        3 => read_sysreg!("ich_lr3_el2"),
-        4 => read_sysreg!("ich_lr4_el2"),
-        5 => read_sysreg!("ich_lr5_el2"),
-        6 => read_sysreg!("ich_lr6_el2"),
-        7 => read_sysreg!("ich_lr7_el2"),
-        8 => read_sysreg!("ich_lr8_el2"),
-        9 => read_sysreg!("ich_lr9_el2"),
-        10 => read_sysreg!("ich_lr10_el2"),
-        11 => read_sysreg!("ich_lr11_el2"),
-        12 => read_sysreg!("ich_lr12_el2"),
-        13 => read_sysreg!("ich_lr13_el2"),
-        14 => read_sysreg!("ich_lr14_el2"),
-        15 => read_sysreg!("ich_lr15_el2"),
+        0 => ICH_LR0_EL2.get(),
+        1 => ICH_LR1_EL2.get(),
+        2 => ICH_LR2_EL2.get(),
+        3 => ICH_LR3_EL2.get(),
+        4 => ICH_LR4_EL2.get(),
+        5 => ICH_LR5_EL2.get(),
+        6 => ICH_LR6_EL2.get(),
+        7 => ICH_LR7_EL2.get(),
+        8 => ICH_LR8_EL2.get(),
+        9 => ICH_LR9_EL2.get(),
+        10 => ICH_LR10_EL2.get(),
+        11 => ICH_LR11_EL2.get(),
+        12 => ICH_LR12_EL2.get(),
+        13 => ICH_LR13_EL2.get(),
+        14 => ICH_LR14_EL2.get(),
+        15 => ICH_LR15_EL2.get(),
         _ => 0,
     }
 }
 
 /// Writes `ICH_LR<n>_EL2`.
 pub fn write_list_register(n: usize, value: u64) {
-    // SAFETY: list registers only affect the virtual interrupts of the vCPU that
-    // runs next on this CPU, which is the one whose state the caller manages.
-    unsafe {
-        match n {
-            0 => write_sysreg!("ich_lr0_el2", value),
-            1 => write_sysreg!("ich_lr1_el2", value),
-            2 => write_sysreg!("ich_lr2_el2", value),
-            3 => write_sysreg!("ich_lr3_el2", value),
-            4 => write_sysreg!("ich_lr4_el2", value),
-            5 => write_sysreg!("ich_lr5_el2", value),
-            6 => write_sysreg!("ich_lr6_el2", value),
-            7 => write_sysreg!("ich_lr7_el2", value),
-            8 => write_sysreg!("ich_lr8_el2", value),
-            9 => write_sysreg!("ich_lr9_el2", value),
-            10 => write_sysreg!("ich_lr10_el2", value),
-            11 => write_sysreg!("ich_lr11_el2", value),
-            12 => write_sysreg!("ich_lr12_el2", value),
-            13 => write_sysreg!("ich_lr13_el2", value),
-            14 => write_sysreg!("ich_lr14_el2", value),
-            15 => write_sysreg!("ich_lr15_el2", value),
-            _ => {}
-        }
+    // List registers only affect the virtual interrupts of the vCPU that runs
+    // next on this CPU, which is the one whose state the caller manages.
+    match n {
+        0 => ICH_LR0_EL2.set(value),
+        1 => ICH_LR1_EL2.set(value),
+        2 => ICH_LR2_EL2.set(value),
+        3 => ICH_LR3_EL2.set(value),
+        4 => ICH_LR4_EL2.set(value),
+        5 => ICH_LR5_EL2.set(value),
+        6 => ICH_LR6_EL2.set(value),
+        7 => ICH_LR7_EL2.set(value),
+        8 => ICH_LR8_EL2.set(value),
+        9 => ICH_LR9_EL2.set(value),
+        10 => ICH_LR10_EL2.set(value),
+        11 => ICH_LR11_EL2.set(value),
+        12 => ICH_LR12_EL2.set(value),
+        13 => ICH_LR13_EL2.set(value),
+        14 => ICH_LR14_EL2.set(value),
+        15 => ICH_LR15_EL2.set(value),
+        _ => {}
     }
 }
 
@@ -286,24 +290,20 @@ pub struct VirtualInterfaceState {
 
 impl VirtualInterfaceState {
     pub fn save(&mut self) {
-        self.vmcr = read_sysreg!("ich_vmcr_el2");
-        self.ap1r0 = read_sysreg!("ich_ap1r0_el2");
+        self.vmcr = ICH_VMCR_EL2.get();
+        self.ap1r0 = ICH_AP1R0_EL2.get();
     }
 
     pub fn restore(&self) {
-        // SAFETY: restoring the vCPU's own virtual interface state before it runs.
-        unsafe {
-            write_sysreg!("ich_vmcr_el2", self.vmcr);
-            write_sysreg!("ich_ap1r0_el2", self.ap1r0);
-        }
+        // Restoring the vCPU's own virtual interface state before it runs.
+        ICH_VMCR_EL2.set(self.vmcr);
+        ICH_AP1R0_EL2.set(self.ap1r0);
     }
 }
 
 /// Enables (or disables) the underflow maintenance interrupt, raised when at most
 /// one list register holds an interrupt, so more pending ones can be loaded.
 pub fn set_underflow_interrupt(enabled: bool) {
-    let hcr = read_sysreg!("ich_hcr_el2");
-    let hcr = if enabled { hcr | (1 << 1) } else { hcr & !(1 << 1) };
-    // SAFETY: only changes when the maintenance interrupt fires.
-    unsafe { write_sysreg!("ich_hcr_el2", hcr) };
+    // Only changes when the maintenance interrupt fires.
+    ICH_HCR_EL2.modify(if enabled { ICH_HCR_EL2::UIE::SET } else { ICH_HCR_EL2::UIE::CLEAR });
 }
