@@ -12,10 +12,11 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use aarch64_cpu::registers::*;
 use arrayvec::ArrayVec;
 use spin::Once;
-
-use aarch64_cpu::registers::*;
+use tock_registers::registers::{ReadOnly, ReadWrite};
+use tock_registers::{register_bitfields, register_structs};
 
 use super::cpu;
 // `ICC_CTLR_EL1` from `registers` (writable) shadows aarch64-cpu's read-only one.
@@ -30,22 +31,67 @@ pub const KICK_SGI: u32 = 1;
 /// `ICC_IAR1_EL1` value meaning "nothing pending".
 pub const SPURIOUS: u32 = 1023;
 
-const GICD_CTLR: u64 = 0x0;
-const GICD_CTLR_ENABLE_GRP1: u32 = 1 << 1;
-const GICD_CTLR_ARE: u32 = 1 << 4;
-const GICD_CTLR_RWP: u32 = 1 << 31;
-const GICD_IGROUPR: u64 = 0x80;
-const GICD_ISENABLER: u64 = 0x100;
-const GICD_IPRIORITYR: u64 = 0x400;
-const GICD_IROUTER: u64 = 0x6000;
-const GICR_WAKER: u64 = 0x14;
-const WAKER_PROCESSOR_SLEEP: u32 = 1 << 1;
-const WAKER_CHILDREN_ASLEEP: u32 = 1 << 2;
-const SGI_BASE: u64 = 0x1_0000;
-const GICR_IGROUPR0: u64 = SGI_BASE + 0x80;
-const GICR_ISENABLER0: u64 = SGI_BASE + 0x100;
-const GICR_IPRIORITYR: u64 = SGI_BASE + 0x400;
 const DEFAULT_PRIORITY: u8 = 0x80;
+
+register_bitfields! [u32,
+    /// Distributor Control Register, as the hypervisor (Non-secure, or the only
+    /// security state) sees it.
+    GICD_CTLR [
+        /// Register Write Pending: an earlier write to CTLR or ICENABLER has not
+        /// taken effect yet.
+        RWP OFFSET(31) NUMBITS(1) [],
+        /// Affinity routing (ARE_NS; ARE with a single security state).
+        ARE OFFSET(4) NUMBITS(1) [],
+        /// Group 1 interrupts on (EnableGrp1A; EnableGrp1 with a single security state).
+        EnableGrp1 OFFSET(1) NUMBITS(1) [],
+    ],
+    /// Redistributor power management.
+    GICR_WAKER [
+        /// The redistributor's interface to the CPU is quiescent.
+        ChildrenAsleep OFFSET(2) NUMBITS(1) [],
+        /// 1: the CPU is asleep and the redistributor must not forward interrupts.
+        ProcessorSleep OFFSET(1) NUMBITS(1) [],
+    ]
+];
+
+register_structs! {
+    /// The distributor registers the hypervisor uses (GICD_*). IROUTER<n> and
+    /// IPRIORITYR<n> are indexed by INTID (IROUTER<0..=31> are reserved).
+    DistributorRegisters {
+        (0x0000 => ctlr: ReadWrite<u32, GICD_CTLR::Register>),
+        (0x0004 => _reserved0),
+        (0x0080 => igroupr: [ReadWrite<u32>; 32]),
+        (0x0100 => isenabler: [ReadWrite<u32>; 32]),
+        (0x0180 => _reserved1),
+        (0x0400 => ipriorityr: [ReadWrite<u8>; 1020]),
+        (0x07FC => _reserved2),
+        (0x6000 => irouter: [ReadWrite<u64>; 1020]),
+        (0x7FE0 => @END),
+    },
+
+    /// A redistributor's RD_base frame, the registers the hypervisor uses (GICR_*).
+    RedistributorControl {
+        (0x0000 => _reserved0),
+        (0x0008 => typer: ReadOnly<u64>),
+        (0x0010 => _reserved1),
+        (0x0014 => waker: ReadWrite<u32, GICR_WAKER::Register>),
+        (0x0018 => @END),
+    },
+
+    /// A redistributor's SGI_base frame ([`SGI_FRAME`] after RD_base): its SGIs and PPIs.
+    RedistributorSgi {
+        (0x0000 => _reserved0),
+        (0x0080 => igroupr0: ReadWrite<u32>),
+        (0x0084 => _reserved1),
+        (0x0100 => isenabler0: ReadWrite<u32>),
+        (0x0104 => _reserved2),
+        (0x0400 => ipriorityr: [ReadWrite<u8>; 32]),
+        (0x0420 => @END),
+    }
+}
+
+/// Offset of a redistributor's SGI_base frame from its RD_base.
+const SGI_FRAME: u64 = 0x1_0000;
 
 static DISTRIBUTOR: AtomicU64 = AtomicU64::new(0);
 
@@ -72,33 +118,38 @@ pub fn layout() -> &'static GicLayout {
     LAYOUT.get().expect("GIC used before init_distributor")
 }
 
-fn mmio_read32(addr: u64) -> u32 {
-    // SAFETY: `addr` is a GIC register the DTB described, mapped Device at EL2.
-    unsafe { core::ptr::read_volatile(addr as *const u32) }
+/// The GIC registers of layout `T` at `base`.
+///
+/// # Safety
+/// `base` must be a GIC frame the DTB described whose layout `T` is, mapped
+/// Device at EL2 for the hypervisor's lifetime (its registers are then only
+/// touched through tock-registers' volatile accesses, of the width each declares:
+/// IPRIORITYR bytes, IROUTER and TYPER 64 bits, the others 32 bits).
+unsafe fn registers_at<T>(base: u64) -> &'static T {
+    // SAFETY: the caller guarantees `base` is such a frame, mapped for good.
+    unsafe { &*(base as *const T) }
 }
 
-fn mmio_write32(addr: u64, value: u32) {
-    // SAFETY: as for `mmio_read32`; GIC registers accept 32-bit writes.
-    unsafe { core::ptr::write_volatile(addr as *mut u32, value) }
+/// The distributor recorded by [`init_distributor`].
+fn distributor() -> &'static DistributorRegisters {
+    let base = DISTRIBUTOR.load(Ordering::Relaxed);
+    assert_ne!(base, 0, "GIC used before init_distributor");
+    // SAFETY: once recorded, DISTRIBUTOR is the distributor the DTB described,
+    // which the EL2 map covers as Device memory.
+    unsafe { registers_at(base) }
 }
 
-fn mmio_write8(addr: u64, value: u8) {
-    // SAFETY: as for `mmio_read32`; IPRIORITYR is byte-accessible.
-    unsafe { core::ptr::write_volatile(addr as *mut u8, value) }
+/// `GICR_TYPER` at `address` (RD_base + `GICR_TYPER` of a frame), as the
+/// redistributor walk reads it.
+fn read_typer(address: u64) -> u64 {
+    // SAFETY: the walk only visits frames inside the redistributor regions the
+    // DTB described, which the EL2 map covers as Device memory.
+    let control: &RedistributorControl = unsafe { registers_at(address - redistributors::GICR_TYPER) };
+    control.typer.get()
 }
 
-fn mmio_write64(addr: u64, value: u64) {
-    // SAFETY: as for `mmio_read32`; IROUTER is a 64-bit register.
-    unsafe { core::ptr::write_volatile(addr as *mut u64, value) }
-}
-
-fn mmio_read64(addr: u64) -> u64 {
-    // SAFETY: as for `mmio_read32`; GICR_TYPER is a 64-bit register.
-    unsafe { core::ptr::read_volatile(addr as *const u64) }
-}
-
-fn wait_for_distributor_writes(gicd: u64) {
-    while mmio_read32(gicd + GICD_CTLR) & GICD_CTLR_RWP != 0 {
+fn wait_for_distributor_writes(distributor: &DistributorRegisters) {
+    while distributor.ctlr.is_set(GICD_CTLR::RWP) {
         core::hint::spin_loop();
     }
 }
@@ -133,20 +184,20 @@ pub fn init_distributor(platform: &Platform) {
         maintenance: platform.gic.maintenance_irq.map_or(25, |ppi| ppi.intid),
         console_spi: platform.console.as_ref().and_then(|uart| uart.intid),
     });
-    let ctlr = mmio_read32(gicd + GICD_CTLR);
-    mmio_write32(gicd + GICD_CTLR, ctlr | GICD_CTLR_ARE | GICD_CTLR_ENABLE_GRP1);
-    wait_for_distributor_writes(gicd);
+    let distributor = distributor();
+    distributor.ctlr.modify(GICD_CTLR::ARE::SET + GICD_CTLR::EnableGrp1::SET);
+    wait_for_distributor_writes(distributor);
 }
 
 /// Routes SPI `intid` to this CPU as a group-1 interrupt and enables it.
 pub fn enable_spi_here(intid: u32) {
-    let gicd = DISTRIBUTOR.load(Ordering::Relaxed);
-    let (word, bit) = ((intid / 32) as u64 * 4, 1u32 << (intid % 32));
-    mmio_write32(gicd + GICD_IGROUPR + word, mmio_read32(gicd + GICD_IGROUPR + word) | bit);
-    mmio_write8(gicd + GICD_IPRIORITYR + intid as u64, DEFAULT_PRIORITY);
-    mmio_write64(gicd + GICD_IROUTER + intid as u64 * 8, cpu::mpidr_affinity());
-    mmio_write32(gicd + GICD_ISENABLER + word, bit);
-    wait_for_distributor_writes(gicd);
+    let distributor = distributor();
+    let (index, word, bit) = (intid as usize, (intid / 32) as usize, 1u32 << (intid % 32));
+    distributor.igroupr[word].set(distributor.igroupr[word].get() | bit);
+    distributor.ipriorityr[index].set(DEFAULT_PRIORITY);
+    distributor.irouter[index].set(cpu::mpidr_affinity());
+    distributor.isenabler[word].set(bit);
+    wait_for_distributor_writes(distributor);
 }
 
 /// Sets up this CPU: wakes its redistributor (found by walking GICR_TYPER),
@@ -157,20 +208,25 @@ pub fn init_cpu() -> Result<u64, GicError> {
     let layout = layout();
     let private_interrupts = [KICK_SGI, layout.maintenance, layout.virtual_timer, layout.hyp_timer];
     let affinity = cpu::mpidr_affinity();
-    let frame = redistributors::find(&layout.redistributor_regions, layout.redistributor_stride, mmio_read64, affinity)
+    let frame = redistributors::find(&layout.redistributor_regions, layout.redistributor_stride, read_typer, affinity)
         .ok_or(GicError::NoRedistributor { affinity })?;
     let gicr = frame.base;
-    mmio_write32(gicr + GICR_WAKER, mmio_read32(gicr + GICR_WAKER) & !WAKER_PROCESSOR_SLEEP);
-    while mmio_read32(gicr + GICR_WAKER) & WAKER_CHILDREN_ASLEEP != 0 {
+    // SAFETY: the walk found this frame in a redistributor region the DTB
+    // described, which the EL2 map covers as Device memory; a frame is RD_base
+    // followed by SGI_base.
+    let (control, sgi): (&RedistributorControl, &RedistributorSgi) =
+        unsafe { (registers_at(gicr), registers_at(gicr + SGI_FRAME)) };
+    control.waker.modify(GICR_WAKER::ProcessorSleep::CLEAR);
+    while control.waker.is_set(GICR_WAKER::ChildrenAsleep) {
         core::hint::spin_loop();
     }
     let mut mask = 0u32;
     for &intid in &private_interrupts {
         mask |= 1 << intid;
-        mmio_write8(gicr + GICR_IPRIORITYR + intid as u64, DEFAULT_PRIORITY);
+        sgi.ipriorityr[intid as usize].set(DEFAULT_PRIORITY);
     }
-    mmio_write32(gicr + GICR_IGROUPR0, mmio_read32(gicr + GICR_IGROUPR0) | mask);
-    mmio_write32(gicr + GICR_ISENABLER0, mask);
+    sgi.igroupr0.set(sgi.igroupr0.get() | mask);
+    sgi.isenabler0.set(mask);
 
     // SAFETY: enabling the system-register CPU interface for EL2 (SRE) and for
     // EL1 (Enable).
