@@ -5,8 +5,10 @@
 
 use core::sync::atomic::Ordering;
 
+use aarch64_cpu::registers::*;
+
 use super::power::{Outcome, power_off};
-use super::registers::{read_sysreg, write_sysreg};
+use super::registers::NZCV;
 use super::{cpu, semihosting};
 use crate::exception::{CrashReport, Esr, ExceptionClass, TrapFrame};
 
@@ -45,7 +47,7 @@ pub fn install() {
     // SAFETY: `el2_vectors` is a complete, 2 KiB-aligned EL2 vector table whose
     // handlers are valid for the whole life of the hypervisor.
     unsafe {
-        write_sysreg!("vbar_el2", vectors);
+        VBAR_EL2.set(vectors);
         core::arch::asm!("isb", options(nostack, preserves_flags));
     }
 }
@@ -61,7 +63,7 @@ extern "C" fn el2_trap_handler(frame: &mut TrapFrame, kind: u64) {
         frame.elr += 4;
         return;
     }
-    let hpfar = (kind >= 8).then(|| read_sysreg!("hpfar_el2"));
+    let hpfar = (kind >= 8).then(|| HPFAR_EL2.get());
     crash(&CrashReport { cpu: cpu::index(), kind: vector_name(kind), frame, hpfar });
 }
 
@@ -93,6 +95,6 @@ pub fn capture_frame() -> TrapFrame {
         );
     }
     frame.elr = frame.x[30];
-    frame.spsr = read_sysreg!("daif") | read_sysreg!("nzcv") | 0b1001;
+    frame.spsr = DAIF.get() | NZCV.get() | 0b1001;
     frame
 }
