@@ -390,25 +390,3 @@ pub fn read_unnamed_id_register(crm: u8, op2: u8) -> Option<u64> {
         /* (7, 0..=2) ID_AA64MMFR0/1/2_EL1 */ (7, 3) (7, 4) (7, 5) (7, 6) (7, 7)
     }
 }
-
-// ---- Transitional: the string accessors, until every call site is typed ----
-
-/// Reads a system register by name.
-macro_rules! read_sysreg {
-    ($name:literal) => {
-        $crate::arch::aarch64::registers::mrs!($name)
-    };
-}
-
-/// Writes a system register. Must be used inside an `unsafe` block whose SAFETY
-/// comment justifies the effect of the write.
-macro_rules! write_sysreg {
-    ($name:literal, $value:expr) => {{
-        let value: u64 = $value;
-        core::arch::asm!(concat!("msr ", $name, ", {}"), in(reg) value, options(nostack, preserves_flags));
-    }};
-}
-
-pub(crate) use mrs;
-pub(crate) use read_sysreg;
-pub(crate) use write_sysreg;
