@@ -5,21 +5,23 @@
 //! This is the one file that names registers by encoding. What it defines looks
 //! like what `aarch64-cpu` defines, so call sites cannot tell them apart:
 //!
-//! - [`system_register!`] gives a register it lacks a `register_bitfields!`
-//!   field set and a register object implementing tock-registers' `Readable`
-//!   and/or `Writeable`: MTE's `GCR_EL1`, `RGSR_EL1`, `TFSR_EL1`, `TFSRE0_EL1`
-//!   and `GMID_EL1`, the GIC CPU interface's `ICC_*_EL1` (except `ICC_SRE_EL2`;
-//!   `ICC_CTLR_EL1` is read-only there), `CTR_EL0`, `DCZID_EL0`, `NZCV`,
-//!   `VPIDR_EL2`, `CNTHP_CVAL_EL2` and `ID_AA64ISAR2_EL1`; and the
+//! - `system_register!` defines a register it lacks: a register object
+//!   implementing tock-registers' `Readable` and/or `Writeable`, and a
+//!   `register_bitfields!` field set for the fields used. Here: MTE's
+//!   `GCR_EL1`, `RGSR_EL1`, `TFSR_EL1`, `TFSRE0_EL1` and `GMID_EL1`; the GIC CPU
+//!   interface registers it lacks (`ICC_PMR/BPR1/IGRPEN1/IAR1/EOIR1/DIR/SGI1R_EL1`,
+//!   and `ICC_CTLR_EL1`, which it models read-only); `CTR_EL0`, `DCZID_EL0`,
+//!   `NZCV`, `VPIDR_EL2`, `CNTHP_CVAL_EL2`, `ID_AA64ISAR2_EL1`; and the
 //!   pointer-authentication keys, which it names in a way the assembler only
-//!   accepts with a target feature the hypervisor is not built with;
-//! - [`extra_fields!`] adds fields to a register it models, typed against its
+//!   accepts with a target feature the hypervisor is not built with.
+//! - `extra_fields!` adds fields to a register it models, typed against its
 //!   register so they combine with its own fields in one `write` or `read`
-//!   (`SCTLR_EL2.ATA`, `CPTR_EL2.TZ`, RES1 patterns, ...);
+//!   (`SCTLR_EL2.ATA`, `CPTR_EL2.TZ`, RES1 patterns, ...).
 //! - [`read_unnamed_id_register`] reads the rest of the ID space by encoding.
 //!
-//! Registers that need FEAT_MTE2 (`GMID_EL1`, `GCR_EL1`, ...) are UNDEFINED
-//! without it: callers check the feature first, as their docs say.
+//! Registers that need FEAT_MTE2 (`GMID_EL1`, `GCR_EL1`, ...) or FEAT_PAuth
+//! (the keys) are UNDEFINED without it: callers check the feature first, as
+//! their docs say.
 
 use tock_registers::fields::{Field, FieldValue};
 
@@ -105,7 +107,7 @@ macro_rules! system_register {
 }
 
 /// Declares fields `aarch64-cpu` lacks on its register `$register`, in the
-/// calling module: for each field a `Field` constant and a module of the same
+/// calling module (a child of this one): for each field a `Field` constant and a module of the same
 /// name holding `SET` and `CLEAR`, as `register_bitfields!` makes them, so they
 /// read like its own (`SCTLR_EL2::M::Enable + sctlr_el2::ATA::SET`).
 macro_rules! extra_fields {
