@@ -1,10 +1,12 @@
 //! Data-cache maintenance by virtual (= physical, identity-mapped) address.
 
-use super::registers::read_sysreg;
+use aarch64_cpu::registers::Readable;
+
+use super::registers::CTR_EL0;
 
 /// Smallest data-cache line size of the system, from CTR_EL0.DminLine.
 fn dcache_line_size() -> u64 {
-    4 << ((read_sysreg!("ctr_el0") >> 16) & 0xF)
+    4 << CTR_EL0.read(CTR_EL0::DminLine)
 }
 
 /// Cleans and invalidates `[start, start + len)` to the point of coherency, so that

@@ -6,7 +6,9 @@
 
 use core::sync::atomic::{AtomicPtr, Ordering};
 
-use super::registers::{read_sysreg, write_sysreg};
+use aarch64_cpu::registers::*;
+
+use super::registers::NZCV;
 use super::{cpu, semihosting};
 use crate::exception::{CrashReport, Esr, ExceptionClass, TrapFrame};
 
@@ -53,7 +55,7 @@ pub fn install(on_fatal: FatalHandler) {
     // SAFETY: `el2_vectors` is a complete, 2 KiB-aligned EL2 vector table whose
     // handlers are valid for the whole life of the hypervisor.
     unsafe {
-        write_sysreg!("vbar_el2", vectors);
+        VBAR_EL2.set(vectors);
         core::arch::asm!("isb", options(nostack, preserves_flags));
     }
 }
@@ -69,7 +71,7 @@ extern "C" fn el2_trap_handler(frame: &mut TrapFrame, kind: u64) {
         frame.elr += 4;
         return;
     }
-    let hpfar = (kind >= 8).then(|| read_sysreg!("hpfar_el2"));
+    let hpfar = (kind >= 8).then(|| HPFAR_EL2.get());
     let report = CrashReport { cpu: cpu::index(), kind: vector_name(kind), frame, hpfar };
     let handler = FATAL_HANDLER.load(Ordering::Acquire);
     if handler.is_null() {
@@ -102,6 +104,6 @@ pub fn capture_frame() -> TrapFrame {
         );
     }
     frame.elr = frame.x[30];
-    frame.spsr = read_sysreg!("daif") | read_sysreg!("nzcv") | 0b1001;
+    frame.spsr = DAIF.get() | NZCV.get() | 0b1001;
     frame
 }

@@ -12,11 +12,17 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use aarch64_cpu::registers::*;
 use arrayvec::ArrayVec;
 use spin::Once;
+use tock_registers::registers::{ReadOnly, ReadWrite};
+use tock_registers::{register_bitfields, register_structs};
 
 use super::cpu;
-use super::registers::{read_sysreg, write_sysreg};
+// `ICC_CTLR_EL1` from `registers` (writable) shadows aarch64-cpu's read-only one.
+use super::registers::{
+    ICC_BPR1_EL1, ICC_CTLR_EL1, ICC_DIR_EL1, ICC_EOIR1_EL1, ICC_IAR1_EL1, ICC_IGRPEN1_EL1, ICC_PMR_EL1, ICC_SGI1R_EL1,
+};
 use crate::platform::redistributors;
 use crate::platform::{MAX_REDISTRIBUTOR_REGIONS, PhysRange, Platform};
 
@@ -25,22 +31,67 @@ pub const KICK_SGI: u32 = 1;
 /// `ICC_IAR1_EL1` value meaning "nothing pending".
 pub const SPURIOUS: u32 = 1023;
 
-const GICD_CTLR: u64 = 0x0;
-const GICD_CTLR_ENABLE_GRP1: u32 = 1 << 1;
-const GICD_CTLR_ARE: u32 = 1 << 4;
-const GICD_CTLR_RWP: u32 = 1 << 31;
-const GICD_IGROUPR: u64 = 0x80;
-const GICD_ISENABLER: u64 = 0x100;
-const GICD_IPRIORITYR: u64 = 0x400;
-const GICD_IROUTER: u64 = 0x6000;
-const GICR_WAKER: u64 = 0x14;
-const WAKER_PROCESSOR_SLEEP: u32 = 1 << 1;
-const WAKER_CHILDREN_ASLEEP: u32 = 1 << 2;
-const SGI_BASE: u64 = 0x1_0000;
-const GICR_IGROUPR0: u64 = SGI_BASE + 0x80;
-const GICR_ISENABLER0: u64 = SGI_BASE + 0x100;
-const GICR_IPRIORITYR: u64 = SGI_BASE + 0x400;
 const DEFAULT_PRIORITY: u8 = 0x80;
+
+register_bitfields! [u32,
+    /// Distributor Control Register, as the hypervisor (Non-secure, or the only
+    /// security state) sees it.
+    GICD_CTLR [
+        /// Register Write Pending: an earlier write to CTLR or ICENABLER has not
+        /// taken effect yet.
+        RWP OFFSET(31) NUMBITS(1) [],
+        /// Affinity routing (ARE_NS; ARE with a single security state).
+        ARE OFFSET(4) NUMBITS(1) [],
+        /// Group 1 interrupts on (EnableGrp1A; EnableGrp1 with a single security state).
+        EnableGrp1 OFFSET(1) NUMBITS(1) [],
+    ],
+    /// Redistributor power management.
+    GICR_WAKER [
+        /// The redistributor's interface to the CPU is quiescent.
+        ChildrenAsleep OFFSET(2) NUMBITS(1) [],
+        /// 1: the CPU is asleep and the redistributor must not forward interrupts.
+        ProcessorSleep OFFSET(1) NUMBITS(1) [],
+    ]
+];
+
+register_structs! {
+    /// The distributor registers the hypervisor uses (GICD_*). IROUTER<n> and
+    /// IPRIORITYR<n> are indexed by INTID (IROUTER<0..=31> are reserved).
+    DistributorRegisters {
+        (0x0000 => ctlr: ReadWrite<u32, GICD_CTLR::Register>),
+        (0x0004 => _reserved0),
+        (0x0080 => igroupr: [ReadWrite<u32>; 32]),
+        (0x0100 => isenabler: [ReadWrite<u32>; 32]),
+        (0x0180 => _reserved1),
+        (0x0400 => ipriorityr: [ReadWrite<u8>; 1020]),
+        (0x07FC => _reserved2),
+        (0x6000 => irouter: [ReadWrite<u64>; 1020]),
+        (0x7FE0 => @END),
+    },
+
+    /// A redistributor's RD_base frame, the registers the hypervisor uses (GICR_*).
+    RedistributorControl {
+        (0x0000 => _reserved0),
+        (0x0008 => typer: ReadOnly<u64>),
+        (0x0010 => _reserved1),
+        (0x0014 => waker: ReadWrite<u32, GICR_WAKER::Register>),
+        (0x0018 => @END),
+    },
+
+    /// A redistributor's SGI_base frame ([`SGI_FRAME`] after RD_base): its SGIs and PPIs.
+    RedistributorSgi {
+        (0x0000 => _reserved0),
+        (0x0080 => igroupr0: ReadWrite<u32>),
+        (0x0084 => _reserved1),
+        (0x0100 => isenabler0: ReadWrite<u32>),
+        (0x0104 => _reserved2),
+        (0x0400 => ipriorityr: [ReadWrite<u8>; 32]),
+        (0x0420 => @END),
+    }
+}
+
+/// Offset of a redistributor's SGI_base frame from its RD_base.
+const SGI_FRAME: u64 = 0x1_0000;
 
 static DISTRIBUTOR: AtomicU64 = AtomicU64::new(0);
 
@@ -69,33 +120,38 @@ pub fn layout() -> &'static GicLayout {
     LAYOUT.get().expect("GIC used before init_distributor")
 }
 
-fn mmio_read32(addr: u64) -> u32 {
-    // SAFETY: `addr` is a GIC register the DTB described, mapped Device at EL2.
-    unsafe { core::ptr::read_volatile(addr as *const u32) }
+/// The GIC registers of layout `T` at `base`.
+///
+/// # Safety
+/// `base` must be a GIC frame the DTB described whose layout `T` is, mapped
+/// Device at EL2 for the hypervisor's lifetime (its registers are then only
+/// touched through tock-registers' volatile accesses, of the width each declares:
+/// IPRIORITYR bytes, IROUTER and TYPER 64 bits, the others 32 bits).
+unsafe fn registers_at<T>(base: u64) -> &'static T {
+    // SAFETY: the caller guarantees `base` is such a frame, mapped for good.
+    unsafe { &*(base as *const T) }
 }
 
-fn mmio_write32(addr: u64, value: u32) {
-    // SAFETY: as for `mmio_read32`; GIC registers accept 32-bit writes.
-    unsafe { core::ptr::write_volatile(addr as *mut u32, value) }
+/// The distributor recorded by [`init_distributor`].
+fn distributor() -> &'static DistributorRegisters {
+    let base = DISTRIBUTOR.load(Ordering::Relaxed);
+    assert_ne!(base, 0, "GIC used before init_distributor");
+    // SAFETY: once recorded, DISTRIBUTOR is the distributor the DTB described,
+    // which the EL2 map covers as Device memory.
+    unsafe { registers_at(base) }
 }
 
-fn mmio_write8(addr: u64, value: u8) {
-    // SAFETY: as for `mmio_read32`; IPRIORITYR is byte-accessible.
-    unsafe { core::ptr::write_volatile(addr as *mut u8, value) }
+/// `GICR_TYPER` at `address` (RD_base + `GICR_TYPER` of a frame), as the
+/// redistributor walk reads it.
+fn read_typer(address: u64) -> u64 {
+    // SAFETY: the walk only visits frames inside the redistributor regions the
+    // DTB described, which the EL2 map covers as Device memory.
+    let control: &RedistributorControl = unsafe { registers_at(address - redistributors::GICR_TYPER) };
+    control.typer.get()
 }
 
-fn mmio_write64(addr: u64, value: u64) {
-    // SAFETY: as for `mmio_read32`; IROUTER is a 64-bit register.
-    unsafe { core::ptr::write_volatile(addr as *mut u64, value) }
-}
-
-fn mmio_read64(addr: u64) -> u64 {
-    // SAFETY: as for `mmio_read32`; GICR_TYPER is a 64-bit register.
-    unsafe { core::ptr::read_volatile(addr as *const u64) }
-}
-
-fn wait_for_distributor_writes(gicd: u64) {
-    while mmio_read32(gicd + GICD_CTLR) & GICD_CTLR_RWP != 0 {
+fn wait_for_distributor_writes(distributor: &DistributorRegisters) {
+    while distributor.ctlr.is_set(GICD_CTLR::RWP) {
         core::hint::spin_loop();
     }
 }
@@ -131,20 +187,20 @@ pub fn init_distributor(platform: &Platform) {
         maintenance: platform.gic.maintenance_irq.map_or(25, |ppi| ppi.intid),
         console_spi: platform.console.as_ref().and_then(|uart| uart.intid),
     });
-    let ctlr = mmio_read32(gicd + GICD_CTLR);
-    mmio_write32(gicd + GICD_CTLR, ctlr | GICD_CTLR_ARE | GICD_CTLR_ENABLE_GRP1);
-    wait_for_distributor_writes(gicd);
+    let distributor = distributor();
+    distributor.ctlr.modify(GICD_CTLR::ARE::SET + GICD_CTLR::EnableGrp1::SET);
+    wait_for_distributor_writes(distributor);
 }
 
 /// Routes SPI `intid` to this CPU as a group-1 interrupt and enables it.
 pub fn enable_spi_here(intid: u32) {
-    let gicd = DISTRIBUTOR.load(Ordering::Relaxed);
-    let (word, bit) = ((intid / 32) as u64 * 4, 1u32 << (intid % 32));
-    mmio_write32(gicd + GICD_IGROUPR + word, mmio_read32(gicd + GICD_IGROUPR + word) | bit);
-    mmio_write8(gicd + GICD_IPRIORITYR + intid as u64, DEFAULT_PRIORITY);
-    mmio_write64(gicd + GICD_IROUTER + intid as u64 * 8, cpu::mpidr_affinity());
-    mmio_write32(gicd + GICD_ISENABLER + word, bit);
-    wait_for_distributor_writes(gicd);
+    let distributor = distributor();
+    let (index, word, bit) = (intid as usize, (intid / 32) as usize, 1u32 << (intid % 32));
+    distributor.igroupr[word].set(distributor.igroupr[word].get() | bit);
+    distributor.ipriorityr[index].set(DEFAULT_PRIORITY);
+    distributor.irouter[index].set(cpu::mpidr_affinity());
+    distributor.isenabler[word].set(bit);
+    wait_for_distributor_writes(distributor);
 }
 
 /// Sets up this CPU: wakes its redistributor (found by walking GICR_TYPER),
@@ -156,37 +212,42 @@ pub fn init_cpu() -> Result<u64, GicError> {
     let private_interrupts =
         [KICK_SGI, layout.maintenance, layout.virtual_timer, layout.physical_timer, layout.hyp_timer];
     let affinity = cpu::mpidr_affinity();
-    let frame = redistributors::find(&layout.redistributor_regions, layout.redistributor_stride, mmio_read64, affinity)
+    let frame = redistributors::find(&layout.redistributor_regions, layout.redistributor_stride, read_typer, affinity)
         .ok_or(GicError::NoRedistributor { affinity })?;
     let gicr = frame.base;
-    mmio_write32(gicr + GICR_WAKER, mmio_read32(gicr + GICR_WAKER) & !WAKER_PROCESSOR_SLEEP);
-    while mmio_read32(gicr + GICR_WAKER) & WAKER_CHILDREN_ASLEEP != 0 {
+    // SAFETY: the walk found this frame in a redistributor region the DTB
+    // described, which the EL2 map covers as Device memory; a frame is RD_base
+    // followed by SGI_base.
+    let (control, sgi): (&RedistributorControl, &RedistributorSgi) =
+        unsafe { (registers_at(gicr), registers_at(gicr + SGI_FRAME)) };
+    control.waker.modify(GICR_WAKER::ProcessorSleep::CLEAR);
+    while control.waker.is_set(GICR_WAKER::ChildrenAsleep) {
         core::hint::spin_loop();
     }
     let mut mask = 0u32;
     for &intid in &private_interrupts {
         mask |= 1 << intid;
-        mmio_write8(gicr + GICR_IPRIORITYR + intid as u64, DEFAULT_PRIORITY);
+        sgi.ipriorityr[intid as usize].set(DEFAULT_PRIORITY);
     }
-    mmio_write32(gicr + GICR_IGROUPR0, mmio_read32(gicr + GICR_IGROUPR0) | mask);
-    mmio_write32(gicr + GICR_ISENABLER0, mask);
+    sgi.igroupr0.set(sgi.igroupr0.get() | mask);
+    sgi.isenabler0.set(mask);
 
-    let sre = read_sysreg!("icc_sre_el2");
-    // SAFETY: enabling the system-register CPU interface for EL2 and (SRE bit 0,
-    // Enable bit 3) for EL1.
+    // SAFETY: enabling the system-register CPU interface for EL2 (SRE) and for
+    // EL1 (Enable).
     unsafe {
-        write_sysreg!("icc_sre_el2", sre | 0b1001);
+        ICC_SRE_EL2.modify(ICC_SRE_EL2::SRE::SET + ICC_SRE_EL2::ENABLE::SET);
         core::arch::asm!("isb", options(nostack, preserves_flags));
     }
-    let ctlr = read_sysreg!("icc_ctlr_el1");
+    let mut ctlr = ICC_CTLR_EL1.extract();
+    ctlr.modify(ICC_CTLR_EL1::EOImode::SET);
     // SAFETY: priority mask open, EOImode 1, group 1 on; and the virtual CPU
     // interface on. Interrupts stay masked in PSTATE at EL2.
     unsafe {
-        write_sysreg!("icc_pmr_el1", 0xFF);
-        write_sysreg!("icc_bpr1_el1", 0);
-        write_sysreg!("icc_ctlr_el1", ctlr | (1 << 1));
-        write_sysreg!("icc_igrpen1_el1", 1);
-        write_sysreg!("ich_hcr_el2", 1);
+        ICC_PMR_EL1.write(ICC_PMR_EL1::Priority.val(0xFF));
+        ICC_BPR1_EL1.write(ICC_BPR1_EL1::BinaryPoint.val(0));
+        ICC_CTLR_EL1.set(ctlr.get());
+        ICC_IGRPEN1_EL1.write(ICC_IGRPEN1_EL1::Enable::SET);
+        ICH_HCR_EL2.write(ICH_HCR_EL2::En::SET);
         core::arch::asm!("isb", options(nostack, preserves_flags));
     }
     Ok(gicr)
@@ -194,89 +255,88 @@ pub fn init_cpu() -> Result<u64, GicError> {
 
 /// Acknowledges the highest-priority pending physical interrupt (or [`SPURIOUS`]).
 pub fn acknowledge() -> u32 {
-    (read_sysreg!("icc_iar1_el1") & 0xFF_FFFF) as u32
+    ICC_IAR1_EL1.read(ICC_IAR1_EL1::INTID) as u32
 }
 
 /// Drops the running priority after [`acknowledge`] (EOImode 1: not a deactivation).
 pub fn priority_drop(intid: u32) {
-    // SAFETY: EOI of an interrupt this CPU acknowledged.
-    unsafe { write_sysreg!("icc_eoir1_el1", intid as u64) };
+    // The EOI of an interrupt this CPU acknowledged.
+    ICC_EOIR1_EL1.write(ICC_EOIR1_EL1::INTID.val(intid as u64));
 }
 
 /// Deactivates a physical interrupt the hypervisor handled itself.
 pub fn deactivate(intid: u32) {
-    // SAFETY: deactivating an interrupt this CPU acknowledged and priority-dropped.
-    unsafe { write_sysreg!("icc_dir_el1", intid as u64) };
+    // Deactivating an interrupt this CPU acknowledged and priority-dropped.
+    ICC_DIR_EL1.write(ICC_DIR_EL1::INTID.val(intid as u64));
 }
 
 /// Sends [`KICK_SGI`] to the CPU with MPIDR affinity `target`.
 pub fn kick(target: u64) {
     let aff0 = target & 0xF;
-    let value = (1u64 << aff0)
-        | (((target >> 8) & 0xFF) << 16)
-        | (((target >> 16) & 0xFF) << 32)
-        | (((target >> 32) & 0xFF) << 48)
-        | ((KICK_SGI as u64) << 24);
-    // SAFETY: generating a group-1 SGI only interrupts the target CPU.
+    let sgi = ICC_SGI1R_EL1::TargetList.val(1 << aff0)
+        + ICC_SGI1R_EL1::Aff1.val(target >> 8)
+        + ICC_SGI1R_EL1::Aff2.val(target >> 16)
+        + ICC_SGI1R_EL1::Aff3.val(target >> 32)
+        + ICC_SGI1R_EL1::INTID.val(KICK_SGI as u64);
+    // SAFETY: generating a group-1 SGI only interrupts the target CPU; the
+    // barriers publish this CPU's writes before it and complete it.
     unsafe {
         core::arch::asm!("dsb ishst", options(nostack, preserves_flags));
-        write_sysreg!("icc_sgi1r_el1", value);
+        ICC_SGI1R_EL1.write(sgi);
         core::arch::asm!("isb", options(nostack, preserves_flags));
     }
 }
 
 /// Number of list registers (`ICH_VTR_EL2.ListRegs + 1`).
 pub fn list_register_count() -> usize {
-    ((read_sysreg!("ich_vtr_el2") & 0x1F) + 1) as usize
+    (ICH_VTR_EL2.read(ICH_VTR_EL2::ListRegs) + 1) as usize
 }
 
 /// Reads `ICH_LR<n>_EL2`.
 pub fn read_list_register(n: usize) -> u64 {
     match n {
-        0 => read_sysreg!("ich_lr0_el2"),
-        1 => read_sysreg!("ich_lr1_el2"),
-        2 => read_sysreg!("ich_lr2_el2"),
-        3 => read_sysreg!("ich_lr3_el2"),
-        4 => read_sysreg!("ich_lr4_el2"),
-        5 => read_sysreg!("ich_lr5_el2"),
-        6 => read_sysreg!("ich_lr6_el2"),
-        7 => read_sysreg!("ich_lr7_el2"),
-        8 => read_sysreg!("ich_lr8_el2"),
-        9 => read_sysreg!("ich_lr9_el2"),
-        10 => read_sysreg!("ich_lr10_el2"),
-        11 => read_sysreg!("ich_lr11_el2"),
-        12 => read_sysreg!("ich_lr12_el2"),
-        13 => read_sysreg!("ich_lr13_el2"),
-        14 => read_sysreg!("ich_lr14_el2"),
-        15 => read_sysreg!("ich_lr15_el2"),
+        0 => ICH_LR0_EL2.get(),
+        1 => ICH_LR1_EL2.get(),
+        2 => ICH_LR2_EL2.get(),
+        3 => ICH_LR3_EL2.get(),
+        4 => ICH_LR4_EL2.get(),
+        5 => ICH_LR5_EL2.get(),
+        6 => ICH_LR6_EL2.get(),
+        7 => ICH_LR7_EL2.get(),
+        8 => ICH_LR8_EL2.get(),
+        9 => ICH_LR9_EL2.get(),
+        10 => ICH_LR10_EL2.get(),
+        11 => ICH_LR11_EL2.get(),
+        12 => ICH_LR12_EL2.get(),
+        13 => ICH_LR13_EL2.get(),
+        14 => ICH_LR14_EL2.get(),
+        15 => ICH_LR15_EL2.get(),
         _ => 0,
     }
 }
 
 /// Writes `ICH_LR<n>_EL2`.
 pub fn write_list_register(n: usize, value: u64) {
-    // SAFETY: list registers only affect the virtual interrupts of the vCPU that
-    // runs next on this CPU, which is the one whose state the caller manages.
-    unsafe {
-        match n {
-            0 => write_sysreg!("ich_lr0_el2", value),
-            1 => write_sysreg!("ich_lr1_el2", value),
-            2 => write_sysreg!("ich_lr2_el2", value),
-            3 => write_sysreg!("ich_lr3_el2", value),
-            4 => write_sysreg!("ich_lr4_el2", value),
-            5 => write_sysreg!("ich_lr5_el2", value),
-            6 => write_sysreg!("ich_lr6_el2", value),
-            7 => write_sysreg!("ich_lr7_el2", value),
-            8 => write_sysreg!("ich_lr8_el2", value),
-            9 => write_sysreg!("ich_lr9_el2", value),
-            10 => write_sysreg!("ich_lr10_el2", value),
-            11 => write_sysreg!("ich_lr11_el2", value),
-            12 => write_sysreg!("ich_lr12_el2", value),
-            13 => write_sysreg!("ich_lr13_el2", value),
-            14 => write_sysreg!("ich_lr14_el2", value),
-            15 => write_sysreg!("ich_lr15_el2", value),
-            _ => {}
-        }
+    // List registers only affect the virtual interrupts of the vCPU that runs
+    // next on this CPU, which is the one whose state the caller manages.
+    match n {
+        0 => ICH_LR0_EL2.set(value),
+        1 => ICH_LR1_EL2.set(value),
+        2 => ICH_LR2_EL2.set(value),
+        3 => ICH_LR3_EL2.set(value),
+        4 => ICH_LR4_EL2.set(value),
+        5 => ICH_LR5_EL2.set(value),
+        6 => ICH_LR6_EL2.set(value),
+        7 => ICH_LR7_EL2.set(value),
+        8 => ICH_LR8_EL2.set(value),
+        9 => ICH_LR9_EL2.set(value),
+        10 => ICH_LR10_EL2.set(value),
+        11 => ICH_LR11_EL2.set(value),
+        12 => ICH_LR12_EL2.set(value),
+        13 => ICH_LR13_EL2.set(value),
+        14 => ICH_LR14_EL2.set(value),
+        15 => ICH_LR15_EL2.set(value),
+        _ => {}
     }
 }
 
@@ -290,24 +350,20 @@ pub struct VirtualInterfaceState {
 
 impl VirtualInterfaceState {
     pub fn save(&mut self) {
-        self.vmcr = read_sysreg!("ich_vmcr_el2");
-        self.ap1r0 = read_sysreg!("ich_ap1r0_el2");
+        self.vmcr = ICH_VMCR_EL2.get();
+        self.ap1r0 = ICH_AP1R0_EL2.get();
     }
 
     pub fn restore(&self) {
-        // SAFETY: restoring the vCPU's own virtual interface state before it runs.
-        unsafe {
-            write_sysreg!("ich_vmcr_el2", self.vmcr);
-            write_sysreg!("ich_ap1r0_el2", self.ap1r0);
-        }
+        // Restoring the vCPU's own virtual interface state before it runs.
+        ICH_VMCR_EL2.set(self.vmcr);
+        ICH_AP1R0_EL2.set(self.ap1r0);
     }
 }
 
 /// Enables (or disables) the underflow maintenance interrupt, raised when at most
 /// one list register holds an interrupt, so more pending ones can be loaded.
 pub fn set_underflow_interrupt(enabled: bool) {
-    let hcr = read_sysreg!("ich_hcr_el2");
-    let hcr = if enabled { hcr | (1 << 1) } else { hcr & !(1 << 1) };
-    // SAFETY: only changes when the maintenance interrupt fires.
-    unsafe { write_sysreg!("ich_hcr_el2", hcr) };
+    // Only changes when the maintenance interrupt fires.
+    ICH_HCR_EL2.modify(if enabled { ICH_HCR_EL2::UIE::SET } else { ICH_HCR_EL2::UIE::CLEAR });
 }

@@ -1,7 +1,14 @@
 //! Running a vCPU on this CPU: the EL2 controls for a VM, the guest's EL1 state,
 //! entry and exit (`guest_entry.S`), and injecting exceptions into the guest.
 
-use super::registers::{read_sysreg, write_sysreg};
+use aarch64_cpu::registers::*;
+
+// The pointer-authentication keys from `registers` shadow aarch64-cpu's (see there).
+use super::registers::{
+    APDAKEYHI_EL1, APDAKEYLO_EL1, APDBKEYHI_EL1, APDBKEYLO_EL1, APGAKEYHI_EL1, APGAKEYLO_EL1, APIAKEYHI_EL1,
+    APIAKEYLO_EL1, APIBKEYHI_EL1, APIBKEYLO_EL1, CNTHP_CVAL_EL2, GCR_EL1, ID_AA64ISAR2_EL1, RGSR_EL1, TFSR_EL1,
+    TFSRE0_EL1, VPIDR_EL2, cptr_el2, par_el1,
+};
 use crate::guest_context::{El1ExceptionRegisters, El1VectorState};
 pub use crate::guest_context::{GuestRegisters, PSTATE_EL1H_MASKED, SCTLR_EL1_RESET};
 use crate::mm::GuestVa;
@@ -44,8 +51,7 @@ pub unsafe fn run(controls: &VmControls, registers: &mut GuestRegisters) -> (Exi
     // SAFETY: the caller loaded a complete guest context; `__guest_run` saves and
     // restores every callee-saved register and the stack, per the AAPCS64.
     let vector = unsafe { __guest_run(registers) };
-    let syndrome =
-        ExitSyndrome { esr: read_sysreg!("esr_el2"), far: read_sysreg!("far_el2"), hpfar: read_sysreg!("hpfar_el2") };
+    let syndrome = ExitSyndrome { esr: ESR_EL2.get(), far: FAR_EL2.get(), hpfar: HPFAR_EL2.get() };
     let vector = match vector {
         8 => ExitVector::Synchronous,
         9 => ExitVector::Irq,
@@ -59,32 +65,13 @@ pub unsafe fn run(controls: &VmControls, registers: &mut GuestRegisters) -> (Exi
 /// after a VM is torn down, nothing on this CPU can walk its (freed) tables,
 /// not even speculatively. The next [`run`] loads a VM's controls again.
 pub fn park_stage2() {
-    let hcr = read_sysreg!("hcr_el2") & !hcr::VM;
     // SAFETY: no guest runs on this CPU now; clearing HCR_EL2.VM disables the
     // EL1&0 stage 2 and VTTBR_EL2 = 0 names no tables.
     unsafe {
-        write_sysreg!("hcr_el2", hcr);
-        write_sysreg!("vttbr_el2", 0);
+        HCR_EL2.modify(HCR_EL2::VM::Disable);
+        VTTBR_EL2.set(0);
         core::arch::asm!("isb", options(nostack, preserves_flags));
     }
-}
-
-/// `HCR_EL2` bits the hypervisor uses.
-pub mod hcr {
-    pub const VM: u64 = 1 << 0;
-    pub const SWIO: u64 = 1 << 1;
-    pub const FMO: u64 = 1 << 3;
-    pub const IMO: u64 = 1 << 4;
-    pub const AMO: u64 = 1 << 5;
-    pub const TWI: u64 = 1 << 13;
-    pub const TID3: u64 = 1 << 18;
-    pub const TSC: u64 = 1 << 19;
-    pub const TSW: u64 = 1 << 22;
-    pub const RW: u64 = 1 << 31;
-    pub const APK: u64 = 1 << 40;
-    pub const API: u64 = 1 << 41;
-    pub const ATA: u64 = 1 << 56;
-    pub const TID5: u64 = 1 << 58;
 }
 
 /// The EL2 registers that define a VM for the CPU running one of its vCPUs.
@@ -102,19 +89,20 @@ impl VmControls {
     /// pointer authentication untrapped. MTE VMs get tag access (ATA); others get
     /// GMID_EL1 trapped (TID5) and their MTE register accesses trap (ATA = 0).
     pub fn hcr_for(mte: bool) -> u64 {
-        let base = hcr::VM
-            | hcr::SWIO
-            | hcr::FMO
-            | hcr::IMO
-            | hcr::AMO
-            | hcr::TWI
-            | hcr::TID3
-            | hcr::TSC
-            | hcr::TSW
-            | hcr::RW
-            | hcr::APK
-            | hcr::API;
-        if mte { base | hcr::ATA } else { base | hcr::TID5 }
+        let base = HCR_EL2::VM::Enable
+            + HCR_EL2::SWIO::SET
+            + HCR_EL2::FMO::EnableVirtualFIQ
+            + HCR_EL2::IMO::EnableVirtualIRQ
+            + HCR_EL2::AMO::SET
+            + HCR_EL2::TWI::SET
+            + HCR_EL2::TID3::SET
+            + HCR_EL2::TSC::EnableTrapEl1SmcToEl2
+            + HCR_EL2::TSW::SET
+            + HCR_EL2::RW::EL1IsAarch64
+            + HCR_EL2::APK::DisableTrapPointerAuthKeyRegsToEl2
+            + HCR_EL2::API::DisableTrapPointerAuthInstToEl2;
+        let mte_controls = if mte { HCR_EL2::ATA::SET } else { HCR_EL2::TID5::SET };
+        (base + mte_controls).value
     }
 
     /// Makes this VM the one the CPU translates for.
@@ -125,9 +113,9 @@ impl VmControls {
         // SAFETY: the caller guarantees the stage-2 tables are valid; the other
         // values only change how lower ELs run, and no guest runs now.
         unsafe {
-            write_sysreg!("vtcr_el2", self.vtcr);
-            write_sysreg!("vttbr_el2", self.vttbr);
-            write_sysreg!("hcr_el2", self.hcr);
+            VTCR_EL2.set(self.vtcr);
+            VTTBR_EL2.set(self.vttbr);
+            HCR_EL2.set(self.hcr);
             core::arch::asm!("isb", options(nostack, preserves_flags));
         }
     }
@@ -137,29 +125,36 @@ impl VmControls {
 /// and SME trapped (their state is not switched), EL1 access to the physical
 /// counter and timer, no virtual counter offset, debug untrapped.
 pub fn init_el2_for_guests() {
-    // CPTR_EL2 (non-VHE): RES1 bits 13, 9, 7:0; TZ (bit 8) traps SVE; TSM (bit 12) traps SME.
-    let cptr: u64 = 0x22FF | (1 << 8) | (1 << 12);
-    let midr = read_sysreg!("midr_el1");
+    // CPTR_EL2 (non-VHE): FP/SIMD untrapped (TFP clear), SVE (TZ) and SME (TSM) trapped.
+    let cptr = cptr_el2::RES1 + cptr_el2::TZ::SET + cptr_el2::TSM::SET;
+    let midr = MIDR_EL1.get();
     // MDCR_EL2: trap the debug (TDA, TDOSA, TDRA) and PMU (TPM, TPMCR) registers, so
     // guests can neither see nor leave state in them (the hypervisor answers them as
     // RAZ/WI); HPMN = 0 and no profiling or trace buffers for guests.
-    let mdcr: u64 = (1 << 5) | (1 << 6) | (1 << 9) | (1 << 10) | (1 << 11);
+    let mdcr =
+        MDCR_EL2::TPMCR::SET + MDCR_EL2::TPM::SET + MDCR_EL2::TDA::SET + MDCR_EL2::TDOSA::SET + MDCR_EL2::TDRA::SET;
     // SAFETY: these only affect what lower ELs may do; no guest runs yet.
     unsafe {
-        write_sysreg!("mdcr_el2", mdcr);
-        write_sysreg!("cptr_el2", cptr);
-        write_sysreg!("cnthctl_el2", 0b11);
-        write_sysreg!("cntvoff_el2", 0);
-        write_sysreg!("vpidr_el2", midr);
+        MDCR_EL2.write(mdcr);
+        CPTR_EL2.write(cptr);
+        CNTHCTL_EL2.write(CNTHCTL_EL2::EL1PCEN::SET + CNTHCTL_EL2::EL1PCTEN::SET);
+        CNTVOFF_EL2.set(0);
+        VPIDR_EL2.set(midr);
         core::arch::asm!("isb", options(nostack, preserves_flags));
     }
 }
 
 /// Sets the MPIDR the guest reads for the vCPU about to run.
 pub fn set_virtual_mpidr(affinity: u64) {
-    // Bit 31 is RES1; keep U (bit 30) clear: multiprocessor system.
-    // SAFETY: only changes what EL1 reads from MPIDR_EL1.
-    unsafe { write_sysreg!("vmpidr_el2", (1 << 31) | affinity) };
+    // Only changes what EL1 reads from MPIDR_EL1.
+    VMPIDR_EL2.write(
+        VMPIDR_EL2::RES1::SET
+            + VMPIDR_EL2::U::MultiprocessorSystem
+            + VMPIDR_EL2::Aff3.val(affinity >> 32)
+            + VMPIDR_EL2::Aff2.val(affinity >> 16)
+            + VMPIDR_EL2::Aff1.val(affinity >> 8)
+            + VMPIDR_EL2::Aff0.val(affinity),
+    );
 }
 
 /// Turns the EL1 virtual timer off when no vCPU owns it any more (its VM stopped):
@@ -168,7 +163,7 @@ pub fn set_virtual_mpidr(affinity: u64) {
 pub fn disable_virtual_timer() {
     // SAFETY: CNTV_CTL_EL0 only controls the guest-owned virtual timer.
     unsafe {
-        write_sysreg!("cntv_ctl_el0", 0);
+        CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::CLEAR + CNTV_CTL_EL0::IMASK::CLEAR);
         core::arch::asm!("isb", options(nostack, preserves_flags));
     }
 }
@@ -176,12 +171,14 @@ pub fn disable_virtual_timer() {
 /// Whether the live vCPU's virtual timer asserts its interrupt: enabled, not
 /// masked, condition met (CNTV_CTL_EL0 ENABLE = 1, IMASK = 0, ISTATUS = 1).
 pub fn virtual_timer_asserted() -> bool {
-    read_sysreg!("cntv_ctl_el0") & 0b111 == 0b101
+    let ctl = CNTV_CTL_EL0.extract();
+    ctl.is_set(CNTV_CTL_EL0::ENABLE) && !ctl.is_set(CNTV_CTL_EL0::IMASK) && ctl.is_set(CNTV_CTL_EL0::ISTATUS)
 }
 
 /// The same for the live vCPU's EL1 physical timer (CNTP_CTL_EL0).
 pub fn physical_timer_asserted() -> bool {
-    read_sysreg!("cntp_ctl_el0") & 0b111 == 0b101
+    let ctl = CNTP_CTL_EL0.extract();
+    ctl.is_set(CNTP_CTL_EL0::ENABLE) && !ctl.is_set(CNTP_CTL_EL0::IMASK) && ctl.is_set(CNTP_CTL_EL0::ISTATUS)
 }
 
 /// Turns the EL1 physical timer off when no vCPU owns it any more (see
@@ -190,7 +187,7 @@ pub fn disable_physical_timer() {
     // SAFETY: CNTP_CTL_EL0 only controls the guest-owned EL1 physical timer (EL2
     // uses CNTHP for its own deadlines).
     unsafe {
-        write_sysreg!("cntp_ctl_el0", 0);
+        CNTP_CTL_EL0.write(CNTP_CTL_EL0::ENABLE::CLEAR + CNTP_CTL_EL0::IMASK::CLEAR);
         core::arch::asm!("isb", options(nostack, preserves_flags));
     }
 }
@@ -209,7 +206,7 @@ pub fn publish_stage2_updates() {
 }
 
 macro_rules! el1_context {
-    ($( $field:ident : $reg:literal ),* $(,)?) => {
+    ($( $field:ident : $reg:ident ),* $(,)?) => {
         /// A vCPU's EL1 system registers, saved when another vCPU takes its CPU.
         #[derive(Debug, Clone, Copy, Default)]
         pub struct El1Context { $( pub $field: u64, )* }
@@ -217,30 +214,30 @@ macro_rules! el1_context {
         impl El1Context {
             /// Reads the live EL1 registers into `self`.
             pub fn save(&mut self) {
-                $( self.$field = read_sysreg!($reg); )*
+                $( self.$field = $reg.get(); )*
             }
 
             /// Writes `self` into the live EL1 registers.
             pub fn restore(&self) {
-                // SAFETY: EL1 registers only affect the guest, which is not running;
-                // the values are the guest's own (or the architectural reset state).
-                unsafe { $( write_sysreg!($reg, self.$field); )* }
+                // EL1 registers only affect the guest, which is not running; the
+                // values are the guest's own (or the architectural reset state).
+                $( $reg.set(self.$field); )*
             }
         }
     };
 }
 
 el1_context! {
-    sctlr: "sctlr_el1", actlr: "actlr_el1", cpacr: "cpacr_el1", ttbr0: "ttbr0_el1", ttbr1: "ttbr1_el1",
-    tcr: "tcr_el1", mair: "mair_el1", amair: "amair_el1", vbar: "vbar_el1", contextidr: "contextidr_el1",
-    tpidr_el0: "tpidr_el0", tpidrro_el0: "tpidrro_el0", tpidr_el1: "tpidr_el1", sp_el0: "sp_el0",
-    sp_el1: "sp_el1", elr: "elr_el1", spsr: "spsr_el1", esr: "esr_el1", far: "far_el1", afsr0: "afsr0_el1",
-    afsr1: "afsr1_el1", par: "par_el1", cntkctl: "cntkctl_el1", csselr: "csselr_el1", mdscr: "mdscr_el1",
-    cntv_ctl: "cntv_ctl_el0", cntv_cval: "cntv_cval_el0", cntp_ctl: "cntp_ctl_el0", cntp_cval: "cntp_cval_el0",
+    sctlr: SCTLR_EL1, actlr: ACTLR_EL1, cpacr: CPACR_EL1, ttbr0: TTBR0_EL1, ttbr1: TTBR1_EL1,
+    tcr: TCR_EL1, mair: MAIR_EL1, amair: AMAIR_EL1, vbar: VBAR_EL1, contextidr: CONTEXTIDR_EL1,
+    tpidr_el0: TPIDR_EL0, tpidrro_el0: TPIDRRO_EL0, tpidr_el1: TPIDR_EL1, sp_el0: SP_EL0,
+    sp_el1: SP_EL1, elr: ELR_EL1, spsr: SPSR_EL1, esr: ESR_EL1, far: FAR_EL1, afsr0: AFSR0_EL1,
+    afsr1: AFSR1_EL1, par: PAR_EL1, cntkctl: CNTKCTL_EL1, csselr: CSSELR_EL1, mdscr: MDSCR_EL1,
+    cntv_ctl: CNTV_CTL_EL0, cntv_cval: CNTV_CVAL_EL0, cntp_ctl: CNTP_CTL_EL0, cntp_cval: CNTP_CVAL_EL0,
 }
 
 macro_rules! mte_context {
-    ($( $field:ident : $reg:literal ),* $(,)?) => {
+    ($( $field:ident : $reg:ident ),* $(,)?) => {
         /// A vCPU's MTE registers (`GCR_EL1`, `RGSR_EL1`, `TFSR_EL1`, `TFSRE0_EL1`),
         /// switched with the vCPU so one guest's tag state (including pending
         /// asynchronous tag-check faults) never reaches another.
@@ -254,35 +251,33 @@ macro_rules! mte_context {
                 // recorded in TFSR*_EL1 before they are read.
                 // SAFETY: barriers only order memory accesses and context.
                 unsafe { core::arch::asm!("dsb nsh", "isb", options(nostack, preserves_flags)) };
-                $( self.$field = read_sysreg!($reg); )*
+                $( self.$field = $reg.get(); )*
             }
 
             /// Writes the live registers. Only on CPUs with MTE2.
             pub fn restore(&self) {
-                // SAFETY: these registers only affect EL1/EL0 tag generation and
-                // checking for the guest about to run.
-                unsafe { $( write_sysreg!($reg, self.$field); )* }
+                // These registers only affect EL1/EL0 tag generation and checking
+                // for the guest about to run.
+                $( $reg.set(self.$field); )*
             }
         }
     };
 }
 
-mte_context! { gcr: "s3_0_c1_c0_6", rgsr: "s3_0_c1_c0_5", tfsr: "s3_0_c5_c6_0", tfsre0: "s3_0_c5_c6_1" }
+mte_context! { gcr: GCR_EL1, rgsr: RGSR_EL1, tfsr: TFSR_EL1, tfsre0: TFSRE0_EL1 }
 
 /// The live vCPU's EL1 state that decides where and how an exception is taken.
 pub fn el1_vector_state() -> El1VectorState {
-    El1VectorState { vbar: read_sysreg!("vbar_el1"), sctlr: read_sysreg!("sctlr_el1") }
+    El1VectorState { vbar: VBAR_EL1.get(), sctlr: SCTLR_EL1.get() }
 }
 
 /// Writes the live vCPU's EL1 exception registers, as taking an exception to EL1 would.
 pub fn write_el1_exception_registers(registers: &El1ExceptionRegisters) {
-    // SAFETY: writing the guest's EL1 exception registers; the guest is not running.
-    unsafe {
-        write_sysreg!("elr_el1", registers.elr);
-        write_sysreg!("spsr_el1", registers.spsr);
-        write_sysreg!("esr_el1", registers.esr);
-        write_sysreg!("far_el1", registers.far);
-    }
+    // Writing the guest's EL1 exception registers; the guest is not running.
+    ELR_EL1.set(registers.elr);
+    SPSR_EL1.set(registers.spsr);
+    ESR_EL1.set(registers.esr);
+    FAR_EL1.set(registers.far);
 }
 
 /// Reads the 32-bit instruction at guest virtual address `va` of the vCPU whose
@@ -294,17 +289,18 @@ pub fn read_guest_instruction(va: GuestVa) -> Option<u32> {
     if !va.is_multiple_of(4) {
         return None;
     }
-    let saved_par = read_sysreg!("par_el1");
+    let saved_par = PAR_EL1.get();
     // SAFETY: AT only performs a translation and writes PAR_EL1, restored below;
     // the VM's stage-2 controls are loaded (we are handling its exit).
     unsafe { core::arch::asm!("at s12e1r, {}", "isb", in(reg) va, options(nostack, preserves_flags)) };
-    let par = read_sysreg!("par_el1");
-    // SAFETY: restoring the guest's own PAR_EL1.
-    unsafe { write_sysreg!("par_el1", saved_par) };
-    if par & 1 != 0 {
+    let par = PAR_EL1.extract();
+    // Restoring the guest's own PAR_EL1.
+    PAR_EL1.set(saved_par);
+    if par.matches_all(PAR_EL1::F::TranslationAborted) {
         return None;
     }
-    let pa = (par & 0x000F_FFFF_FFFF_F000) | (va & 0xFFF);
+    // PAR_EL1.PA is the page's address, bits 51:12.
+    let pa = (par.read(par_el1::PA) << par_el1::PA.shift) | (va & 0xFFF);
     // SAFETY: the stage-2 tables only map the VM's own RAM and shared regions,
     // which are identity-mapped at EL2; the read is aligned and stays in the page.
     Some(unsafe { core::ptr::read_volatile(pa as *const u32) })
@@ -318,10 +314,10 @@ pub fn set_wakeup(deadline: Option<u64>) {
     unsafe {
         match deadline {
             Some(at) => {
-                write_sysreg!("cnthp_cval_el2", at);
-                write_sysreg!("cnthp_ctl_el2", 1);
+                CNTHP_CVAL_EL2.set(at);
+                CNTHP_CTL_EL2.write(CNTHP_CTL_EL2::ENABLE::SET + CNTHP_CTL_EL2::IMASK::CLEAR);
             }
-            None => write_sysreg!("cnthp_ctl_el2", 0),
+            None => CNTHP_CTL_EL2.write(CNTHP_CTL_EL2::ENABLE::CLEAR + CNTHP_CTL_EL2::IMASK::CLEAR),
         }
         core::arch::asm!("isb", options(nostack, preserves_flags));
     }
@@ -408,7 +404,7 @@ impl FpContext {
 }
 
 macro_rules! pauth_context {
-    ($( $field:ident : $reg:literal ),* $(,)?) => {
+    ($( $field:ident : $reg:ident ),* $(,)?) => {
         /// A vCPU's pointer-authentication keys, switched with the vCPU (guests
         /// may use pointer authentication: HCR_EL2.API/APK are set).
         #[derive(Debug, Clone, Copy, Default)]
@@ -417,36 +413,38 @@ macro_rules! pauth_context {
         impl PauthContext {
             /// Reads the live keys. Only on CPUs with FEAT_PAuth.
             pub fn save(&mut self) {
-                $( self.$field = read_sysreg!($reg); )*
+                $( self.$field = $reg.get(); )*
             }
 
             /// Writes the live keys. Only on CPUs with FEAT_PAuth.
             pub fn restore(&self) {
-                // SAFETY: the keys only affect pointer authentication at EL1/EL0
-                // for the guest about to run.
-                unsafe { $( write_sysreg!($reg, self.$field); )* }
+                // The keys only affect pointer authentication at EL1/EL0 for the
+                // guest about to run.
+                $( $reg.set(self.$field); )*
             }
         }
     };
 }
 
 pauth_context! {
-    ia_lo: "s3_0_c2_c1_0", ia_hi: "s3_0_c2_c1_1", ib_lo: "s3_0_c2_c1_2", ib_hi: "s3_0_c2_c1_3",
-    da_lo: "s3_0_c2_c2_0", da_hi: "s3_0_c2_c2_1", db_lo: "s3_0_c2_c2_2", db_hi: "s3_0_c2_c2_3",
-    ga_lo: "s3_0_c2_c3_0", ga_hi: "s3_0_c2_c3_1",
+    ia_lo: APIAKEYLO_EL1, ia_hi: APIAKEYHI_EL1, ib_lo: APIBKEYLO_EL1, ib_hi: APIBKEYHI_EL1,
+    da_lo: APDAKEYLO_EL1, da_hi: APDAKEYHI_EL1, db_lo: APDBKEYLO_EL1, db_hi: APDBKEYHI_EL1,
+    ga_lo: APGAKEYLO_EL1, ga_hi: APGAKEYHI_EL1,
 }
 
 /// Whether the CPU implements pointer authentication (any of APA/API/GPA/GPI in
 /// ID_AA64ISAR1_EL1, APA3/GPA3 in ID_AA64ISAR2_EL1): the key registers exist.
 pub fn has_pointer_authentication() -> bool {
-    let isar1 = read_sysreg!("id_aa64isar1_el1");
-    let isar2 = read_sysreg!("s3_0_c0_c6_2");
-    let fields1 = [4, 8, 24, 28].iter().any(|&shift| (isar1 >> shift) & 0xF != 0);
-    let fields2 = [8, 12].iter().any(|&shift| (isar2 >> shift) & 0xF != 0);
+    let isar1 = ID_AA64ISAR1_EL1.extract();
+    let isar2 = ID_AA64ISAR2_EL1.extract();
+    let fields1 = [ID_AA64ISAR1_EL1::APA, ID_AA64ISAR1_EL1::API, ID_AA64ISAR1_EL1::GPA, ID_AA64ISAR1_EL1::GPI]
+        .iter()
+        .any(|&field| isar1.read(field) != 0);
+    let fields2 = [ID_AA64ISAR2_EL1::GPA3, ID_AA64ISAR2_EL1::APA3].iter().any(|&field| isar2.read(field) != 0);
     fields1 || fields2
 }
 
-/// Whether the CPU implements FEAT_WFxT (ID_AA64ISAR2_EL1.WFxT, bits 3:0, = 2).
+/// Whether the CPU implements FEAT_WFxT (ID_AA64ISAR2_EL1.WFxT = 2).
 pub fn has_wfxt() -> bool {
-    read_sysreg!("s3_0_c0_c6_2") & 0xF >= 2
+    ID_AA64ISAR2_EL1.read(ID_AA64ISAR2_EL1::WFxT) >= 2
 }

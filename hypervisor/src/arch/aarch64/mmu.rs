@@ -6,7 +6,9 @@ use core::cell::UnsafeCell;
 
 use arrayvec::ArrayVec;
 
-use super::registers::{sctlr_el2, write_sysreg};
+use aarch64_cpu::registers::*;
+
+use super::registers::{sctlr_el2, tcr_el2};
 use super::{cache, cpu};
 use crate::mm::page_table::{
     Access, ENTRIES, INPUT_BITS, MAIR_EL2_VALUE, MapError, MemoryKind, PageTable, TableMemory, el2_leaf_attributes,
@@ -157,15 +159,25 @@ pub fn build(platform: &Platform, tagged_ram: bool) -> Result<El2Translation, Mm
         }
     }
 
-    // 48-bit VA, 4 KiB granule, write-back walks, inner shareable; RES1 bits 23 and 31.
+    // 48-bit VA, 4 KiB granule, write-back walks, inner shareable; PS up to 48 bits.
     let pa_size = cpu::pa_range().min(5);
-    let tcr =
-        (64 - INPUT_BITS as u64) | (0b01 << 8) | (0b01 << 10) | (0b11 << 12) | (pa_size << 16) | (1 << 23) | (1 << 31);
-    let mut sctlr = sctlr_el2::RES1 | sctlr_el2::M | sctlr_el2::C | sctlr_el2::I | sctlr_el2::SA | sctlr_el2::WXN;
+    let tcr = TCR_EL2::T0SZ.val(64 - INPUT_BITS as u64)
+        + TCR_EL2::IRGN0::WriteBack_ReadAlloc_WriteAlloc_Cacheable
+        + TCR_EL2::ORGN0::WriteBack_ReadAlloc_WriteAlloc_Cacheable
+        + TCR_EL2::SH0::Inner
+        + TCR_EL2::TG0::KiB_4
+        + TCR_EL2::PS.val(pa_size)
+        + tcr_el2::RES1;
+    let mut sctlr = sctlr_el2::RES1
+        + SCTLR_EL2::M::Enable
+        + SCTLR_EL2::C::Cacheable
+        + SCTLR_EL2::I::Cacheable
+        + SCTLR_EL2::SA::Enable
+        + SCTLR_EL2::WXN::Enable;
     if tagged_ram {
-        sctlr |= sctlr_el2::ATA;
+        sctlr += sctlr_el2::ATA::SET;
     }
-    Ok(El2Translation { ttbr0: table.root_address().as_u64(), tcr, mair: MAIR_EL2_VALUE, sctlr })
+    Ok(El2Translation { ttbr0: table.root_address().as_u64(), tcr: tcr.value, mair: MAIR_EL2_VALUE, sctlr: sctlr.value })
 }
 
 fn overlaps_ram(platform: &Platform, device: &PhysRange) -> bool {
@@ -191,11 +203,11 @@ pub unsafe fn enable(translation: &El2Translation) {
     // SAFETY: the caller guarantees the tables identity-map everything in use, so
     // execution continues at the same addresses once translation is on.
     unsafe {
-        write_sysreg!("mair_el2", translation.mair);
-        write_sysreg!("tcr_el2", translation.tcr);
-        write_sysreg!("ttbr0_el2", translation.ttbr0);
+        MAIR_EL2.set(translation.mair);
+        TCR_EL2.set(translation.tcr);
+        TTBR0_EL2.set(translation.ttbr0);
         core::arch::asm!("isb", "tlbi alle2", "dsb nsh", "isb", options(nostack, preserves_flags));
-        write_sysreg!("sctlr_el2", translation.sctlr);
+        SCTLR_EL2.set(translation.sctlr);
         core::arch::asm!("isb", options(nostack, preserves_flags));
     }
 }
