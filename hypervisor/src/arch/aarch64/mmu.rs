@@ -177,7 +177,12 @@ pub fn build(platform: &Platform, tagged_ram: bool) -> Result<El2Translation, Mm
     if tagged_ram {
         sctlr += sctlr_el2::ATA::SET;
     }
-    Ok(El2Translation { ttbr0: table.root_address().as_u64(), tcr: tcr.value, mair: MAIR_EL2_VALUE, sctlr: sctlr.value })
+    Ok(El2Translation {
+        ttbr0: table.root_address().as_u64(),
+        tcr: tcr.value,
+        mair: MAIR_EL2_VALUE,
+        sctlr: sctlr.value,
+    })
 }
 
 fn overlaps_ram(platform: &Platform, device: &PhysRange) -> bool {

@@ -55,8 +55,14 @@ impl TimerLinks {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Slot {
     intid: u32,
-    /// Hardware-linked to this host INTID: the guest's EOI deactivates it.
+    /// A timer's interrupt, linked to this host INTID: the guest's EOI
+    /// deactivates the physical interrupt while the list register carries the link.
     hw: Option<u32>,
+    /// The list register still carries the link. A switch to another vCPU
+    /// strips it (the physical interrupt belongs to the CPU); the physical
+    /// interrupt may then fire and be left active again while the guest still
+    /// handles its copy, and nothing but the retirement releases it.
+    linked: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -168,7 +174,7 @@ impl VcpuListRegisters {
         }
         file.write(n, lr.to_bits());
         vgic.mark_in_list_register(vcpu, irq.intid);
-        self.slots[n] = Some(Slot { intid: irq.intid, hw });
+        self.slots[n] = Some(Slot { intid: irq.intid, hw, linked: hw.is_some() });
     }
 
     /// Empties list register `n` before the guest acknowledged what it holds;
@@ -242,10 +248,14 @@ impl VcpuListRegisters {
             let lr = ListRegister::from_bits(file.read(n));
             if lr.state == LrState::Invalid {
                 vgic.list_register_retired(vcpu, slot.intid, false);
-                if slot.hw.is_some() {
-                    // Deactivated through the link; if the timer is still due, the
-                    // physical interrupt fires again and raises the line anew.
+                if let Some(host_intid) = slot.hw {
+                    // Deactivated through the link (or here, if a switch cut the
+                    // link); if the timer is still due, the physical interrupt
+                    // fires again and raises the line anew.
                     vgic.set_level(slot.intid, vcpu, false);
+                    if !slot.linked {
+                        file.deactivate_physical(host_intid);
+                    }
                 }
                 self.slots[n] = None;
                 self.retired = true;
@@ -275,6 +285,9 @@ impl VcpuListRegisters {
         for n in 0..file.count().min(MAX_LIST_REGISTERS) {
             let mut lr = ListRegister::from_bits(file.read(n));
             lr.hw = None;
+            if let Some(slot) = self.slots[n].as_mut() {
+                slot.linked = false;
+            }
             self.saved[n] = lr.to_bits();
             file.write(n, 0);
         }
@@ -520,5 +533,27 @@ mod tests {
         set_state(&mut file, 0, LrState::Active);
         lrs.timer_deasserted(&vgic, 0, VIRTUAL_TIMER_INTID, 127, &mut file);
         assert_eq!(intids(&file)[0], Some(VIRTUAL_TIMER_INTID));
+    }
+
+    #[test]
+    fn a_timer_interrupt_handled_across_a_switch_releases_its_physical_interrupt() {
+        let mut model = Vgic::new(1);
+        model.mmio_write(GICD_BASE, 4, 0b10).unwrap();
+        model.mmio_write(GICR_BASE + GICR_SGI_OFFSET + 0x100, 4, 1 << VIRTUAL_TIMER_INTID).unwrap();
+        model.set_level(VIRTUAL_TIMER_INTID, 0, true);
+        let vgic = Mutex::new(model);
+        let (mut lrs, mut file) = (VcpuListRegisters::default(), FakeFile::default());
+        lrs.flush(&vgic, 0, 1, LINKS, &mut file);
+        assert_eq!(ListRegister::from_bits(file.lrs[0]).hw, Some(127), "linked while live");
+        // The guest acknowledged it; another vCPU takes the CPU and gives it back.
+        set_state(&mut file, 0, LrState::Active);
+        lrs.save(&mut file);
+        lrs.restore(&mut file);
+        assert_eq!(ListRegister::from_bits(file.lrs[0]).hw, None, "the link does not survive the switch");
+        // Its EOI deactivates only the virtual copy: the retirement releases the physical one.
+        file.lrs[0] = 0;
+        lrs.sync(&vgic, 0, &mut file);
+        assert_eq!(file.deactivated, [127]);
+        assert!(!vgic.lock().irq_state(0, VIRTUAL_TIMER_INTID).unwrap().line);
     }
 }
