@@ -5,7 +5,7 @@ use fdt::Fdt;
 
 /// The tree at `address`, if there is a valid one.
 pub fn parse(address: u64) -> Option<Fdt<'static>> {
-    if address == 0 || address % 8 != 0 {
+    if address == 0 || !address.is_multiple_of(8) {
         return None;
     }
     // SAFETY: the boot protocol puts the device tree at x0, in RAM the identity

@@ -125,7 +125,9 @@ pub fn sgi_registers(_: &Fdt<'_>) {
     smp::post(spin_with_irqs, 0);
     sysreg::mask_irqs(false);
     let to_self = 1 << 0;
-    let writes: [(&str, u32, fn(u64)); 3] = [
+    /// A register, the SGI written to it, and how to write it.
+    type SgiWrite = (&'static str, u32, fn(u64));
+    let writes: [SgiWrite; 3] = [
         ("ICC_SGI0R_EL1", 3, gic::write_sgi0r),
         ("ICC_ASGI1R_EL1", 4, gic::write_asgi1r),
         ("ICC_SGI1R_EL1", 5, gic::write_sgi1r),
