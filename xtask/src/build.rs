@@ -110,6 +110,45 @@ pub fn build_test_guest() -> Result<PathBuf> {
     Ok(flat)
 }
 
+/// `R_AARCH64_RELATIVE`: the only relocation a self-relocating image applies.
+const R_AARCH64_RELATIVE: u32 = 1027;
+
+/// Builds the conformance guest (`guest-images/machine-check`, release) and returns
+/// its flat arm64 `Image`, which boots both on bare QEMU (`-kernel`) and under the
+/// hypervisor (a Linux-protocol VM).
+pub fn build_machine_check() -> Result<PathBuf> {
+    ensure_targets()?;
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(workspace_root())
+        .args(["build", "--release", "--package", "machine-check", "--bin", "machine-check", "--target", TARGET])
+        .status()
+        .context("running cargo build")?;
+    ensure!(status.success(), "building machine-check failed");
+    let elf = target_dir().join(TARGET).join("release").join("machine-check");
+    check_only_relative_relocations(&elf)?;
+    let image = flatten_elf(&elf)?;
+    check_image_header(&image)?;
+    let flat = elf.with_extension("bin");
+    std::fs::write(&flat, image).with_context(|| format!("writing {}", flat.display()))?;
+    Ok(flat)
+}
+
+/// A self-relocating image applies `R_AARCH64_RELATIVE` and nothing else.
+fn check_only_relative_relocations(elf: &Path) -> Result<()> {
+    let data = std::fs::read(elf).with_context(|| format!("reading {}", elf.display()))?;
+    let file = object::File::parse(&*data).with_context(|| format!("parsing {}", elf.display()))?;
+    for (offset, relocation) in file.dynamic_relocations().into_iter().flatten() {
+        match relocation.flags() {
+            object::RelocationFlags::Elf { r_type: R_AARCH64_RELATIVE } => {}
+            other => bail!(
+                "{}: relocation {other:?} at {offset:#x}: the entry code only applies relative ones",
+                elf.display()
+            ),
+        }
+    }
+    Ok(())
+}
+
 /// The arm64 `Image` header must be intact for QEMU and TF-A to load us.
 fn check_image_header(image: &[u8]) -> Result<()> {
     if image.len() < 64 || &image[56..60] != b"ARM\x64" {

@@ -6,6 +6,7 @@ mod bench;
 mod build;
 mod bundle;
 mod console_log;
+mod differential;
 mod fixtures;
 mod fvp;
 mod guest_images;

@@ -294,6 +294,8 @@ fn run_lints() -> Result<bool> {
             "boot",
             "--package",
             "test-guest",
+            "--package",
+            "machine-check",
             "--target",
             build::TARGET,
         ])
@@ -425,6 +427,8 @@ pub fn run_all(options: &TestOptions) -> Result<i32> {
             report(name, &run, crate::hostile_scenarios::verdict(&run, scenario), &log, &mut passed, &mut failed);
         }
     }
+    // ---- a faithful machine (issue 10): the same guest on bare QEMU and under the hypervisor. ----
+    crate::differential::run(options.filter.as_deref(), &normal.flat, &logs, &mut passed, &mut failed)?;
     let linux: Vec<&LinuxScenario> =
         LINUX_SCENARIOS.iter().filter(|s| options.filter.as_deref().is_none_or(|f| s.name.contains(f))).collect();
     if !linux.is_empty() {

@@ -1,16 +1,18 @@
 //! QEMU `virt`'s virtio-mmio transports, all empty: software written for `virt`
 //! probes them (Linux, from the device tree; benchmarks, to time an MMIO exit)
 //! and expects each to answer as a transport with no device behind it (Virtio
-//! 1.2, 4.2.2 "MMIO Device Register Layout": magic "virt", version 2, device
-//! ID 0, which a driver must ignore). Everything else reads as zero and ignores
+//! 1.2, 4.2.2 "MMIO Device Register Layout": magic "virt", device ID 0, which a
+//! driver must ignore; version 1, the legacy layout, as QEMU's answer). Everything else reads as zero and ignores
 //! writes, as QEMU's transport without a backend does.
 
 use crate::vm::mmio::{MmioDevice, MmioEffects};
 
 /// `MagicValue` (offset 0x000): "virt" in little-endian.
 pub const MAGIC: u32 = 0x7472_6976;
-/// `Version` (0x004): 2, the non-legacy interface.
-pub const VERSION: u32 = 2;
+/// `Version` (0x004): 1, the legacy interface, which is what QEMU `virt`'s
+/// transports report (`virtio-mmio` defaults to `force-legacy`); a guest
+/// probing an empty slot sees what it sees there.
+pub const VERSION: u32 = 1;
 /// `VendorID` (0x00c): QEMU's ("QEMU" in little-endian), as on `virt`.
 pub const VENDOR_ID: u32 = 0x554D_4551;
 
@@ -58,7 +60,7 @@ mod tests {
         let mut effects = MmioEffects::default();
         let mut read = |offset, size| transports.mmio_read(31, offset, size, &mut effects);
         assert_eq!(read(0x000, 4), 0x7472_6976);
-        assert_eq!(read(0x004, 4), 2);
+        assert_eq!(read(0x004, 4), 1, "legacy, as on QEMU virt");
         assert_eq!(read(0x008, 4), 0, "no device");
         assert_eq!(read(0x00C, 4), 0x554D_4551);
         assert_eq!(read(0x070, 4), 0, "Status");
