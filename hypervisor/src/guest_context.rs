@@ -49,3 +49,15 @@ pub struct El1VectorState {
     pub vbar: u64,
     pub sctlr: u64,
 }
+
+/// An EL1 virtual timer register that a trapped guest access names
+/// (`CNTHCTL_EL2.EL1TVT`, FEAT_ECV).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VirtualTimerRegister {
+    /// `CNTV_CTL_EL0`.
+    Control,
+    /// `CNTV_CVAL_EL0`.
+    CompareValue,
+    /// `CNTV_TVAL_EL0`.
+    TimerValue,
+}

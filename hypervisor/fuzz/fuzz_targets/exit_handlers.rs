@@ -7,7 +7,7 @@
 #![no_main]
 
 use arbitrary::{Arbitrary, Unstructured};
-use hypervisor::guest_context::{El1ExceptionRegisters, El1VectorState, GuestRegisters};
+use hypervisor::guest_context::{El1ExceptionRegisters, El1VectorState, GuestRegisters, VirtualTimerRegister};
 use hypervisor::mm::{GuestVa, Ipa};
 use hypervisor::vm::events::BadEvent;
 use hypervisor::vm::exit;
@@ -94,6 +94,9 @@ impl Services for FakeMachine<'_> {
     }
     fn has_wfxt(&self) -> bool {
         true
+    }
+    fn virtual_timer_register(&mut self, _register: VirtualTimerRegister, value: Option<u64>) -> u64 {
+        value.map_or(self.exit.now, |_| 0)
     }
 }
 

@@ -7,9 +7,9 @@ use aarch64_cpu::registers::*;
 use super::registers::{
     APDAKEYHI_EL1, APDAKEYLO_EL1, APDBKEYHI_EL1, APDBKEYLO_EL1, APGAKEYHI_EL1, APGAKEYLO_EL1, APIAKEYHI_EL1,
     APIAKEYLO_EL1, APIBKEYHI_EL1, APIBKEYLO_EL1, CNTHP_CVAL_EL2, GCR_EL1, ID_AA64ISAR2_EL1, RGSR_EL1, TFSR_EL1,
-    TFSRE0_EL1, VPIDR_EL2, cptr_el2, par_el1,
+    TFSRE0_EL1, VPIDR_EL2, cnthctl_el2, cptr_el2, par_el1,
 };
-use crate::guest_context::{El1ExceptionRegisters, El1VectorState};
+use crate::guest_context::{El1ExceptionRegisters, El1VectorState, VirtualTimerRegister};
 pub use crate::guest_context::{GuestRegisters, PSTATE_EL1H_MASKED, SCTLR_EL1_RESET};
 use crate::mm::GuestVa;
 
@@ -133,11 +133,19 @@ pub fn init_el2_for_guests() {
     // RAZ/WI); HPMN = 0 and no profiling or trace buffers for guests.
     let mdcr =
         MDCR_EL2::TPMCR::SET + MDCR_EL2::TPM::SET + MDCR_EL2::TDA::SET + MDCR_EL2::TDOSA::SET + MDCR_EL2::TDRA::SET;
+    // CNTHCTL_EL2: EL1 physical timer and counter untrapped. With FEAT_ECV the
+    // virtual timer's registers trap, so a guest's write that lowers the timer's
+    // output is seen at once and its pending interrupt withdrawn, as hardware
+    // would (without ECV that is only seen at the guest's next exit).
+    let mut cnthctl = CNTHCTL_EL2::EL1PCEN::SET + CNTHCTL_EL2::EL1PCTEN::SET;
+    if has_ecv() {
+        cnthctl += cnthctl_el2::EL1TVT::SET;
+    }
     // SAFETY: these only affect what lower ELs may do; no guest runs yet.
     unsafe {
         MDCR_EL2.write(mdcr);
         CPTR_EL2.write(cptr);
-        CNTHCTL_EL2.write(CNTHCTL_EL2::EL1PCEN::SET + CNTHCTL_EL2::EL1PCTEN::SET);
+        CNTHCTL_EL2.write(cnthctl);
         CNTVOFF_EL2.set(0);
         VPIDR_EL2.set(midr);
         core::arch::asm!("isb", options(nostack, preserves_flags));
@@ -445,6 +453,35 @@ pub fn has_pointer_authentication() -> bool {
 }
 
 /// Whether the CPU implements FEAT_WFxT (ID_AA64ISAR2_EL1.WFxT = 2).
+/// Whether the CPU implements FEAT_ECV (`ID_AA64MMFR0_EL1.ECV` >= 1), whose
+/// `CNTHCTL_EL2.EL1TVT` traps the guest's virtual-timer registers.
+pub fn has_ecv() -> bool {
+    (ID_AA64MMFR0_EL1.get() >> 60) & 0xF >= 1
+}
+
+/// The live vCPU's EL1 virtual timer register `register`: reads it, or writes
+/// `value` to it (for a trapped guest access).
+pub fn virtual_timer_register(register: VirtualTimerRegister, value: Option<u64>) -> u64 {
+    match (register, value) {
+        (VirtualTimerRegister::Control, None) => CNTV_CTL_EL0.get(),
+        (VirtualTimerRegister::CompareValue, None) => CNTV_CVAL_EL0.get(),
+        (VirtualTimerRegister::TimerValue, None) => CNTV_TVAL_EL0.get(),
+        // The guest's own timer: no effect on EL2 beyond its interrupt line.
+        (VirtualTimerRegister::Control, Some(value)) => {
+            CNTV_CTL_EL0.set(value & 0b11);
+            0
+        }
+        (VirtualTimerRegister::CompareValue, Some(value)) => {
+            CNTV_CVAL_EL0.set(value);
+            0
+        }
+        (VirtualTimerRegister::TimerValue, Some(value)) => {
+            CNTV_TVAL_EL0.set(value & 0xFFFF_FFFF);
+            0
+        }
+    }
+}
+
 pub fn has_wfxt() -> bool {
     ID_AA64ISAR2_EL1.read(ID_AA64ISAR2_EL1::WFxT) >= 2
 }

@@ -343,6 +343,15 @@ pub mod tcr_el2 {
         super::bits_set((1 << 31) | (1 << 23));
 }
 
+/// `CNTHCTL_EL2` (non-VHE): the FEAT_ECV trap `aarch64-cpu` lacks.
+pub mod cnthctl_el2 {
+    extra_fields! { CNTHCTL_EL2:
+        /// Traps EL0/EL1 accesses to the EL1 virtual timer registers
+        /// (`CNTV_CTL/CVAL/TVAL_EL0`) to EL2 (FEAT_ECV).
+        EL1TVT OFFSET(13) NUMBITS(1),
+    }
+}
+
 /// `CPTR_EL2` in the non-VHE layout (`aarch64-cpu` models only `TAM`).
 pub mod cptr_el2 {
     extra_fields! { CPTR_EL2:

@@ -30,7 +30,7 @@ use super::exit::{self, GuestExit};
 use super::hypercall::NotGuestRam;
 use super::inject;
 use super::model::VmModel;
-use crate::guest_context::{El1ExceptionRegisters, El1VectorState, GuestRegisters};
+use crate::guest_context::{El1ExceptionRegisters, El1VectorState, GuestRegisters, VirtualTimerRegister};
 use crate::mm::{GuestVa, Ipa};
 
 /// What the vCPU does after an exit.
@@ -86,6 +86,10 @@ pub trait Services {
     fn event_get(&mut self, index: u64) -> Result<u64, BadEvent>;
     /// The CPU implements FEAT_WFxT (so a trapped WFI may be a WFIT QEMU misreports).
     fn has_wfxt(&self) -> bool;
+    /// Reads the live vCPU's virtual timer `register`, or writes `value` to it
+    /// (accesses trapped by `CNTHCTL_EL2.EL1TVT`). The run loop samples the
+    /// timer's output before the next entry.
+    fn virtual_timer_register(&mut self, register: VirtualTimerRegister, value: Option<u64>) -> u64;
 }
 
 /// One synchronous exit being handled.

@@ -14,6 +14,7 @@ use core::ops::RangeInclusive;
 
 use super::{Exit, Next, Services};
 use crate::exception::{SysRegAccess, SysRegDirection};
+use crate::guest_context::VirtualTimerRegister;
 use crate::vm::id_registers;
 
 /// An encoding pattern: one value of op0 and ranges for the other fields.
@@ -74,6 +75,9 @@ pub enum Action {
     ReadAsZero,
     /// `DC ISW/CSW/CISW`: performed as a clean and invalidate by set/way.
     SetWayMaintenance,
+    /// A virtual timer register (trapped with FEAT_ECV): performed on the
+    /// guest's timer, so the run loop sees its output change before re-entry.
+    VirtualTimer(VirtualTimerRegister),
 }
 
 /// One row of the table.
@@ -142,6 +146,25 @@ pub const TABLE: &[Entry] = &[
         directions: Directions::Both,
         action: Action::ReadAsZero,
     },
+    // CNTV_TVAL/CTL/CVAL_EL0: op0 = 3, op1 = 3, CRn = 14, CRm = 3, op2 = 0/1/2.
+    Entry {
+        name: "CNTV_TVAL_EL0",
+        encoding: Encoding::one(3, 3, 14, 3, 0),
+        directions: Directions::Both,
+        action: Action::VirtualTimer(VirtualTimerRegister::TimerValue),
+    },
+    Entry {
+        name: "CNTV_CTL_EL0",
+        encoding: Encoding::one(3, 3, 14, 3, 1),
+        directions: Directions::Both,
+        action: Action::VirtualTimer(VirtualTimerRegister::Control),
+    },
+    Entry {
+        name: "CNTV_CVAL_EL0",
+        encoding: Encoding::one(3, 3, 14, 3, 2),
+        directions: Directions::Both,
+        action: Action::VirtualTimer(VirtualTimerRegister::CompareValue),
+    },
     Entry {
         name: "DC ISW",
         encoding: Encoding::one(1, 0, 7, 6, 2),
@@ -194,6 +217,16 @@ pub fn handle<S: Services>(exit: &mut Exit<'_, S>, access: SysRegAccess) -> Next
                 exit.registers.set(access.rt, 0);
             }
         }
+        Action::VirtualTimer(register) => match access.direction {
+            SysRegDirection::Read => {
+                let value = exit.services.virtual_timer_register(register, None);
+                exit.registers.set(access.rt, value);
+            }
+            SysRegDirection::Write => {
+                let value = exit.registers.get(access.rt);
+                exit.services.virtual_timer_register(register, Some(value));
+            }
+        },
         Action::SetWayMaintenance => {
             let operand = exit.registers.get(access.rt);
             exit.services.clean_invalidate_by_set_way(operand);

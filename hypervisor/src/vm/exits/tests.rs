@@ -7,6 +7,7 @@ use core::sync::atomic::Ordering;
 
 use super::*;
 use crate::exception::{ExceptionClass, SysRegAccess, SysRegDirection, WfxKind};
+use crate::guest_context::VirtualTimerRegister;
 use crate::mm::{GuestVa, Ipa};
 use crate::psci as psci_ids;
 use crate::vm::exit::{MmioAccess, Stage2Abort, Stage2FaultKind};
@@ -38,6 +39,7 @@ struct FakeMachine {
     el1_exception: Option<El1ExceptionRegisters>,
     console_deliveries: usize,
     events: [u64; 4],
+    timer_writes: Vec<(VirtualTimerRegister, u64)>,
 }
 
 impl Services for FakeMachine {
@@ -97,6 +99,15 @@ impl Services for FakeMachine {
     }
     fn has_wfxt(&self) -> bool {
         self.wfxt
+    }
+    fn virtual_timer_register(&mut self, register: VirtualTimerRegister, value: Option<u64>) -> u64 {
+        match value {
+            Some(value) => {
+                self.timer_writes.push((register, value));
+                0
+            }
+            None => 0x5,
+        }
     }
 }
 
@@ -309,6 +320,24 @@ fn debug_and_pmu_registers_read_as_zero() {
         assert_eq!(regs.x[1], 0, "S{op0}_{op1}_C{crn}_C{crm}_{op2}");
         assert!(machine.el1_exception.is_none());
     }
+}
+
+#[test]
+fn trapped_virtual_timer_accesses_reach_the_guests_timer() {
+    let (vm, mut machine, mut regs) = (vm(1, false), FakeMachine::default(), registers());
+    let pc = regs.pc;
+    regs.x[3] = 0b11; // ENABLE | IMASK
+    run(&vm, &mut machine, &mut regs, 0, sysreg(3, 3, 14, 3, 1, 3, SysRegDirection::Write));
+    regs.x[4] = 1234;
+    run(&vm, &mut machine, &mut regs, 0, sysreg(3, 3, 14, 3, 2, 4, SysRegDirection::Write));
+    run(&vm, &mut machine, &mut regs, 0, sysreg(3, 3, 14, 3, 1, 5, SysRegDirection::Read));
+    assert_eq!(
+        machine.timer_writes,
+        [(VirtualTimerRegister::Control, 0b11), (VirtualTimerRegister::CompareValue, 1234)]
+    );
+    assert_eq!(regs.x[5], 0x5);
+    assert_eq!(regs.pc, pc + 12);
+    assert!(machine.el1_exception.is_none());
 }
 
 #[test]

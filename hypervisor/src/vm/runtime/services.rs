@@ -9,7 +9,7 @@ use super::stage2::FaultResolution;
 use super::virtual_machine::Vm;
 use crate::arch::aarch64::id_registers::read_id_register;
 use crate::arch::aarch64::{cache, cpu, gic, guest};
-use crate::guest_context::{El1ExceptionRegisters, El1VectorState};
+use crate::guest_context::{El1ExceptionRegisters, El1VectorState, VirtualTimerRegister};
 use crate::mm::{GuestVa, Ipa};
 use crate::vm::events::BadEvent;
 use crate::vm::exits::Services;
@@ -89,6 +89,10 @@ impl Services for MachineServices<'_> {
 
     fn has_wfxt(&self) -> bool {
         self.host.wfxt
+    }
+
+    fn virtual_timer_register(&mut self, register: VirtualTimerRegister, value: Option<u64>) -> u64 {
+        guest::virtual_timer_register(register, value)
     }
 }
 

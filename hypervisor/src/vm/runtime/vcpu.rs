@@ -195,14 +195,9 @@ impl Vcpu {
             let generation = self.vm.interrupt_generation.load(Ordering::Acquire);
             let layout = gic::layout();
             let links = TimerLinks { virtual_timer: layout.virtual_timer, physical_timer: layout.physical_timer };
-            self.list_registers.flush(&self.vm.vgic, self.index, generation, links, &mut list_registers);
-            // SAFETY: `load` made this vCPU's EL1 state live; the VM's stage-2
-            // tables only map memory it owns, and live as long as the VM.
-            let (vector, syndrome) = unsafe { guest::run(&self.vm.controls, &mut self.registers) };
-            add(&self.vm.stats.exits, 1);
-            self.list_registers.sync(&self.vm.vgic, self.index, &mut list_registers);
-            // A timer masked, disabled or reprogrammed since it fired: its
-            // interrupt is no longer pending (level-sensitive, as on hardware).
+            // A timer masked, disabled or reprogrammed since it fired (seen at
+            // this exit, or just emulated when its registers trap): its interrupt
+            // is no longer pending (level-sensitive, as on hardware).
             let vgic = &self.vm.vgic;
             if !guest::virtual_timer_asserted() {
                 let (guest_intid, host_intid) = (machine::VIRTUAL_TIMER_INTID, links.virtual_timer);
@@ -212,6 +207,12 @@ impl Vcpu {
                 let (guest_intid, host_intid) = (machine::PHYS_TIMER_INTID, links.physical_timer);
                 self.list_registers.timer_deasserted(vgic, self.index, guest_intid, host_intid, &mut list_registers);
             }
+            self.list_registers.flush(&self.vm.vgic, self.index, generation, links, &mut list_registers);
+            // SAFETY: `load` made this vCPU's EL1 state live; the VM's stage-2
+            // tables only map memory it owns, and live as long as the VM.
+            let (vector, syndrome) = unsafe { guest::run(&self.vm.controls, &mut self.registers) };
+            add(&self.vm.stats.exits, 1);
+            self.list_registers.sync(&self.vm.vgic, self.index, &mut list_registers);
             let next = match vector {
                 ExitVector::Synchronous => {
                     let decoded = exit::decode(syndrome.esr, syndrome.far, syndrome.hpfar);
