@@ -8,6 +8,7 @@ use hv_abi::machine;
 
 use super::host::Host;
 use super::interrupts;
+use super::kick;
 use super::services::{HardwareListRegisters, MachineServices};
 use super::virtual_machine::Vm;
 use crate::arch::aarch64::gic::{self, VirtualInterfaceState};
@@ -207,7 +208,11 @@ impl Vcpu {
                 let (guest_intid, host_intid) = (machine::PHYS_TIMER_INTID, links.physical_timer);
                 self.list_registers.timer_deasserted(vgic, self.index, guest_intid, host_intid, &mut list_registers);
             }
-            self.list_registers.flush(&self.vm.vgic, self.index, generation, links, &mut list_registers);
+            if self.list_registers.flush(&self.vm.vgic, self.index, generation, links, &mut list_registers) {
+                // A re-routed interrupt left this vCPU: its new target must look.
+                self.vm.interrupts_changed();
+                kick::kick_cpus(&self.vm.hosts);
+            }
             // SAFETY: `load` made this vCPU's EL1 state live; the VM's stage-2
             // tables only map memory it owns, and live as long as the VM.
             let (vector, syndrome) = unsafe { guest::run(&self.vm.controls, &mut self.registers) };

@@ -98,7 +98,9 @@ impl VcpuListRegisters {
     /// maintenance interrupt is requested when more wait than fit. Does nothing
     /// unless the VM's interrupt `generation` moved or a list register retired
     /// since the last flush. The timers' interrupts are hardware-linked as
-    /// `links` says.
+    /// `links` says. Returns true when a recalled interrupt went back to the
+    /// model still pending (re-routed, or disabled until re-enabled): another
+    /// vCPU may now have to take it, so the caller must tell the VM's vCPUs.
     pub fn flush(
         &mut self,
         vgic: &Mutex<Vgic>,
@@ -106,14 +108,15 @@ impl VcpuListRegisters {
         generation: u64,
         links: TimerLinks,
         file: &mut impl ListRegisterFile,
-    ) {
+    ) -> bool {
         if generation == self.filled_at && !self.retired {
-            return;
+            return false;
         }
         self.filled_at = generation;
         self.retired = false;
         let count = file.count().min(MAX_LIST_REGISTERS);
         let mut vgic = vgic.lock();
+        let mut returned = false;
         for n in 0..count {
             let Some(slot) = self.slots[n] else { continue };
             match vgic.review_list_register(vcpu, slot.intid) {
@@ -125,6 +128,7 @@ impl VcpuListRegisters {
                 }
                 LrReview::Recall { still_pending } => {
                     self.take_out(n, &mut vgic, vcpu, still_pending, file);
+                    returned |= still_pending;
                 }
             }
         }
@@ -152,6 +156,7 @@ impl VcpuListRegisters {
             self.place(n, irq, &mut vgic, vcpu, links, file);
         }
         file.set_underflow_interrupt(vgic.next_pending(vcpu).is_some());
+        returned
     }
 
     /// Writes `irq` into free list register `n`.
@@ -504,7 +509,7 @@ mod tests {
         lrs1.flush(&vgic, 1, 1, LINKS, &mut file1);
         assert_eq!(intids(&file1)[0], Some(40));
         vgic.lock().mmio_write(GICD_BASE + 0x6000 + 8 * spi, 8, 0).unwrap(); // to vCPU 0
-        lrs1.flush(&vgic, 1, 2, LINKS, &mut file1);
+        assert!(lrs1.flush(&vgic, 1, 2, LINKS, &mut file1), "the other vCPUs must be told");
         assert_eq!(intids(&file1), [None; 4], "recalled from vCPU 1");
         let (mut lrs0, mut file0) = (VcpuListRegisters::default(), FakeFile::default());
         lrs0.flush(&vgic, 0, 2, LINKS, &mut file0);
