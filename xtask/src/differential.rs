@@ -64,19 +64,6 @@ pub struct KnownDifference {
 /// What the hypervisor does not match yet (bare QEMU 10.0.2 as the reference).
 pub const KNOWN_DIFFERENCES: &[KnownDifference] = &[
     KnownDifference {
-        case: "virt-timer-mask",
-        why: "item 4: the virtual timer's interrupt stays pending and is taken after IMASK, ENABLE cleared or \
-              CVAL moved ahead (still pending yes, taken 1)",
-        missing: &[
-            "virt-timer-mask: fired with PSTATE.I masked (pending: yes), then IMASK set: still pending no, taken 0",
-            "virt-timer-mask: fired with PSTATE.I masked (pending: yes), then ENABLE cleared: still pending no, \
-             taken 0",
-            "virt-timer-mask: fired with PSTATE.I masked (pending: yes), then CVAL moved 60 s ahead: still pending \
-             no, taken 0",
-        ],
-        intermittent: false,
-    },
-    KnownDifference {
         case: "debug-regs",
         why: "item 5: the debug registers read as zero and ignore writes; no breakpoint or watchpoint fires \
               (ID_AA64DFR0_EL1 still shows 6 breakpoints and 4 watchpoints)",
