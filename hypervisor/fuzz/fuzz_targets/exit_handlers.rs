@@ -14,6 +14,7 @@ use hypervisor::vm::exit;
 use hypervisor::vm::exits::{self, Exit, Services};
 use hypervisor::vm::hypercall::NotGuestRam;
 use hypervisor::vm::inject;
+use hypervisor::vm::stage1_walk::El1Translation;
 use hypervisor::vm::model::{VmIdentity, VmModel};
 use libfuzzer_sys::fuzz_target;
 
@@ -94,6 +95,9 @@ impl Services for FakeMachine<'_> {
     }
     fn has_wfxt(&self) -> bool {
         true
+    }
+    fn el1_translation(&self) -> El1Translation {
+        El1Translation { ttbr0: self.exit.x[0], ttbr1: self.exit.x[1], tcr: self.exit.x[2] }
     }
     fn virtual_timer_register(&mut self, _register: VirtualTimerRegister, value: Option<u64>) -> u64 {
         value.map_or(self.exit.now, |_| 0)

@@ -34,6 +34,9 @@ pub struct Stage2Abort {
     pub instruction: bool,
     pub write: bool,
     pub kind: Stage2FaultKind,
+    /// The access was the guest's own (stage-1) table walk (S1PTW): `ipa` is a
+    /// table it read.
+    pub walk: bool,
     /// The access size and register, when the syndrome is valid (ISV), for MMIO emulation.
     pub access: Option<MmioAccess>,
 }
@@ -90,6 +93,7 @@ pub fn decode(esr: u64, far: u64, hpfar: u64) -> GuestExit {
                 // which is a read of the guest's tables.
                 write: abort.wnr && !abort.s1ptw,
                 kind: fault_kind(abort.dfsc),
+                walk: abort.s1ptw,
                 access,
             })
         }
@@ -101,6 +105,7 @@ pub fn decode(esr: u64, far: u64, hpfar: u64) -> GuestExit {
                 instruction: true,
                 write: false,
                 kind: fault_kind(abort.ifsc),
+                walk: abort.s1ptw,
                 access: None,
             })
         }
@@ -115,6 +120,19 @@ pub fn decode(esr: u64, far: u64, hpfar: u64) -> GuestExit {
 /// 0x10, exception class "from the same EL" if the guest was at EL1, else "from a
 /// lower EL".
 pub fn injected_abort_syndrome(instruction: bool, write: bool, from_el1: bool) -> u64 {
+    injected_abort_syndrome_with_status(instruction, write, from_el1, SYNC_EXTERNAL_ABORT)
+}
+
+/// DFSC/IFSC of a synchronous external abort not on a table walk.
+pub const SYNC_EXTERNAL_ABORT: u64 = 0x10;
+
+/// DFSC/IFSC of a synchronous external abort on a translation table walk at `level`.
+pub const fn walk_external_abort(level: u8) -> u64 {
+    0x14 | (level as u64 & 0b11)
+}
+
+/// [`injected_abort_syndrome`] with the given fault status code.
+pub fn injected_abort_syndrome_with_status(instruction: bool, write: bool, from_el1: bool, status: u64) -> u64 {
     let ec: u64 = match (instruction, from_el1) {
         (false, true) => 0x25,
         (false, false) => 0x24,
@@ -123,8 +141,7 @@ pub fn injected_abort_syndrome(instruction: bool, write: bool, from_el1: bool) -
     };
     const IL: u64 = 1 << 25;
     const WNR: u64 = 1 << 6;
-    const SYNC_EXTERNAL_ABORT: u64 = 0x10;
-    (ec << 26) | IL | if write && !instruction { WNR } else { 0 } | SYNC_EXTERNAL_ABORT
+    (ec << 26) | IL | if write && !instruction { WNR } else { 0 } | (status & 0x3F)
 }
 
 /// ESR_EL1 for an UNDEFINED instruction injected into the guest (EC 0, IL = 1).

@@ -15,6 +15,7 @@ pub mod model;
 pub mod rate_limit;
 #[cfg(target_os = "none")]
 pub mod runtime;
+pub mod stage1_walk;
 pub mod stats;
 pub mod vgic;
 pub mod virtio_mmio;

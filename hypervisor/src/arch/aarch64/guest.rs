@@ -482,6 +482,11 @@ pub fn virtual_timer_register(register: VirtualTimerRegister, value: Option<u64>
     }
 }
 
+/// The live vCPU's TTBR0_EL1, TTBR1_EL1 and TCR_EL1.
+pub fn el1_translation_registers() -> (u64, u64, u64) {
+    (TTBR0_EL1.get(), TTBR1_EL1.get(), TCR_EL1.get())
+}
+
 pub fn has_wfxt() -> bool {
     ID_AA64ISAR2_EL1.read(ID_AA64ISAR2_EL1::WFxT) >= 2
 }

@@ -3,9 +3,14 @@
 //! VM's MMIO bus; anything else gets a synchronous external abort.
 
 use super::{Exit, Next, Services};
-use crate::vm::exit::{MmioAccess, Stage2Abort, Stage2FaultKind, injected_abort_syndrome};
+use crate::mm::Ipa;
+use crate::vm::exit::{
+    MmioAccess, SYNC_EXTERNAL_ABORT, Stage2Abort, Stage2FaultKind, injected_abort_syndrome_with_status,
+    walk_external_abort,
+};
 use crate::vm::inject;
 use crate::vm::mmio::DeviceId;
+use crate::vm::stage1_walk;
 use crate::vm::stats::add;
 
 pub fn handle<S: Services>(exit: &mut Exit<'_, S>, abort: Stage2Abort) -> Next {
@@ -41,11 +46,28 @@ pub fn handle<S: Services>(exit: &mut Exit<'_, S>, abort: Stage2Abort) -> Next {
                 ),
             );
             add(&exit.vm.stats.injected_aborts, 1);
-            let esr = injected_abort_syndrome(abort.instruction, abort.write, inject::from_el1(exit.registers.pstate));
+            let status = walk_level(exit, &abort).map_or(SYNC_EXTERNAL_ABORT, walk_external_abort);
+            let from_el1 = inject::from_el1(exit.registers.pstate);
+            let esr = injected_abort_syndrome_with_status(abort.instruction, abort.write, from_el1, status);
             exit.inject(esr, abort.far.as_u64());
             Next::Resume
         }
     }
+}
+
+/// For a stage-1 table walk that read outside guest memory: the level of the
+/// table it was reading, as the guest's own tables lead to it.
+fn walk_level<S: Services>(exit: &mut Exit<'_, S>, abort: &Stage2Abort) -> Option<u8> {
+    if !abort.walk {
+        return None;
+    }
+    let controls = exit.services.el1_translation();
+    let services = &mut *exit.services;
+    stage1_walk::level_reading(controls, abort.far.as_u64(), abort.ipa.as_u64(), |ipa| {
+        let mut bytes = [0u8; 8];
+        services.read_guest(Ipa::new(ipa), &mut bytes).ok()?;
+        Some(u64::from_le_bytes(bytes))
+    })
 }
 
 /// Emulates a load or store on the device whose window holds the IPA. Returns

@@ -30,6 +30,7 @@ use super::exit::{self, GuestExit};
 use super::hypercall::NotGuestRam;
 use super::inject;
 use super::model::VmModel;
+use super::stage1_walk::El1Translation;
 use crate::guest_context::{El1ExceptionRegisters, El1VectorState, GuestRegisters, VirtualTimerRegister};
 use crate::mm::{GuestVa, Ipa};
 
@@ -90,6 +91,8 @@ pub trait Services {
     /// (accesses trapped by `CNTHCTL_EL2.EL1TVT`). The run loop samples the
     /// timer's output before the next entry.
     fn virtual_timer_register(&mut self, register: VirtualTimerRegister, value: Option<u64>) -> u64;
+    /// The live vCPU's TTBR0/TTBR1/TCR_EL1 (to replay its stage-1 walk).
+    fn el1_translation(&self) -> El1Translation;
 }
 
 /// One synchronous exit being handled.

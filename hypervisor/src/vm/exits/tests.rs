@@ -40,6 +40,9 @@ struct FakeMachine {
     console_deliveries: usize,
     events: [u64; 4],
     timer_writes: Vec<(VirtualTimerRegister, u64)>,
+    translation: crate::vm::stage1_walk::El1Translation,
+    /// 64-bit words `read_guest` returns at these IPAs (the guest's page tables).
+    descriptors: Vec<(u64, u64)>,
 }
 
 impl Services for FakeMachine {
@@ -87,6 +90,10 @@ impl Services for FakeMachine {
         if !self.is_guest_memory(ipa) {
             return Err(NotGuestRam);
         }
+        if let Some(&(_, descriptor)) = self.descriptors.iter().find(|(at, _)| *at == ipa.as_u64()) {
+            out.copy_from_slice(&descriptor.to_le_bytes()[..out.len()]);
+            return Ok(());
+        }
         out.iter_mut().enumerate().for_each(|(i, byte)| *byte = b'a' + (i % 26) as u8);
         Ok(())
     }
@@ -99,6 +106,9 @@ impl Services for FakeMachine {
     }
     fn has_wfxt(&self) -> bool {
         self.wfxt
+    }
+    fn el1_translation(&self) -> crate::vm::stage1_walk::El1Translation {
+        self.translation
     }
     fn virtual_timer_register(&mut self, register: VirtualTimerRegister, value: Option<u64>) -> u64 {
         match value {
@@ -148,6 +158,7 @@ fn data_abort(ipa: u64, write: bool, access: Option<MmioAccess>) -> GuestExit {
         instruction: false,
         write,
         kind: Stage2FaultKind::Translation,
+        walk: false,
         access,
     })
 }
@@ -233,6 +244,27 @@ fn accesses_outside_memory_and_devices_get_an_external_abort() {
     assert_eq!(saved.esr & 0x3F, 0x10, "synchronous external abort");
     assert_ne!(saved.esr & (1 << 6), 0, "WnR: it was a write");
     assert_eq!(vm.stats.injected_aborts.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn a_table_walk_outside_memory_reports_the_walks_level() {
+    // 39-bit VA, 4 KiB granule: the walk starts at level 1 at 0x4010_0000; the
+    // level-1 entry for VA 1 GiB points at a level-2 table at 0x0B00_0000.
+    let translation = crate::vm::stage1_walk::El1Translation { ttbr0: 0x4010_0000, tcr: 25, ..Default::default() };
+    let mut machine =
+        FakeMachine { translation, descriptors: alloc::vec![(0x4010_0008, 0x0B00_0000 | 0b11)], ..Default::default() };
+    let (vm, mut regs) = (vm(1, false), registers());
+    let abort = GuestExit::Stage2Abort(Stage2Abort {
+        ipa: Ipa::new(0x0B00_0000),
+        far: GuestVa::new(0x4000_1000),
+        instruction: false,
+        write: false,
+        kind: Stage2FaultKind::Translation,
+        walk: true,
+        access: None,
+    });
+    run(&vm, &mut machine, &mut regs, 0, abort);
+    assert_eq!(machine.el1_exception.unwrap().esr & 0x3F, 0x16, "external abort on the level-2 table walk");
 }
 
 #[test]

@@ -14,6 +14,7 @@ use crate::mm::{GuestVa, Ipa};
 use crate::vm::events::BadEvent;
 use crate::vm::exits::Services;
 use crate::vm::hypercall::NotGuestRam;
+use crate::vm::stage1_walk::El1Translation;
 use crate::vm::vgic::vcpu_lrs::ListRegisterFile;
 
 /// The services for an exit of a vCPU of `vm`, whose state is live on this CPU.
@@ -93,6 +94,11 @@ impl Services for MachineServices<'_> {
 
     fn virtual_timer_register(&mut self, register: VirtualTimerRegister, value: Option<u64>) -> u64 {
         guest::virtual_timer_register(register, value)
+    }
+
+    fn el1_translation(&self) -> El1Translation {
+        let (ttbr0, ttbr1, tcr) = guest::el1_translation_registers();
+        El1Translation { ttbr0, ttbr1, tcr }
     }
 }
 
