@@ -90,12 +90,6 @@ pub const KNOWN_DIFFERENCES: &[KnownDifference] = &[
         ],
         intermittent: false,
     },
-    KnownDifference {
-        case: "walk-abort",
-        why: "item 10: the stage-1 walk's external abort is reported as DFSC 0x10, not 0x16 (walk, level 2)",
-        missing: &["walk-abort: load whose level-2 table is at unassigned 0xb000000: abort (DFSC 0x16)"],
-        intermittent: false,
-    },
 ];
 
 /// A line where the hypervisor deliberately answers as KVM does and bare QEMU
