@@ -23,21 +23,22 @@
 //!
 //! # Who does what
 //!
-//! - The runtime decodes a data abort in these windows ([`Vgic::region`]) and calls
+//! - The VM's MMIO bus (`vm::mmio`) routes a trapped access in these windows
+//!   (registered by [`Vgic::register_windows`]) to
 //!   [`Vgic::distributor_read`]/[`write`](Vgic::distributor_write) or
-//!   [`Vgic::redistributor_read`]/[`write`](Vgic::redistributor_write) (or just
-//!   [`Vgic::mmio_read`]/[`mmio_write`](Vgic::mmio_write) with the IPA). A result with
+//!   [`Vgic::redistributor_read`]/[`write`](Vgic::redistributor_write). A result with
 //!   `changed` means enables, pending state, priorities or routes moved: the runtime
 //!   should look for newly deliverable interrupts. `unhandled` means the access was
 //!   to a reserved offset or of a size the register does not allow; it read as zero
-//!   or was ignored (RAZ/WI), and the runtime may log it once.
+//!   or was ignored (RAZ/WI), and the runtime may log it (rate limited).
 //! - Devices drive interrupts with [`Vgic::set_level`] (level-sensitive sources: the
 //!   virtual timer, [`VIRTUAL_TIMER_INTID`](hv_abi::machine::VIRTUAL_TIMER_INTID), and
 //!   the PL011, [`UART_INTID`](hv_abi::machine::UART_INTID)) and [`Vgic::raise_edge`]; a trapped
 //!   `ICC_SGI1R_EL1` write becomes [`Vgic::send_sgi`]. Each returns the vCPU(s) that
 //!   now have something deliverable, to be kicked if running or woken if in WFI.
-//! - The runtime fills free list registers from [`Vgic::next_pending`] and tells the
-//!   model what happens to them.
+//! - `vcpu_lrs` fills each vCPU's list registers from [`Vgic::next_pending`] and
+//!   tells the model what happens to them, including recalls
+//!   ([`Vgic::review_list_register`]).
 //!
 //! # List-register hand-off
 //!
@@ -170,7 +171,9 @@ impl MmioResult {
     }
 }
 
-/// Which vGIC register window an IPA falls in.
+/// Which vGIC register window an IPA falls in (for tests and fuzzing, which
+/// address the model by IPA; the runtime reaches it through the VM's MMIO bus).
+#[cfg(any(test, fuzzing))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Region {
     /// `offset` from [`GICD_BASE`].
@@ -276,6 +279,7 @@ impl Vgic {
     }
 
     /// Which register window `ipa` is in, if any.
+    #[cfg(any(test, fuzzing))]
     pub fn region(&self, ipa: u64) -> Option<Region> {
         if (GICD_BASE..GICD_BASE + GICD_SIZE).contains(&ipa) {
             return Some(Region::Distributor { offset: ipa - GICD_BASE });
@@ -286,6 +290,7 @@ impl Vgic {
     }
 
     /// A guest read of `size` bytes at `ipa`; `None` if `ipa` is not the vGIC's.
+    #[cfg(any(test, fuzzing))]
     pub fn mmio_read(&self, ipa: u64, size: u8) -> Option<MmioResult> {
         Some(match self.region(ipa)? {
             Region::Distributor { offset } => self.distributor_read(offset, size),
@@ -294,6 +299,7 @@ impl Vgic {
     }
 
     /// A guest write of `size` bytes of `value` at `ipa`; `None` if `ipa` is not the vGIC's.
+    #[cfg(any(test, fuzzing))]
     pub fn mmio_write(&mut self, ipa: u64, size: u8, value: u64) -> Option<MmioResult> {
         Some(match self.region(ipa)? {
             Region::Distributor { offset } => self.distributor_write(offset, size, value),
