@@ -3,19 +3,15 @@
 
 use alloc::sync::Arc;
 
-use arrayvec::ArrayVec;
-
 use super::host::Host;
 use super::virtual_machine::Vm;
 use crate::arch::aarch64::{gic, guest};
 use hv_abi::machine;
 
 /// Acknowledges and handles every pending physical interrupt. `loaded` is the vCPU
-/// whose timer state is live on this CPU, if any. Returns the guest INTIDs of the
-/// timers whose line it raised for that vCPU (its list-register state must know).
-pub fn handle_physical(host: &Host, loaded: Option<(&Arc<Vm>, usize)>) -> ArrayVec<u32, 2> {
+/// whose timer state is live on this CPU, if any.
+pub fn handle_physical(host: &Host, loaded: Option<(&Arc<Vm>, usize)>) {
     let layout = gic::layout();
-    let mut raised = ArrayVec::new();
     loop {
         let intid = gic::acknowledge();
         if intid == gic::SPURIOUS {
@@ -38,9 +34,6 @@ pub fn handle_physical(host: &Host, loaded: Option<(&Arc<Vm>, usize)>) -> ArrayV
                 Some((vm, vcpu)) => {
                     vm.vgic.lock().set_level(guest_intid, vcpu, true);
                     vm.interrupts_changed();
-                    if !raised.contains(&guest_intid) {
-                        let _ = raised.try_push(guest_intid);
-                    }
                 }
                 None => {
                     // No vCPU owns the timer state any more: silence it.
@@ -74,7 +67,6 @@ pub fn handle_physical(host: &Host, loaded: Option<(&Arc<Vm>, usize)>) -> ArrayV
         // The kick SGI and the maintenance interrupt only needed to get us here:
         // list registers are synchronised on every entry and exit.
     }
-    raised
 }
 
 /// Drives the VM's PL011 interrupt line from the UART model, kicking the CPU of

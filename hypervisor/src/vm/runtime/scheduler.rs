@@ -59,12 +59,7 @@ pub fn run_cpu(cpu: usize) -> ! {
             guest::set_wakeup(earliest_wakeup(&vcpus, loaded, None));
             aarch64_cpu::asm::wfi();
             let live = loaded.map(|i| (&vcpus[i].vm, vcpus[i].index));
-            let raised = interrupts::handle_physical(&director.host, live);
-            if let Some(i) = loaded {
-                for intid in raised {
-                    vcpus[i].timer_line_raised(intid);
-                }
-            }
+            interrupts::handle_physical(&director.host, live);
             continue;
         };
         // A time slice only matters if someone else here could run.

@@ -232,9 +232,7 @@ impl Vcpu {
                     exits::handle(&mut exit, decoded)
                 }
                 ExitVector::Irq | ExitVector::Fiq => {
-                    for intid in interrupts::handle_physical(host, Some((&self.vm, self.index))) {
-                        self.list_registers.timer_line_raised(intid);
-                    }
+                    interrupts::handle_physical(host, Some((&self.vm, self.index)));
                     Next::Resume
                 }
                 ExitVector::SError => {
@@ -284,12 +282,6 @@ impl Vcpu {
         self.off = false;
         self.list_registers.invalidate();
         true
-    }
-
-    /// The physical interrupt handler, run while this vCPU was loaded but not
-    /// running (its CPU idle), raised this timer's line for it.
-    pub fn timer_line_raised(&mut self, guest_intid: u32) {
-        self.list_registers.timer_line_raised(guest_intid);
     }
 
     fn has_pending_interrupt(&self, host: &Host) -> bool {

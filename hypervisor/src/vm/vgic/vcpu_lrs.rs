@@ -51,15 +51,6 @@ impl TimerLinks {
     }
 }
 
-/// This vCPU's bit in [`VcpuListRegisters::timer_lines_raised`] for a timer's INTID.
-fn timer_bit(guest_intid: u32) -> u8 {
-    match guest_intid {
-        VIRTUAL_TIMER_INTID => 1,
-        PHYS_TIMER_INTID => 2,
-        _ => 0,
-    }
-}
-
 /// What a list register holds, as far as this vCPU knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Slot {
@@ -83,22 +74,11 @@ pub struct VcpuListRegisters {
     filled_at: u64,
     /// A list register retired since the last fill.
     retired: bool,
-    /// The timers (bit 0 virtual, bit 1 physical) whose line the physical
-    /// interrupt handler raised in the model for this vCPU, and which may still
-    /// be high there: only those need the model checked when the timer's output
-    /// drops (the common entry, with no timer pending, takes no lock).
-    timer_lines_raised: u8,
 }
 
 impl Default for VcpuListRegisters {
     fn default() -> Self {
-        Self {
-            slots: [None; MAX_LIST_REGISTERS],
-            saved: [0; MAX_LIST_REGISTERS],
-            filled_at: 0,
-            retired: false,
-            timer_lines_raised: 0,
-        }
+        Self { slots: [None; MAX_LIST_REGISTERS], saved: [0; MAX_LIST_REGISTERS], filled_at: 0, retired: false }
     }
 }
 
@@ -240,17 +220,15 @@ impl VcpuListRegisters {
         let count = file.count().min(MAX_LIST_REGISTERS);
         let held =
             (0..count).find(|&n| self.slots[n].is_some_and(|slot| slot.intid == guest_intid && slot.hw.is_some()));
+        let mut vgic = vgic.lock();
         match held {
-            Some(n) if ListRegister::from_bits(file.read(n)).state == LrState::Pending => {
-                self.take_out(n, &mut vgic.lock(), vcpu, false, file);
-                self.retired = true;
-                self.timer_lines_raised &= !timer_bit(guest_intid);
+            Some(n) => {
+                if ListRegister::from_bits(file.read(n)).state == LrState::Pending {
+                    self.take_out(n, &mut vgic, vcpu, false, file);
+                    self.retired = true;
+                }
             }
-            // Acknowledged already: the guest handles it; its EOI retires it.
-            Some(_) => {}
-            None if self.timer_lines_raised & timer_bit(guest_intid) != 0 => {
-                self.timer_lines_raised &= !timer_bit(guest_intid);
-                let mut vgic = vgic.lock();
+            None => {
                 let line_high = vgic.irq_state(vcpu, guest_intid).is_some_and(|irq| irq.line);
                 if line_high {
                     vgic.set_level(guest_intid, vcpu, false);
@@ -258,14 +236,7 @@ impl VcpuListRegisters {
                     self.retired = true;
                 }
             }
-            None => {}
         }
-    }
-
-    /// The physical interrupt handler raised `guest_intid`'s line (a timer's) in
-    /// the model for this vCPU.
-    pub fn timer_line_raised(&mut self, guest_intid: u32) {
-        self.timer_lines_raised |= timer_bit(guest_intid);
     }
 
     /// After an exit: interrupts the guest finished with go back to the model (a
@@ -553,7 +524,6 @@ mod tests {
         model.set_level(VIRTUAL_TIMER_INTID, 0, true);
         let vgic = Mutex::new(model);
         let (mut lrs, mut file) = (VcpuListRegisters::default(), FakeFile::default());
-        lrs.timer_line_raised(VIRTUAL_TIMER_INTID);
         lrs.flush(&vgic, 0, 1, LINKS, &mut file);
         assert_eq!(intids(&file)[0], Some(VIRTUAL_TIMER_INTID));
         // The guest set CNTV_CTL.IMASK before taking it.
