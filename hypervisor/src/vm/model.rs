@@ -36,12 +36,7 @@ pub struct VmIdentity {
 }
 
 pub struct VmModel {
-    pub index: usize,
-    pub name: String,
-    pub mte: bool,
-    pub ram_bytes: u64,
-    pub hosts: Vec<usize>,
-    pub boot_count: u64,
+    pub identity: VmIdentity,
     /// Where each emulated device sits in the guest-physical map.
     pub bus: MmioBus,
     pub vgic: Mutex<Vgic>,
@@ -68,8 +63,7 @@ pub struct VmModel {
 impl VmModel {
     /// A VM at reset: every device at its reset state, only vCPU 0 powered on.
     pub fn new(identity: VmIdentity) -> Result<Self, BusError> {
-        let VmIdentity { index, name, mte, ram_bytes, hosts, boot_count } = identity;
-        let vcpus = hosts.len();
+        let vcpus = identity.hosts.len();
         let vgic = Vgic::new(vcpus);
         let mut bus = MmioBus::new();
         vgic.register_windows(&mut bus)?;
@@ -79,12 +73,7 @@ impl VmModel {
             bus.register(base, machine::VIRTIO_MMIO_SIZE, DeviceId::VirtioMmio, n)?;
         }
         Ok(Self {
-            index,
-            name,
-            mte,
-            ram_bytes,
-            hosts,
-            boot_count,
+            identity,
             bus,
             vgic: Mutex::new(vgic),
             psci: Mutex::new(VmPsci::new(vcpus)),
@@ -101,7 +90,7 @@ impl VmModel {
     }
 
     pub fn vcpu_count(&self) -> usize {
-        self.hosts.len()
+        self.identity.hosts.len()
     }
 
     /// Performs a guest load (`value` = `None`) or store of `size` bytes at `ipa`
@@ -128,9 +117,9 @@ impl VmModel {
         let verdict = self.log_limit.lock().check(now, frequency);
         match verdict {
             Verdict::Drop => {}
-            Verdict::Print { suppressed: 0 } => log::log!(level, "vm {}: {message}", self.name),
+            Verdict::Print { suppressed: 0 } => log::log!(level, "vm {}: {message}", self.identity.name),
             Verdict::Print { suppressed } => {
-                log::log!(level, "vm {}: {message} ({suppressed} earlier messages suppressed)", self.name)
+                log::log!(level, "vm {}: {message} ({suppressed} earlier messages suppressed)", self.identity.name)
             }
         }
     }
@@ -159,7 +148,7 @@ impl VmModel {
         }
         let kick = self.vgic.lock().set_level(machine::UART_INTID, 0, level);
         self.interrupts_changed();
-        self.hosts.get(kick?).copied()
+        self.identity.hosts.get(kick?).copied()
     }
 }
 

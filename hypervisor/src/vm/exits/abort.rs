@@ -19,7 +19,7 @@ pub fn handle<S: Services>(exit: &mut Exit<'_, S>, abort: Stage2Abort) -> Next {
         Stage2FaultKind::Translation if in_guest_memory => match exit.services.back_guest_memory(abort.ipa) {
             Ok(()) => Next::Resume,
             Err(error) => {
-                log::error!("vm {}: cannot back IPA {:#x}: {error}; stopping the VM", exit.vm.name, abort.ipa);
+                log::error!("vm {}: cannot back IPA {:#x}: {error}; stopping the VM", exit.vm.identity.name, abort.ipa);
                 exit.stop_vm(-2)
             }
         },

@@ -37,8 +37,12 @@ fn handle_conduit<S: Services>(exit: &mut Exit<'_, S>, imm: u16) -> Next {
     if hypercall::is_hypercall(function) {
         return handle_hypercall(exit, function, a1, a2);
     }
-    let outcome =
-        exit.vm.psci.lock().call(exit.vcpu, function, [a1, a2, a3], (hv_abi::machine::RAM_BASE, exit.vm.ram_bytes));
+    let outcome = exit.vm.psci.lock().call(
+        exit.vcpu,
+        function,
+        [a1, a2, a3],
+        (hv_abi::machine::RAM_BASE, exit.vm.identity.ram_bytes),
+    );
     if let Some(x0) = outcome.caller_x0() {
         exit.registers.x[0] = x0;
     }
@@ -48,7 +52,7 @@ fn handle_conduit<S: Services>(exit: &mut Exit<'_, S>, imm: u16) -> Next {
             if let Some(request) = exit.vm.start_requests.lock().get_mut(target) {
                 *request = Some((entry, context_id));
             }
-            if let Some(&host) = exit.vm.hosts.get(target) {
+            if let Some(&host) = exit.vm.identity.hosts.get(target) {
                 exit.services.kick_cpus(&[host]);
             }
             Next::Resume
@@ -56,17 +60,17 @@ fn handle_conduit<S: Services>(exit: &mut Exit<'_, S>, imm: u16) -> Next {
         PsciOutcome::Suspend => Next::Block { until: None },
         PsciOutcome::StopCallingVcpu => {
             if !exit.vm.psci.lock().any_running() {
-                log::info!("vm {}: last vCPU called CPU_OFF; stopping the VM", exit.vm.name);
+                log::info!("vm {}: last vCPU called CPU_OFF; stopping the VM", exit.vm.identity.name);
                 return exit.stop_vm(0);
             }
             Next::PowerOff
         }
         PsciOutcome::SystemOff => {
-            log::info!("vm {}: PSCI SYSTEM_OFF", exit.vm.name);
+            log::info!("vm {}: PSCI SYSTEM_OFF", exit.vm.identity.name);
             exit.stop_vm(0)
         }
         PsciOutcome::SystemReset => {
-            log::info!("vm {}: PSCI SYSTEM_RESET", exit.vm.name);
+            log::info!("vm {}: PSCI SYSTEM_RESET", exit.vm.identity.name);
             exit.vm.reset_requested.store(true, Ordering::Release);
             exit.stop_vm(0)
         }
@@ -117,7 +121,7 @@ impl<S: Services> HypercallEnv for CallEnv<'_, S> {
             Stat::Faults4K => stats.faults_4k.load(Ordering::Relaxed),
             Stat::Faults2M => stats.faults_2m.load(Ordering::Relaxed),
             Stat::BytesSanitised => stats.bytes_sanitised(),
-            Stat::BootCount => self.vm.boot_count,
+            Stat::BootCount => self.vm.identity.boot_count,
         }
     }
 }

@@ -138,7 +138,7 @@ impl<S: Services> Exit<'_, S> {
     pub fn inject(&mut self, esr: u64, far: u64) {
         let esr = (esr & !inject::ESR_IL) | (self.esr & inject::ESR_IL);
         let el1 = self.services.el1_vector_state();
-        let saved = inject::take_synchronous(self.registers, el1, esr, far, self.vm.mte);
+        let saved = inject::take_synchronous(self.registers, el1, esr, far, self.vm.identity.mte);
         self.services.write_el1_exception_registers(&saved);
     }
 
@@ -154,7 +154,7 @@ impl<S: Services> Exit<'_, S> {
     /// Stops the VM with `status` (the first request wins) and kicks its CPUs.
     pub fn stop_vm(&mut self, status: i64) -> Next {
         if self.vm.request_stop(status) {
-            self.services.kick_cpus(&self.vm.hosts);
+            self.services.kick_cpus(&self.vm.identity.hosts);
         }
         Next::Stop
     }
@@ -162,6 +162,6 @@ impl<S: Services> Exit<'_, S> {
     /// Interrupt state changed: the VM's vCPUs look again (on their CPUs).
     pub fn interrupts_changed(&mut self) {
         self.vm.interrupts_changed();
-        self.services.kick_cpus(&self.vm.hosts);
+        self.services.kick_cpus(&self.vm.identity.hosts);
     }
 }

@@ -200,7 +200,7 @@ pub fn handle<S: Services>(exit: &mut Exit<'_, S>, access: SysRegAccess) -> Next
     match entry.action {
         Action::IdRegister => {
             let real = exit.services.host_id_register(access.crm, access.op2);
-            let value = id_registers::guest_view(access.crm, access.op2, real, exit.vm.mte);
+            let value = id_registers::guest_view(access.crm, access.op2, real, exit.vm.identity.mte);
             exit.registers.set(access.rt, value);
         }
         Action::SendSgi => {
@@ -208,7 +208,7 @@ pub fn handle<S: Services>(exit: &mut Exit<'_, S>, access: SysRegAccess) -> Next
             let targets = exit.vm.vgic.lock().send_sgi(exit.vcpu, value);
             exit.vm.interrupts_changed();
             let hosts: arrayvec::ArrayVec<usize, 64> =
-                targets.iter().filter_map(|v| exit.vm.hosts.get(v).copied()).take(64).collect();
+                targets.iter().filter_map(|v| exit.vm.identity.hosts.get(v).copied()).take(64).collect();
             exit.services.kick_cpus(&hosts);
         }
         Action::Group0Sgi => {}

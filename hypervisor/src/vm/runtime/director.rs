@@ -224,7 +224,7 @@ impl Director {
                     config.memory_bytes >> 20,
                     config.cpus.len(),
                     config.cpus,
-                    if vm.mte { "on" } else { "off" }
+                    if vm.identity.mte { "on" } else { "off" }
                 );
                 drop(lifecycle);
                 self.host.console.offer(&vm);
@@ -272,7 +272,7 @@ impl Director {
         };
         let status = vm.exit_status.load(Ordering::Acquire);
         let reset = vm.reset_requested.load(Ordering::Acquire);
-        let (index, name, vmid) = (vm.index, vm.name.clone(), vm.vmid);
+        let (index, name, vmid) = (vm.identity.index, vm.identity.name.clone(), vm.vmid);
         crate::println!("vm {name} stopped with status {status}: {}", vm.stats);
         vm.destroy(&self.host.tag_state);
         if reset {

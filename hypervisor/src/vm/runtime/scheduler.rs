@@ -107,7 +107,7 @@ fn switch_to(director: &Director, vcpus: &mut [Box<Vcpu>], loaded: &mut Option<u
     if let Some(previous) = *loaded {
         vcpus[previous].save(&director.host);
     }
-    log::debug!("vm {} vCPU {} loaded", vcpus[target].vm.name, vcpus[target].index);
+    log::debug!("vm {} vCPU {} loaded", vcpus[target].vm.identity.name, vcpus[target].index);
     vcpus[target].load(&director.host);
     *loaded = Some(target);
 }

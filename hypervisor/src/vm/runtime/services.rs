@@ -53,11 +53,11 @@ impl Services for MachineServices<'_> {
     }
 
     fn guest_output(&mut self, bytes: &[u8]) {
-        crate::console::write_guest(self.vm.index, &self.vm.name, bytes);
+        crate::console::write_guest(self.vm.identity.index, &self.vm.identity.name, bytes);
     }
 
     fn guest_line(&mut self, text: &[u8]) {
-        crate::console::write_guest_line(self.vm.index, &self.vm.name, text);
+        crate::console::write_guest_line(self.vm.identity.index, &self.vm.identity.name, text);
     }
 
     fn deliver_console_input(&mut self) {
@@ -81,11 +81,11 @@ impl Services for MachineServices<'_> {
     }
 
     fn event_set(&mut self, index: u64, value: u64) -> Result<(), BadEvent> {
-        self.host.events.set(self.vm.index, index, value)
+        self.host.events.set(self.vm.identity.index, index, value)
     }
 
     fn event_get(&mut self, index: u64) -> Result<u64, BadEvent> {
-        self.host.events.get(self.vm.index, index)
+        self.host.events.get(self.vm.identity.index, index)
     }
 
     fn has_wfxt(&self) -> bool {

@@ -211,7 +211,7 @@ impl Vcpu {
             if self.list_registers.flush(&self.vm.vgic, self.index, generation, links, &mut list_registers) {
                 // A re-routed interrupt left this vCPU: its new target must look.
                 self.vm.interrupts_changed();
-                kick::kick_cpus(&self.vm.hosts);
+                kick::kick_cpus(&self.vm.identity.hosts);
             }
             // SAFETY: `load` made this vCPU's EL1 state live; the VM's stage-2
             // tables only map memory it owns, and live as long as the VM.

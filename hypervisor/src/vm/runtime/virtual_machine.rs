@@ -170,7 +170,7 @@ impl Vm {
 
     /// The fault path's environment for this VM.
     pub fn sanitiser<'a>(&self, mte: &'a MteInfo, tag_state: &'a TagStateMap) -> Sanitiser<'a> {
-        Sanitiser { mte, tag_state, vm_has_mte: self.mte }
+        Sanitiser { mte, tag_state, vm_has_mte: self.identity.mte }
     }
 
     /// Logs a rate-limited diagnostic about something the guest did (see
@@ -183,7 +183,7 @@ impl Vm {
     /// and kicks the CPUs running them.
     pub fn request_stop(&self, status: i64) {
         if self.model.request_stop(status) {
-            super::kick::kick_cpus(&self.hosts);
+            super::kick::kick_cpus(&self.identity.hosts);
         }
     }
 
