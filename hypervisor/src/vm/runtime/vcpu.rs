@@ -199,14 +199,21 @@ impl Vcpu {
             // A timer masked, disabled or reprogrammed since it fired (seen at
             // this exit, or just emulated when its registers trap): its interrupt
             // is no longer pending (level-sensitive, as on hardware).
-            let vgic = &self.vm.vgic;
-            if !guest::virtual_timer_asserted() {
-                let (guest_intid, host_intid) = (machine::VIRTUAL_TIMER_INTID, links.virtual_timer);
-                self.list_registers.timer_deasserted(vgic, self.index, guest_intid, host_intid, &mut list_registers);
-            }
-            if !guest::physical_timer_asserted() {
-                let (guest_intid, host_intid) = (machine::PHYS_TIMER_INTID, links.physical_timer);
-                self.list_registers.timer_deasserted(vgic, self.index, guest_intid, host_intid, &mut list_registers);
+            let timers = [
+                (guest::virtual_timer_asserted(), machine::VIRTUAL_TIMER_INTID, links.virtual_timer),
+                (guest::physical_timer_asserted(), machine::PHYS_TIMER_INTID, links.physical_timer),
+            ];
+            for (asserted, guest_intid, host_intid) in timers {
+                if !asserted {
+                    let vgic = &self.vm.vgic;
+                    self.list_registers.timer_deasserted(
+                        vgic,
+                        self.index,
+                        guest_intid,
+                        host_intid,
+                        &mut list_registers,
+                    );
+                }
             }
             if self.list_registers.flush(&self.vm.vgic, self.index, generation, links, &mut list_registers) {
                 // A re-routed interrupt left this vCPU: its new target must look.

@@ -360,6 +360,15 @@ mod tests {
         Mutex::new(vgic)
     }
 
+    /// A one-vCPU vGIC with Group 1 and the virtual timer PPI enabled and its line high.
+    fn vgic_with_virtual_timer_raised() -> Mutex<Vgic> {
+        let mut vgic = Vgic::new(1);
+        vgic.mmio_write(GICD_BASE, 4, 0b10).unwrap();
+        vgic.mmio_write(GICR_BASE + GICR_SGI_OFFSET + 0x100, 4, 1 << VIRTUAL_TIMER_INTID).unwrap();
+        vgic.set_level(VIRTUAL_TIMER_INTID, 0, true);
+        Mutex::new(vgic)
+    }
+
     fn intids(file: &FakeFile) -> [Option<u32>; 4] {
         file.lrs.map(|bits| {
             let lr = ListRegister::from_bits(bits);
@@ -518,11 +527,7 @@ mod tests {
 
     #[test]
     fn a_masked_virtual_timer_is_no_longer_pending() {
-        let mut model = Vgic::new(1);
-        model.mmio_write(GICD_BASE, 4, 0b10).unwrap();
-        model.mmio_write(GICR_BASE + GICR_SGI_OFFSET + 0x100, 4, 1 << VIRTUAL_TIMER_INTID).unwrap();
-        model.set_level(VIRTUAL_TIMER_INTID, 0, true);
-        let vgic = Mutex::new(model);
+        let vgic = vgic_with_virtual_timer_raised();
         let (mut lrs, mut file) = (VcpuListRegisters::default(), FakeFile::default());
         lrs.flush(&vgic, 0, 1, LINKS, &mut file);
         assert_eq!(intids(&file)[0], Some(VIRTUAL_TIMER_INTID));
@@ -542,11 +547,7 @@ mod tests {
 
     #[test]
     fn a_timer_interrupt_handled_across_a_switch_releases_its_physical_interrupt() {
-        let mut model = Vgic::new(1);
-        model.mmio_write(GICD_BASE, 4, 0b10).unwrap();
-        model.mmio_write(GICR_BASE + GICR_SGI_OFFSET + 0x100, 4, 1 << VIRTUAL_TIMER_INTID).unwrap();
-        model.set_level(VIRTUAL_TIMER_INTID, 0, true);
-        let vgic = Mutex::new(model);
+        let vgic = vgic_with_virtual_timer_raised();
         let (mut lrs, mut file) = (VcpuListRegisters::default(), FakeFile::default());
         lrs.flush(&vgic, 0, 1, LINKS, &mut file);
         assert_eq!(ListRegister::from_bits(file.lrs[0]).hw, Some(127), "linked while live");
